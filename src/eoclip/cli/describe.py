@@ -1,0 +1,42 @@
+"""``eoclip describe STORE``: what a ChipStore holds."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from eoclip.data.store import ChipStore, StoreError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("describe")
+    def describe(
+        store: str = typer.Argument(..., help="ChipStore folder or fsspec URL."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Chips per AOI and split, modality presence, valid channels and size on disk."""
+        try:
+            info = ChipStore.open(store).describe()
+        except (StoreError, FileNotFoundError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print(f"[bold]{info['url']}[/bold]: {info['chips']} chips of "
+                      f"{info['chip_px']} px at {info['pixel_size_m']} m, "
+                      f"{info['bytes_on_disk'] / 1e6:.1f} MB on disk")
+        t = Table("modality", "chips present", "fraction", "mean valid channels", "slots")
+        for name, m in info["modalities"].items():
+            t.add_row(name, str(m["chips_present"]), f"{m['fraction_present']:.3f}",
+                      f"{m['mean_valid_channels']:.2f}", str(m["channel_slots"]))
+        console.print(t)
+        t = Table("aoi/split", "chips")
+        for k, n in info["chips_by_aoi_split"].items():
+            t.add_row(k, str(n))
+        console.print(t)

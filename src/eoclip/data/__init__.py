@@ -1,0 +1,1 @@
+"""Chip data: modalities, the ChipStore, the torch dataset, labels and the synthetic world."""

@@ -1,0 +1,142 @@
+"""A split of a ChipStore as torch samples, and the collate function that batches them.
+
+A sample (DESIGN.md) is ``{"chip_id": str, "<mod>": FloatTensor[C, H, W], "<mod>_valid":
+BoolTensor[C]}``; a modality the chip lacks is absent from the dict. With the paper's channel
+policy ``random`` each modality contributes ONE valid channel chosen afresh per sample and epoch
+(so a step reads one ninth of a chip's bytes); ``all`` gives every slot; a channel name or slot
+number gives that channel only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .store import ChipStore
+
+__all__ = ["ChipDataset", "collate_samples"]
+
+
+class ChipDataset(Dataset):
+    """Chips of one split (or all) of a store.
+
+    Args:
+        store: an open ChipStore (or its path).
+        split: ``train``, ``val``, ``test``, or None for every chip.
+        modalities: which modalities to yield (default: all of the store's).
+        channels: ``random``, ``all``, a channel name, or a slot number.
+        seed: with ``set_epoch``, fixes the random channel choices: the same (seed, epoch, chip)
+            always picks the same channel, in any worker and on any rank.
+        aoi: restrict to one AOI (or a list of AOIs).
+    """
+
+    def __init__(
+        self,
+        store: ChipStore | str,
+        split: str | None = "train",
+        modalities: Sequence[str] | None = None,
+        channels: str | int = "random",
+        seed: int = 0,
+        aoi: str | Sequence[str] | None = None,
+    ):
+        self.store = store if isinstance(store, ChipStore) else ChipStore.open(store)
+        self.modalities = list(modalities or self.store.modalities)
+        for m in self.modalities:
+            if m not in self.store.modalities:
+                raise KeyError(f"{self.store.url} has no modality {m!r}; it has {list(self.store.modalities)}")
+        self.channels = channels
+        self.seed = int(seed)
+        self.epoch = 0
+        idx = self.store.index
+        keep = np.ones(len(idx), dtype=bool)
+        if split is not None:
+            known = set(idx["split"])
+            if split not in known and len(idx):
+                raise ValueError(f"split {split!r} not in {self.store.url} (it has {sorted(known)})")
+            keep &= (idx["split"] == split).to_numpy()
+        if aoi is not None:
+            aois = [aoi] if isinstance(aoi, str) else list(aoi)
+            keep &= idx["aoi"].isin(aois).to_numpy()
+        self.positions = np.flatnonzero(keep)
+        self._valid = {m: self.store.valid_mask(m) for m in self.modalities}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose new random channels (call once per epoch, like DistributedSampler.set_epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict:
+        pos = int(self.positions[i])
+        sample: dict = {"chip_id": self.store.index["chip_id"].iat[pos]}
+        rng = np.random.default_rng([self.seed, self.epoch, pos])
+        for name in self.modalities:
+            valid = self._valid[name][pos]
+            if not valid.any():
+                continue
+            slot = self._choose_slot(name, pos, valid, rng)
+            if slot is None:
+                continue
+            m = self.store.modalities[name]
+            if slot == "all":
+                chip = self.store.read_chip(pos, [name])[name]
+                x, names, ok = chip.data, chip.names, chip.valid
+            else:
+                x = self.store.read_channel(pos, name, slot)[None]
+                names, ok = [self.store.channel_names(name, pos)[slot]], np.ones(1, dtype=bool)
+            sample[name] = torch.from_numpy(m.normalize(x, names))
+            sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))
+        return sample
+
+    def _choose_slot(self, name: str, pos: int, valid: np.ndarray, rng: np.random.Generator):
+        ch = self.channels
+        if ch == "random":
+            return int(rng.choice(np.flatnonzero(valid)))
+        if ch == "all":
+            return "all"
+        if isinstance(ch, int | np.integer):
+            slot = int(ch)
+        else:
+            names = self.store.channel_names(name, pos)
+            if ch not in names:
+                return None
+            slot = names.index(ch)
+        if slot >= len(valid):
+            raise IndexError(f"{name} has {len(valid)} channel slots; slot {slot} does not exist")
+        return slot if valid[slot] else None
+
+
+def collate_samples(samples: Sequence[dict]) -> dict:
+    """Batch samples whose modalities and channel counts differ.
+
+    Returns:
+        ``{"chip_id": list[str], "<mod>": Tensor[B, C, H, W], "<mod>_valid": Bool[B, C],
+        "<mod>_present": Bool[B]}`` for every modality present in at least one sample; absent
+        samples and padded channels are zeros with ``valid``/``present`` False.
+    """
+    if not samples:
+        raise ValueError("collate_samples got an empty batch")
+    batch: dict = {"chip_id": [s["chip_id"] for s in samples]}
+    mods = list(dict.fromkeys(k for s in samples for k in s if f"{k}_valid" in s))
+    b = len(samples)
+    for m in mods:
+        shapes = [s[m].shape for s in samples if m in s]
+        c = max(sh[0] for sh in shapes)
+        h, w = shapes[0][1:]
+        if any(sh[1:] != (h, w) for sh in shapes):
+            raise ValueError(f"collate_samples: {m} chips have different sizes {set(shapes)}")
+        x = torch.zeros((b, c, h, w), dtype=torch.float32)
+        valid = torch.zeros((b, c), dtype=torch.bool)
+        present = torch.zeros(b, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            if m in s:
+                k = s[m].shape[0]
+                x[i, :k] = s[m]
+                valid[i, :k] = s[f"{m}_valid"]
+                present[i] = True
+        batch[m], batch[f"{m}_valid"], batch[f"{m}_present"] = x, valid, present
+    return batch

@@ -1,0 +1,254 @@
+"""Modalities: what a sensor product is, as data.
+
+A modality is a name, its channel names (fixed, or variable and named per chip), its native pixel
+size, how its physical values are stored compactly and how they are normalised for a tower.
+The built-in ones (``s2rgbm``, ``s1grdm``, ``gunw``) are YAML files in
+``eoclip/configs/modalities``; a user's own is one more YAML file, loaded with
+:func:`load_modality`, with no code change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "Modality",
+    "get_modality",
+    "list_modalities",
+    "load_modality",
+    "MAX_NAN_FRACTION",
+]
+
+# A channel with more missing pixels than this is marked invalid rather than filled.
+MAX_NAN_FRACTION = 0.2
+
+_INT_DTYPES = ("uint8", "uint16", "int8", "int16", "int32")
+_STORAGE_DTYPES = (*_INT_DTYPES, "float16", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class Modality:
+    """One input product.
+
+    Attributes:
+        name: short identifier used everywhere (store arrays, sample keys, towers).
+        channels: fixed channel names, or None for a variable modality named per chip.
+        max_channels: channel slots in the store (== len(channels) for a fixed modality).
+        pixel_size_m: native pixel size in metres (information; chips are resampled on ingest).
+        dtype: compact storage dtype of the pixels.
+        scale: physical = stored * scale + offset (integer dtypes only).
+        offset: see ``scale``.
+        valid_range: physical values are clipped to this range before storing.
+        normalize: per channel kind (the part of a channel name after the first ``_``, or
+            ``default``) a ``{"mean": m, "std": s}`` used by :meth:`normalize`.
+        units: physical units, for people.
+        description: one line for people.
+    """
+
+    name: str
+    channels: tuple[str, ...] | None
+    max_channels: int
+    pixel_size_m: float
+    dtype: str
+    scale: float = 1.0
+    offset: float = 0.0
+    valid_range: tuple[float, float] = (-np.inf, np.inf)
+    normalize_stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    units: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"modality name {self.name!r} must be alphanumeric (with _ or -)")
+        if self.dtype not in _STORAGE_DTYPES:
+            raise ValueError(f"modality {self.name}: dtype {self.dtype!r} not in {_STORAGE_DTYPES}")
+        if self.channels is not None and len(self.channels) != self.max_channels:
+            raise ValueError(f"modality {self.name}: max_channels must equal len(channels)")
+        if self.max_channels < 1:
+            raise ValueError(f"modality {self.name}: needs at least one channel")
+        if self.scale <= 0:
+            raise ValueError(f"modality {self.name}: scale must be > 0")
+        for kind, st in self.normalize_stats.items():
+            if st.get("std", 0) <= 0:
+                raise ValueError(f"modality {self.name}: normalize.{kind}.std must be > 0")
+
+    @property
+    def variable(self) -> bool:
+        """True when channel names differ per chip (e.g. gunw date pairs)."""
+        return self.channels is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, the same schema as the YAML files."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "units": self.units,
+            "channels": list(self.channels) if self.channels is not None else None,
+            "max_channels": self.max_channels,
+            "pixel_size_m": self.pixel_size_m,
+            "storage": {"dtype": self.dtype, "scale": self.scale, "offset": self.offset},
+            "valid_range": [float(v) for v in self.valid_range],
+            "normalize": {k: dict(v) for k, v in self.normalize_stats.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> Modality:
+        """Build from the YAML schema; errors name ``source``."""
+        try:
+            channels = d.get("channels")
+            storage = d.get("storage", {})
+            max_ch = d.get("max_channels") or (len(channels) if channels else None)
+            if max_ch is None:
+                raise ValueError("a variable modality (channels: null) needs max_channels")
+            return cls(
+                name=str(d["name"]),
+                channels=tuple(str(c) for c in channels) if channels is not None else None,
+                max_channels=int(max_ch),
+                pixel_size_m=float(d.get("pixel_size_m", 10.0)),
+                dtype=str(storage.get("dtype", "float16")),
+                scale=float(storage.get("scale", 1.0)),
+                offset=float(storage.get("offset", 0.0)),
+                valid_range=tuple(float(v) for v in d.get("valid_range", (-np.inf, np.inf))),
+                normalize_stats={
+                    str(k): {"mean": float(v["mean"]), "std": float(v["std"])}
+                    for k, v in (d.get("normalize") or {}).items()
+                },
+                units=str(d.get("units", "")),
+                description=str(d.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"invalid modality spec in {source}: {err}") from err
+
+    # -- storage ---------------------------------------------------------------------------
+    def encode(
+        self, physical: np.ndarray, max_nan_fraction: float = MAX_NAN_FRACTION
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Physical values to the compact storage dtype.
+
+        Args:
+            physical: float array of shape (..., C, H, W); NaN marks a missing pixel.
+            max_nan_fraction: a channel with more NaN pixels than this is marked invalid;
+                smaller holes are filled with the channel's median.
+
+        Returns:
+            (stored array of shape (..., C, H, W) in ``self.dtype``, valid bool array (..., C)).
+            Invalid channels are stored as 0 and must never be read as data.
+        """
+        x = np.asarray(physical, dtype=np.float32)
+        if x.ndim < 3:
+            raise ValueError(f"{self.name}: expected (..., C, H, W), got shape {x.shape}")
+        nan = ~np.isfinite(x)
+        nan_frac = nan.mean(axis=(-2, -1))
+        valid = nan_frac <= max_nan_fraction
+        if nan.any():
+            x = x.copy()
+            # Fill small holes per channel with that channel's median; NaN-only channels stay NaN.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels
+                med = np.nanmedian(np.where(nan, np.nan, x), axis=(-2, -1))
+            med = np.where(np.isfinite(med), med, 0.0)
+            x = np.where(nan, med[..., None, None], x)
+        lo, hi = self.valid_range
+        x = np.clip(x, lo, hi)
+        x[~valid] = 0.0 if lo <= 0.0 <= hi else lo
+        if self.dtype in _INT_DTYPES:
+            info = np.iinfo(self.dtype)
+            q = np.rint((x - self.offset) / self.scale)
+            stored = np.clip(q, info.min, info.max).astype(self.dtype)
+        else:
+            stored = x.astype(self.dtype)
+        stored[~valid] = 0
+        return stored, valid
+
+    def decode(self, stored: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Stored values to float32 physical units; channels not ``valid`` become NaN.
+
+        Args:
+            stored: array of shape (..., C, H, W) (or (H, W) with ``valid`` a scalar/None).
+            valid: bool array broadcastable to the channel axes, or None (all valid).
+        """
+        x = stored.astype(np.float32)
+        if self.dtype in _INT_DTYPES:
+            x = x * np.float32(self.scale) + np.float32(self.offset)
+        if valid is not None:
+            v = np.asarray(valid, dtype=bool)
+            if v.ndim == 0:
+                if not v:
+                    x[...] = np.nan
+            else:
+                x[~v] = np.nan
+        return x
+
+    # -- model input -----------------------------------------------------------------------
+    def stats_for(self, channel_name: str) -> tuple[float, float]:
+        """(mean, std) used to normalise a channel, by its kind (``01_vh`` -> ``vh``)."""
+        kind = channel_name.split("_", 1)[1] if "_" in channel_name else channel_name
+        st = self.normalize_stats.get(kind) or self.normalize_stats.get("default")
+        if st is None:
+            return 0.0, 1.0
+        return st["mean"], st["std"]
+
+    def normalize(self, physical: np.ndarray, channel_names: list[str] | tuple[str, ...]) -> np.ndarray:
+        """Physical (C, H, W) to roughly zero-mean unit-std float32; NaN becomes 0.
+
+        Args:
+            physical: float array of shape (C, H, W).
+            channel_names: C names, one per channel, choosing the statistics.
+        """
+        x = np.asarray(physical, dtype=np.float32)
+        if x.shape[0] != len(channel_names):
+            raise ValueError(
+                f"{self.name}: {x.shape[0]} channels but {len(channel_names)} channel names"
+            )
+        mean = np.array([self.stats_for(c)[0] for c in channel_names], dtype=np.float32)
+        std = np.array([self.stats_for(c)[1] for c in channel_names], dtype=np.float32)
+        out = (x - mean[:, None, None]) / std[:, None, None]
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("eoclip") / "configs" / "modalities"))
+
+
+def list_modalities() -> list[str]:
+    """Names of the built-in modalities."""
+    return sorted(p.stem for p in _builtin_dir().glob("*.yaml"))
+
+
+def load_modality(path: str | Path) -> Modality:
+    """A modality from a YAML file (a user's own sensor, no code change needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"modality spec {path} does not exist")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"modality spec {path} is not valid YAML: {err}") from err
+    if not isinstance(d, dict):
+        raise ValueError(f"modality spec {path} must be a YAML mapping")
+    return Modality.from_dict(d, source=str(path))
+
+
+def get_modality(name_or_spec: str | Path | Modality | dict) -> Modality:
+    """A built-in modality by name, a YAML path, a dict, or a Modality (returned as is)."""
+    if isinstance(name_or_spec, Modality):
+        return name_or_spec
+    if isinstance(name_or_spec, dict):
+        return Modality.from_dict(name_or_spec)
+    s = str(name_or_spec)
+    if s.endswith((".yaml", ".yml")):
+        return load_modality(s)
+    path = _builtin_dir() / f"{s}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown modality {s!r}; built-in: {', '.join(list_modalities())} "
+            "(or pass the path of a modality YAML file)"
+        )
+    return load_modality(path)

@@ -1,0 +1,452 @@
+"""ChipStore: co-registered chips of several modalities, on a local disk or any fsspec URL.
+
+Layout (DESIGN.md, "Contracts")::
+
+    store/
+      store.json      format, version, chip_px, pixel_size_m, the modality specs
+      index.parquet   GeoParquet (EPSG:4326), one row per chip: chip_id, geometry, aoi, split,
+                      label_* means, <mod>_channels (the chip's valid channel names)
+      data.zarr/      zarr v3; per modality: pixels (N, C, H, W) compact dtype, one chunk per
+                      (chip, channel) inside shards of ``shard_chips`` chips; valid (N, C) bool;
+                      names (N, C) str for variable modalities (per-chip slot names)
+
+The index is the commit record: arrays may run ahead of it after an interrupted append, and
+reopening with ``mode="a"`` trims them back, so an interrupted ingest resumes cleanly.
+
+Example:
+    >>> store = ChipStore.create("world", ["s2rgbm", "s1grdm"], chip_px=64)   # doctest: +SKIP
+    >>> store.append(index_gdf, {"s2rgbm": s2, "s1grdm": s1}); store.close()  # doctest: +SKIP
+    >>> store = ChipStore.open("world"); store.read_chip("conus_...")["s2rgbm"].data.shape
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import zarr
+
+from . import fsio
+from .modalities import MAX_NAN_FRACTION, Modality, get_modality
+
+__all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS"]
+
+FORMAT = "eoclip-chipstore"
+VERSION = 1
+LABEL_COLUMNS = ("label_tree", "label_built", "label_crop", "label_water")
+_REQUIRED = ("chip_id", "geometry", "aoi", "split")
+
+
+class StoreError(RuntimeError):
+    """A store that is missing, corrupt or used wrongly; the message names the store."""
+
+
+class UnknownChipError(KeyError):
+    """A chip id or position that the store does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclasses.dataclass
+class ChipArray:
+    """One chip of one modality.
+
+    Attributes:
+        data: float32 (C, H, W) in physical units; NaN in invalid channels.
+        valid: bool (C,), which channels hold data.
+        names: C channel names ('' for an unused slot of a variable modality).
+    """
+
+    data: np.ndarray
+    valid: np.ndarray
+    names: list[str]
+
+
+class ChipStore:
+    """Chips of several modalities plus their index; see the module docstring for the layout."""
+
+    def __init__(self, url: str, meta: dict, index: gpd.GeoDataFrame, mode: str):
+        self.fs, self.root, self.url = fsio.resolve(url)
+        self.meta = meta
+        self.mode = mode
+        self.modalities: dict[str, Modality] = {
+            name: Modality.from_dict(spec, source=f"{self.url}/store.json")
+            for name, spec in meta["modalities"].items()
+        }
+        self.chip_px = int(meta["chip_px"])
+        self.pixel_size_m = float(meta["pixel_size_m"])
+        self.shard_chips = int(meta["shard_chips"])
+        self._index = index.reset_index(drop=True)
+        self._positions: dict[str, int] | None = None
+        self._valid: dict[str, np.ndarray] = {}
+        self._group = None
+        self._group_pid: int | None = None
+        self._pending = 0
+        self.flush_every = 20
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        modalities: Sequence[str | Modality],
+        chip_px: int,
+        pixel_size_m: float = 10.0,
+        shard_chips: int = 256,
+        overwrite: bool = False,
+        max_nan_fraction: float = MAX_NAN_FRACTION,
+    ) -> ChipStore:
+        """Create an empty store at ``path`` (a folder or fsspec URL), open for appending."""
+        if chip_px < 1 or shard_chips < 1:
+            raise ValueError("chip_px and shard_chips must be positive")
+        mods = [get_modality(m) for m in modalities]
+        if not mods:
+            raise ValueError("a ChipStore needs at least one modality")
+        if len({m.name for m in mods}) != len(mods):
+            raise ValueError(f"duplicate modality names in {[m.name for m in mods]}")
+        fs, root, url = fsio.resolve(path)
+        if fs.exists(root) and fs.ls(root):
+            if not overwrite:
+                raise StoreError(f"{url} already exists and is not empty (pass overwrite=True)")
+            fs.rm(root, recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        group = zarr.open_group(fsio.zarr_store(fsio.join(url, "data.zarr"), False), mode="w")
+        for m in mods:
+            _create_arrays(group, m, chip_px, shard_chips)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "chip_px": int(chip_px),
+            "pixel_size_m": float(pixel_size_m),
+            "shard_chips": int(shard_chips),
+            "max_nan_fraction": float(max_nan_fraction),
+            "modalities": {m.name: m.to_dict() for m in mods},
+        }
+        fsio.write_json_atomic(fs, fsio.join(root, "store.json"), meta)
+        index = _empty_index(mods)
+        fsio.write_parquet_atomic(fs, fsio.join(root, "index.parquet"), index)
+        return cls(url, meta, index, mode="a")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> ChipStore:
+        """Open an existing store read-only (``mode="r"``) or to append (``mode="a"``)."""
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        fs, root, url = fsio.resolve(path)
+        meta_path = fsio.join(root, "store.json")
+        if not fs.exists(meta_path):
+            raise StoreError(f"{url} is not a ChipStore: {meta_path} is missing")
+        try:
+            meta = fsio.read_json(fs, meta_path)
+        except ValueError as err:
+            raise StoreError(f"{url}: corrupt store.json ({err})") from err
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{url}: store.json is not an {FORMAT} (format={meta.get('format')!r})")
+        if meta.get("version", 0) > VERSION:
+            raise StoreError(f"{url}: store version {meta['version']} is newer than this eoclip")
+        index_path = fsio.join(root, "index.parquet")
+        try:
+            with fs.open(index_path, "rb") as f:
+                index = gpd.read_parquet(io.BytesIO(f.read()))
+        except FileNotFoundError as err:
+            raise StoreError(f"{url}: index.parquet is missing") from err
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise StoreError(f"{url}: index.parquet is unreadable ({err})") from err
+        store = cls(url, meta, index, mode=mode)
+        store._check_arrays()
+        return store
+
+    def _check_arrays(self) -> None:
+        n = len(self._index)
+        for name in self.modalities:
+            try:
+                pix = self._arrays(name)["pixels"]
+            except (KeyError, FileNotFoundError) as err:
+                raise StoreError(f"{self.url}: data.zarr has no arrays for modality {name}") from err
+            if pix.shape[0] < n:
+                raise StoreError(
+                    f"{self.url}: {name} holds {pix.shape[0]} chips but the index lists {n}; "
+                    "the store is corrupt"
+                )
+            if pix.shape[0] > n and self.mode == "a":
+                # An append was interrupted after writing pixels but before the index: drop them.
+                for arr in self._arrays(name).values():
+                    arr.resize((n, *arr.shape[1:]))
+
+    # -- zarr access (re-opened per process so DataLoader workers never share handles) ------
+    def _zarr_group(self):
+        if self._group is None or self._group_pid != os.getpid():
+            store = fsio.zarr_store(fsio.join(self.url, "data.zarr"), read_only=self.mode == "r")
+            try:
+                self._group = zarr.open_group(store, mode="r" if self.mode == "r" else "r+")
+            except FileNotFoundError as err:
+                raise StoreError(f"{self.url}: data.zarr is missing") from err
+            self._group_pid = os.getpid()
+        return self._group
+
+    def _arrays(self, modality: str) -> dict[str, zarr.Array]:
+        self._modality(modality)
+        g = self._zarr_group()[modality]
+        out = {"pixels": g["pixels"], "valid": g["valid"]}
+        if self.modalities[modality].variable:
+            out["names"] = g["names"]
+        return out
+
+    def _modality(self, name: str) -> Modality:
+        if name not in self.modalities:
+            raise KeyError(f"{self.url} has no modality {name!r}; it has {list(self.modalities)}")
+        return self.modalities[name]
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(
+        self,
+        index: pd.DataFrame,
+        arrays: Mapping[str, np.ndarray],
+        channel_names: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    ) -> None:
+        """Add chips.
+
+        Args:
+            index: one row per chip with chip_id, geometry (EPSG:4326), aoi, split and optionally
+                label_* columns (missing labels become NaN).
+            arrays: per modality a float array (n, C, H, W) in physical units, NaN = missing. A
+                modality left out, or an all-NaN chip, is absent for those chips.
+            channel_names: per variable modality, for each chip the names of its C slots.
+        """
+        if self.mode != "a":
+            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
+        new = self._validate_new_rows(index)
+        n_new, start = len(new), len(self._index)
+        channel_names = channel_names or {}
+        unknown = set(arrays) - set(self.modalities)
+        if unknown:
+            raise KeyError(f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}")
+        for name, m in self.modalities.items():
+            enc, valid, names = self._encode(m, arrays.get(name), channel_names.get(name), n_new)
+            arrs = self._arrays(name)
+            for key, arr in arrs.items():
+                arr.resize((start + n_new, *arr.shape[1:]))
+            arrs["pixels"][start:] = enc
+            arrs["valid"][start:] = valid
+            if m.variable:
+                arrs["names"][start:] = names
+            new[f"{name}_channels"] = [
+                [str(nm) for nm, ok in zip(row_names, row_ok, strict=True) if ok]
+                for row_names, row_ok in zip(names, valid, strict=True)
+            ]
+            if name in self._valid:
+                self._valid[name] = np.concatenate([self._valid[name], valid])
+        self._index = pd.concat([self._index, new], ignore_index=True)
+        self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
+        self._positions = None
+        self._pending += 1
+        if self._pending >= self.flush_every:
+            self.flush()
+
+    def _validate_new_rows(self, index: pd.DataFrame) -> gpd.GeoDataFrame:
+        missing = [c for c in _REQUIRED if c not in index.columns]
+        if missing:
+            raise ValueError(f"append to {self.url}: index lacks columns {missing}")
+        new = gpd.GeoDataFrame(index.copy(), geometry="geometry")
+        if new.crs is None:
+            new = new.set_crs("EPSG:4326")
+        elif not new.crs.equals("EPSG:4326"):
+            new = new.to_crs("EPSG:4326")
+        new = new.reset_index(drop=True)
+        ids = new["chip_id"].astype(str)
+        dup = ids[ids.duplicated()].tolist() + sorted(set(ids) & set(self.chip_ids))
+        if dup:
+            raise ValueError(f"append to {self.url}: duplicate chip ids {dup[:5]}")
+        new["chip_id"] = ids
+        for col in ("aoi", "split"):
+            new[col] = new[col].astype(str)
+        for col in LABEL_COLUMNS:
+            new[col] = new[col].astype("float64") if col in new else np.nan
+        keep = [*_REQUIRED, *LABEL_COLUMNS]
+        return new[keep + [c for c in new.columns if c.startswith("label_") and c not in keep]]
+
+    def _encode(self, m: Modality, x, names, n: int):
+        c, h = m.max_channels, self.chip_px
+        if x is None:
+            x = np.full((n, c, h, h), np.nan, dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[0] != n or x.shape[2:] != (h, h) or x.shape[1] > c:
+            raise ValueError(
+                f"append to {self.url}: {m.name} array has shape {x.shape}, expected "
+                f"({n}, <= {c}, {h}, {h})"
+            )
+        if x.shape[1] < c:
+            pad = np.full((n, c - x.shape[1], h, h), np.nan, dtype=np.float32)
+            x = np.concatenate([x, pad], axis=1)
+        stored, valid = m.encode(x, self.meta.get("max_nan_fraction", MAX_NAN_FRACTION))
+        if m.variable:
+            if names is None or len(names) != n:
+                raise ValueError(f"append to {self.url}: {m.name} needs channel_names for {n} chips")
+            slot_names = np.full((n, c), "", dtype=object)
+            for i, row in enumerate(names):
+                if len(row) > c:
+                    raise ValueError(f"{m.name}: chip {i} has {len(row)} channels > max {c}")
+                slot_names[i, : len(row)] = [str(s) for s in row]
+            valid &= slot_names != ""
+        else:
+            slot_names = np.tile(np.array(m.channels, dtype=object), (n, 1))
+        return stored, valid, slot_names
+
+    def update_labels(self, labels: pd.DataFrame) -> None:
+        """Merge ``label_*`` columns of ``labels`` (keyed by chip_id) into the index."""
+        if self.mode != "a":
+            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
+        if "chip_id" not in labels:
+            raise ValueError("update_labels needs a chip_id column")
+        pos = [self.position(c) for c in labels["chip_id"].astype(str)]
+        for col in [c for c in labels.columns if c.startswith("label_")]:
+            if col not in self._index:
+                self._index[col] = np.nan
+            self._index.loc[pos, col] = labels[col].to_numpy(dtype="float64")
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the index (the commit record of every append so far)."""
+        if self.mode == "a":
+            fsio.write_parquet_atomic(self.fs, fsio.join(self.root, "index.parquet"), self._index)
+            self._pending = 0
+
+    def close(self) -> None:
+        """Flush and release; the store stays valid on disk."""
+        self.flush()
+        self._group = None
+
+    def __enter__(self) -> ChipStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def index(self) -> gpd.GeoDataFrame:
+        """The chip index (a GeoDataFrame; do not modify it in place)."""
+        return self._index
+
+    @property
+    def chip_ids(self) -> list[str]:
+        return self._index["chip_id"].tolist()
+
+    def position(self, chip: str | int) -> int:
+        """Row position of a chip id (or a checked integer position)."""
+        if isinstance(chip, int | np.integer):
+            if not 0 <= chip < len(self):
+                raise UnknownChipError(f"position {chip} out of range for {self.url} ({len(self)} chips)")
+            return int(chip)
+        if self._positions is None:
+            self._positions = {c: i for i, c in enumerate(self._index["chip_id"])}
+        try:
+            return self._positions[str(chip)]
+        except KeyError:
+            raise UnknownChipError(f"chip {chip!r} is not in {self.url}") from None
+
+    def valid_mask(self, modality: str) -> np.ndarray:
+        """bool (N, C): which channels of each chip hold data (cached)."""
+        if modality not in self._valid:
+            self._valid[modality] = np.asarray(self._arrays(modality)["valid"][: len(self)])
+        return self._valid[modality]
+
+    def channel_names(self, modality: str, pos: int | None = None) -> list[str]:
+        """Slot names of a modality: fixed names, or a chip's names for a variable modality."""
+        m = self._modality(modality)
+        if not m.variable:
+            return list(m.channels)
+        if pos is None:
+            raise ValueError(f"{modality} is variable: channel names need a chip position")
+        return [str(s) for s in self._arrays(modality)["names"][self.position(pos)]]
+
+    def read_chip(self, chip: str | int, modalities: Sequence[str] | None = None) -> dict[str, ChipArray]:
+        """All channels of one chip; modalities the chip lacks are left out."""
+        pos = self.position(chip)
+        out = {}
+        for name in modalities or list(self.modalities):
+            valid = self.valid_mask(name)[pos]
+            if not valid.any():
+                continue
+            m = self.modalities[name]
+            data = m.decode(np.asarray(self._arrays(name)["pixels"][pos]), valid)
+            out[name] = ChipArray(data, valid.copy(), self.channel_names(name, pos))
+        return out
+
+    def read_channel(self, chip: str | int, modality: str, slot: int) -> np.ndarray:
+        """One channel of one chip, float32 (H, W) physical; reads only that chunk."""
+        pos = self.position(chip)
+        m = self._modality(modality)
+        if not 0 <= slot < m.max_channels:
+            raise IndexError(f"{modality} has {m.max_channels} channel slots, not {slot}")
+        valid = self.valid_mask(modality)[pos, slot]
+        return m.decode(np.asarray(self._arrays(modality)["pixels"][pos, slot]), valid)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, ChipArray]]]:
+        for pos, chip_id in enumerate(self.chip_ids):
+            yield chip_id, self.read_chip(pos)
+
+    def describe(self) -> dict:
+        """Counts per AOI and split, per-modality presence and valid channels, bytes on disk."""
+        idx = self._index
+        mods = {}
+        for name in self.modalities:
+            v = self.valid_mask(name)
+            present = v.any(axis=1)
+            mods[name] = {
+                "chips_present": int(present.sum()),
+                "fraction_present": float(present.mean()) if len(v) else 0.0,
+                "mean_valid_channels": float(v[present].sum(axis=1).mean()) if present.any() else 0.0,
+                "channel_slots": int(v.shape[1]),
+            }
+        try:
+            size = int(self.fs.du(self.root))
+        except Exception:  # some filesystems cannot sum sizes
+            size = -1
+        return {
+            "url": self.url,
+            "chips": len(idx),
+            "chip_px": self.chip_px,
+            "pixel_size_m": self.pixel_size_m,
+            "chips_by_aoi_split": {
+                f"{a}/{s}": int(n) for (a, s), n in idx.groupby(["aoi", "split"]).size().items()
+            },
+            "modalities": mods,
+            "bytes_on_disk": size,
+        }
+
+    def __repr__(self) -> str:
+        return f"ChipStore({self.url!r}, chips={len(self)}, modalities={list(self.modalities)})"
+
+
+def _create_arrays(group, m: Modality, chip_px: int, shard_chips: int) -> None:
+    c = m.max_channels
+    g = group.create_group(m.name)
+    g.attrs.update({"channels": list(m.channels) if m.channels else None, "units": m.units})
+    g.create_array(
+        "pixels", shape=(0, c, chip_px, chip_px), dtype=m.dtype, fill_value=0,
+        chunks=(1, 1, chip_px, chip_px), shards=(shard_chips, 1, chip_px, chip_px),
+        dimension_names=("chip", "channel", "y", "x"),
+    )
+    g.create_array("valid", shape=(0, c), dtype="bool", fill_value=False,
+                   chunks=(max(shard_chips, 1024), c), dimension_names=("chip", "channel"))
+    if m.variable:
+        g.create_array("names", shape=(0, c), dtype=np.dtypes.StringDType(), fill_value="",
+                       chunks=(max(shard_chips, 1024), c), dimension_names=("chip", "channel"))
+
+
+def _empty_index(mods: Sequence[Modality]) -> gpd.GeoDataFrame:
+    cols: dict = {"chip_id": pd.Series([], dtype=object), "aoi": pd.Series([], dtype=object),
+                  "split": pd.Series([], dtype=object)}
+    cols.update({c: pd.Series([], dtype="float64") for c in LABEL_COLUMNS})
+    cols.update({f"{m.name}_channels": pd.Series([], dtype=object) for m in mods})
+    return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")
