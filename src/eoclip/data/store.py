@@ -230,7 +230,7 @@ class ChipStore:
         for name, m in self.modalities.items():
             enc, valid, names = self._encode(m, arrays.get(name), channel_names.get(name), n_new)
             arrs = self._arrays(name)
-            for key, arr in arrs.items():
+            for arr in arrs.values():
                 arr.resize((start + n_new, *arr.shape[1:]))
             arrs["pixels"][start:] = enc
             arrs["valid"][start:] = valid

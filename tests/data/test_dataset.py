@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from eoclip.data.dataset import ChipDataset, collate_samples
+from eoclip.data.store import ChipStore
+
+
+def test_random_policy_one_valid_channel_deterministic(tiny_store):
+    ds = ChipDataset(tiny_store[0], split="train", seed=3)
+    assert len(ds) == 6  # splits cycle train x3, test, val
+    s = ds[0]
+    assert set(s) == {"chip_id", "s2rgbm", "s2rgbm_valid", "s1grdm", "s1grdm_valid", "gunw", "gunw_valid"}
+    assert s["s2rgbm"].shape == (1, 8, 8) and s["s2rgbm"].dtype == torch.float32
+    again = ChipDataset(tiny_store[0], split="train", seed=3)
+    assert all(torch.equal(ds[i]["s1grdm"], again[i]["s1grdm"]) for i in range(len(ds)))
+    picks = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        picks.add(ds[0]["s1grdm"][0, 0, 0].item())
+    assert len(picks) > 1  # a new channel per epoch
+
+
+def test_random_policy_never_picks_an_invalid_channel(tiny_store):
+    store = ChipStore.open(tiny_store[0])
+    ds = ChipDataset(store, split=None, modalities=["s2rgbm"], seed=0)
+    chip1 = ds.positions.tolist().index(1)
+    cloudy = store.read_channel(1, "s2rgbm", 4)
+    assert np.isnan(cloudy).all()
+    for epoch in range(30):
+        ds.set_epoch(epoch)
+        assert torch.isfinite(ds[chip1]["s2rgbm"]).all() and ds[chip1]["s2rgbm"].abs().sum() > 0
+
+
+def test_missing_modality_is_absent_and_collate_masks_it(tiny_store):
+    ds = ChipDataset(tiny_store[0], split=None)
+    samples = [ds[i] for i in range(4)]
+    assert "s2rgbm" not in samples[2] and "s2rgbm_valid" not in samples[2]
+    batch = collate_samples(samples)
+    assert batch["s2rgbm"].shape == (4, 1, 8, 8)
+    assert batch["s2rgbm_present"].tolist() == [True, True, False, True]
+    assert batch["s2rgbm"][2].abs().sum() == 0 and batch["chip_id"][2] == "chip0002"
+
+
+def test_all_policy_pads_variable_channels(tiny_store):
+    ds = ChipDataset(tiny_store[0], split=None, modalities=["gunw"], channels="all")
+    batch = collate_samples([ds[i] for i in range(3)])
+    assert batch["gunw"].shape == (3, 8, 8, 8)
+    assert batch["gunw_valid"].sum(dim=1).tolist() == [1, 2, 3]
+
+
+def test_fixed_channel_by_name_and_slot(tiny_store):
+    by_name = ChipDataset(tiny_store[0], split=None, channels="02_vh", modalities=["s1grdm"])
+    by_slot = ChipDataset(tiny_store[0], split=None, channels=4, modalities=["s1grdm"])
+    assert torch.equal(by_name[3]["s1grdm"], by_slot[3]["s1grdm"])
+    pair = ChipDataset(tiny_store[0], split=None, channels="20200224_20200112", modalities=["gunw"])
+    assert "gunw" not in pair[0] and "gunw" in pair[1]  # chip0 has only the first pair
+
+
+def test_bad_arguments(tiny_store):
+    with pytest.raises(ValueError, match="split 'holdout'"):
+        ChipDataset(tiny_store[0], split="holdout")
+    with pytest.raises(KeyError, match="landsat"):
+        ChipDataset(tiny_store[0], modalities=["landsat"])
+    with pytest.raises(ValueError, match="empty"):
+        collate_samples([])
+
+
+def test_aoi_filter(tiny_store):
+    ds = ChipDataset(tiny_store[0], split=None, aoi="china")
+    assert len(ds) == 5 and all(int(ds[i]["chip_id"][4:]) % 2 == 1 for i in range(len(ds)))
+
+
+def test_works_in_dataloader_workers(tiny_store):
+    from torch.utils.data import DataLoader
+
+    ds = ChipDataset(tiny_store[0], split=None, seed=1)
+    loader = DataLoader(ds, batch_size=5, num_workers=2, collate_fn=collate_samples)
+    batches = list(loader)
+    assert sum(len(b["chip_id"]) for b in batches) == 10
+    assert torch.equal(batches[0]["s1grdm"][0], ds[0]["s1grdm"])

@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import pytest
+
+from eoclip.data.store import ChipStore, StoreError, UnknownChipError
+
+
+def test_roundtrip_values_shapes_and_index(tiny_store):
+    path, arrays, names = tiny_store
+    store = ChipStore.open(path)
+    assert len(store) == 10 and list(store.modalities) == ["s2rgbm", "s1grdm", "gunw"]
+    chip = store.read_chip("chip0007")
+    assert chip["s1grdm"].data.shape == (9, 8, 8)
+    np.testing.assert_allclose(chip["s1grdm"].data, arrays["s1grdm"][7], atol=0.005 + 1e-6)
+    np.testing.assert_allclose(chip["s2rgbm"].data, arrays["s2rgbm"][7], atol=0.3 / 255)
+    assert chip["gunw"].names[:2] == names["gunw"][7] and chip["gunw"].valid.sum() == 2
+    idx = store.index
+    assert idx.crs.to_epsg() == 4326
+    assert list(idx["gunw_channels"].iloc[7]) == names["gunw"][7]
+    assert idx["label_tree"].iloc[9] == pytest.approx(80.0) and np.isnan(idx["label_crop"].iloc[0])
+
+
+def test_missing_modality_and_clouds_are_explicit(tiny_store):
+    store = ChipStore.open(tiny_store[0])
+    assert "s2rgbm" not in store.read_chip("chip0002")  # absent, never zeros
+    assert len(store.index["s2rgbm_channels"].iloc[2]) == 0
+    chip1 = store.read_chip(1)["s2rgbm"]
+    assert not chip1.valid[4] and np.isnan(chip1.data[4]).all() and chip1.valid.sum() == 8
+    assert store.valid_mask("s2rgbm").shape == (10, 9)
+    # the small NaN hole was filled, the channel stays valid
+    assert np.isfinite(store.read_channel("chip0003", "s1grdm", 0)).all()
+
+
+def test_read_channel_reads_one_channel(tiny_store):
+    path, arrays, _ = tiny_store
+    store = ChipStore.open(path)
+    np.testing.assert_allclose(store.read_channel(5, "gunw", 0), arrays["gunw"][5, 0], atol=1 / 255)
+    with pytest.raises(IndexError, match="slots"):
+        store.read_channel(5, "gunw", 8)
+
+
+def test_layout_is_sharded_and_compact(tiny_store):
+    path = tiny_store[0]
+    import zarr
+
+    g = zarr.open_group(str(path / "data.zarr"), mode="r")
+    pix = g["s2rgbm/pixels"]
+    assert pix.dtype == np.uint8 and g["s1grdm/pixels"].dtype == np.int16
+    assert pix.chunks == (1, 1, 8, 8) and pix.shards == (4, 1, 8, 8)
+    # 10 chips in shards of 4 chips: 3 shard files per channel, not 10
+    files = list((path / "data.zarr" / "s2rgbm" / "pixels" / "c").rglob("*"))
+    assert len([f for f in files if f.is_file()]) == 3 * 9
+    meta = json.loads((path / "store.json").read_text())
+    assert meta["format"] == "eoclip-chipstore" and meta["chip_px"] == 8
+
+
+def test_unknown_chip_and_bad_modality(tiny_store):
+    store = ChipStore.open(tiny_store[0])
+    with pytest.raises(UnknownChipError, match="chip9999"):
+        store.read_chip("chip9999")
+    with pytest.raises(UnknownChipError, match="out of range"):
+        store.position(10)
+    with pytest.raises(KeyError, match="landsat"):
+        store.read_channel(0, "landsat", 0)
+
+
+def test_open_missing_or_corrupt_store(tmp_path, tiny_store):
+    with pytest.raises(StoreError, match="store.json is missing"):
+        ChipStore.open(tmp_path / "nowhere")
+    path = tiny_store[0]
+    (path / "index.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(StoreError, match="index.parquet is unreadable"):
+        ChipStore.open(path)
+    (path / "store.json").write_text("{not json")
+    with pytest.raises(StoreError, match="corrupt store.json"):
+        ChipStore.open(path)
+
+
+def test_read_only_and_duplicate_ids(tiny_store, factories):
+    make_rows, make_arrays = factories
+    path = tiny_store[0]
+    arrays, names = make_arrays(2, 8)
+    with pytest.raises(StoreError, match="read-only"):
+        ChipStore.open(path).append(make_rows(2, 20), arrays, names)
+    store = ChipStore.open(path, mode="a")
+    with pytest.raises(ValueError, match="duplicate chip ids"):
+        store.append(make_rows(2, 8), arrays, names)
+    with pytest.raises(ValueError, match="shape"):
+        store.append(make_rows(2, 20), {"s2rgbm": np.zeros((2, 9, 4, 4))}, names)
+    with pytest.raises(ValueError, match="channel_names"):
+        store.append(make_rows(2, 20), arrays)
+
+
+def test_create_refuses_to_overwrite(tiny_store):
+    with pytest.raises(StoreError, match="already exists"):
+        ChipStore.create(tiny_store[0], ["s2rgbm"], chip_px=8)
+    store = ChipStore.create(tiny_store[0], ["s2rgbm"], chip_px=8, overwrite=True)
+    assert len(store) == 0
+
+
+def test_interrupted_append_is_trimmed_on_resume(tiny_store, factories):
+    make_rows, make_arrays = factories
+    path = tiny_store[0]
+    store = ChipStore.open(path, mode="a")
+    store.flush_every = 100  # the index is not rewritten: as if killed after the pixels
+    arrays, names = make_arrays(3, 8, seed=5)
+    store.append(make_rows(3, 10), arrays, names)
+    assert len(ChipStore.open(path)) == 10  # readers only see committed chips
+    resumed = ChipStore.open(path, mode="a")
+    assert len(resumed) == 10 and resumed._arrays("s2rgbm")["pixels"].shape[0] == 10
+    resumed.append(make_rows(3, 10), arrays, names)
+    resumed.close()
+    again = ChipStore.open(path)
+    assert len(again) == 13 and again.read_chip("chip0012")["s1grdm"].data.shape == (9, 8, 8)
+
+
+def test_update_labels_and_describe(tiny_store):
+    import pandas as pd
+
+    store = ChipStore.open(tiny_store[0], mode="a")
+    store.update_labels(pd.DataFrame({"chip_id": ["chip0001", "chip0004"], "label_crop": [0.25, 0.5]}))
+    idx = ChipStore.open(tiny_store[0]).index
+    assert idx.set_index("chip_id").loc["chip0004", "label_crop"] == 0.5
+    with pytest.raises(KeyError, match="chip0999"):
+        store.update_labels(pd.DataFrame({"chip_id": ["chip0999"], "label_crop": [1.0]}))
+    info = store.describe()
+    assert info["chips"] == 10 and info["modalities"]["s2rgbm"]["chips_present"] == 9
+    assert info["modalities"]["gunw"]["mean_valid_channels"] == pytest.approx(1.9)
+    assert sum(info["chips_by_aoi_split"].values()) == 10 and info["bytes_on_disk"] > 0
+
+
+def test_memory_url_store(factories):
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(5, 8)
+    url = "memory://eoclip-test/store"
+    with ChipStore.create(url, ["s1grdm", "gunw"], chip_px=8, overwrite=True) as store:
+        store.append(make_rows(5), {k: arrays[k] for k in ("s1grdm", "gunw")}, names)
+    store = ChipStore.open(url)
+    assert len(store) == 5 and store.url == url
+    np.testing.assert_allclose(store.read_channel(4, "s1grdm", 3), arrays["s1grdm"][4, 3], atol=0.006)
+    assert [cid for cid, _ in store] == [f"chip{i:04d}" for i in range(5)]
