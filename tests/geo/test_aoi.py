@@ -29,7 +29,7 @@ def test_builtin_aoi_is_a_plausible_lonlat_polygon(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_builtin_chip_counts_match_paper_order_of_magnitude(name):
     ratio = chip_count(name) / PAPER_CHIP_COUNTS[name]
-    assert 0.8 < ratio < 1.25 or (name == "conus" and 2.0 < ratio < 3.0)
+    assert 0.8 < ratio < 1.25
 
 
 def _write_geojson(path, obj):

@@ -27,7 +27,7 @@ def test_utm_crs_for_centroid_zone(bounds, epsg):
 
 
 def test_utm_crs_for_uses_centroid_of_a_multizone_aoi():
-    assert utm_crs_for(load_aoi("conus")).to_epsg() == 32614
+    assert utm_crs_for(load_aoi("conus")).to_epsg() == 32612
     with pytest.raises(ValueError, match="empty"):
         utm_crs_for(shapely.Polygon())
 

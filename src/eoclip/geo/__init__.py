@@ -1,7 +1,7 @@
 """Areas of interest, chip grids and geographic band splits.
 
 >>> from eoclip.geo import load_aoi, make_grid, band_splits
->>> grid = band_splits(make_grid("conus"))   # ~417K chips of 4480 m, split 60/20/20 by bands
+>>> grid = band_splits(make_grid("conus"))   # ~167K chips of 4480 m, split 60/20/20 by bands
 """
 
 from eoclip.geo.aoi import AOI, PAPER_CHIP_COUNTS, list_aois, load_aoi, validate_geometry

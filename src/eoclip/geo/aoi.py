@@ -10,16 +10,16 @@ centroid UTM zone) per AOI, against the paper's counts (``PAPER_CHIP_COUNTS``):
 ================  ====================================================  =======  =====
 name              extent                                                 ours     paper
 ================  ====================================================  =======  =====
-conus             the whole contiguous US (coarse outline)              417 K    167 K
+conus             the western contiguous US, west of 102.3 W            167 K    167 K
 middle_east       Turkey, Syria, Iraq, Iran, Levant                     159 K    163 K
 pakistan_india    Pakistan and India north of ~21.5 N                   140 K    147 K
 china             eastern China, east of ~98-111 E incl. the north-east 259 K    285 K
 south_america     a 20.5-26.5 S band: N Chile/Argentina, Paraguay, S Brazil  87 K   83 K
 ================  ====================================================  =======  =====
 
-``conus`` covers the whole contiguous US as asked for, so it holds 2.5 x the paper's chips:
-the paper's 2020 ARIA coverage was evidently only part of it. Pass your own polygon to
-reproduce a specific extent.
+The whole contiguous US would hold 417 K chips, 2.5 x the paper's 167 K: the paper's 2020 ARIA
+coverage was evidently only part of it, so ``conus`` is cut at 102.3 W to match the paper's
+count. Pass your own polygon to reproduce a specific extent.
 
 A user's own AOI is a GeoJSON file (a geometry, a Feature or a FeatureCollection, whose
 polygons are merged), a WKT file, or a WKT string, in longitude/latitude (EPSG:4326 / CRS84).
