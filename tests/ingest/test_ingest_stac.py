@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from eoclip.data.store import ChipStore
+from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
+from eoclip.ingest.stac import StacConfig, ingest_stac, load_stac_config, search_items
+
+Q = 0.3 / 255  # s2rgbm storage step
+
+
+@pytest.fixture(scope="module")
+def stac_store(stac_catalog, tmp_path_factory):
+    grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
+    out = tmp_path_factory.mktemp("out") / "store"
+    report = ingest_stac(grid, StoreSpec(str(out), chip_px=64, progress=False), StacConfig(catalog=str(stac_catalog)))
+    return ChipStore.open(out), report, out
+
+
+def test_search_static_catalogue(stac_catalog):
+    cfg = StacConfig(catalog=str(stac_catalog))
+    bbox = (10.27, 45.32, 10.29, 45.34)
+    jan_mar = search_items(cfg, "sentinel-2-l2a", bbox, "2020-01-01/2020-03-31")
+    assert [i.id for i in jan_mar] == ["s2_0105", "s2_0115", "s2_0204", "s2_0214", "s2_0224_offset"]
+    assert search_items(cfg, "sentinel-2-l2a", bbox, "2020-04-01/2020-04-30")[0].id == "s2_0410"
+    assert search_items(cfg, "sentinel-2-l2a", (0.0, 0.0, 1.0, 1.0), "2020-01-01/2020-12-31") == []
+
+
+def test_s2_cloud_masked_monthly_median(stac_store):
+    store, _, _ = stac_store
+    s2 = store.read_chip("a")["s2rgbm"]
+    west, east = s2.data[:, 30, 5], s2.data[:, 30, 60]
+    # January red: median(0.15, 0.17) west; east the cloudy scene (SCL 9, DN 9999) is masked
+    assert west[0] == pytest.approx(0.16, abs=Q) and east[0] == pytest.approx(0.15, abs=Q)
+    assert west[1] == pytest.approx(0.15, abs=Q) and west[2] == pytest.approx(0.14, abs=Q)
+    # February: the offset -0.1 baseline scene (DN 2200) is 0.12 like the others' median
+    assert west[3] == pytest.approx(0.12, abs=Q) and east[5] == pytest.approx(0.10, abs=Q)
+    assert s2.valid.tolist() == [True] * 6 + [False] * 3  # no March scene: invalid, not zero
+    assert np.isnan(s2.data[6:]).all()
+
+
+def test_s1_mean_in_linear_then_db(stac_store):
+    store, _, _ = stac_store
+    s1 = store.read_chip("a")["s1grdm"]
+    px = dict(zip(s1.names, s1.data[:, 20, 20], strict=True))
+    assert px["01_vv"] == pytest.approx(10 * np.log10(0.2), abs=0.011)  # not mean of dB (-7.6)
+    assert px["01_vh"] == pytest.approx(10 * np.log10(0.02), abs=0.011)
+    assert px["01_vvvh"] == pytest.approx(10.0, abs=0.011)
+    assert px["02_vv"] == pytest.approx(10 * np.log10(0.05), abs=0.011)
+    assert not s1.valid[6:].any()
+
+
+def test_labels_and_skips(stac_store):
+    store, report, out = stac_store
+    row = store.index.set_index("chip_id").loc["a"]
+    assert row["label_crop"] == pytest.approx(0.5) and row["label_water"] == pytest.approx(0.25)
+    assert np.isnan(row["label_tree"])
+    assert store.chip_ids == ["a"]  # chip b has no S1/S2 scene
+    summary = json.loads(out.with_name("store.ingest.json").read_text())
+    reasons = {(s["chip_id"], s["product"]): s["reason"] for s in summary["skips"]}
+    assert "no usable sentinel-2-l2a" in reasons[("b", "sentinel-2-l2a")]
+    assert "no modality" in reasons[("b", "chip")]
+    assert report.chips_written == 1
+
+
+def test_orbit_filter_and_config_yaml(stac_catalog, tmp_path):
+    path = tmp_path / "stac.yaml"
+    path.write_text(f"catalog: {stac_catalog}\ns1_orbit_state: descending\n")
+    cfg = load_stac_config(path)
+    assert cfg.s1_orbit_state == "descending" and cfg.s2_collection == "sentinel-2-l2a"
+    grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
+    ingest_stac(grid.iloc[:1], StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False), cfg,
+                modalities=("s1grdm",))
+    s1 = ChipStore.open(tmp_path / "s").read_chip("a")["s1grdm"]
+    assert s1.valid.tolist() == [False] * 3 + [True] * 3 + [False] * 3  # only the February scene
+    path.write_text("catalgo: x\n")
+    with pytest.raises(ValueError, match="catalgo"):
+        load_stac_config(path)
+
+
+def test_default_config_is_planetary_computer():
+    cfg = StacConfig()
+    assert cfg.catalog == "https://planetarycomputer.microsoft.com/api/stac/v1"
+    assert (cfg.s2_collection, cfg.s1_collection, cfg.worldcover_collection) == (
+        "sentinel-2-l2a", "sentinel-1-rtc", "esa-worldcover")
+    assert cfg.datetime_range() == "2020-01-01/2020-03-31"
+    with pytest.raises(ValueError, match="cannot be imported"):
+        StacConfig(modifier="no_such_pkg.sign").modifier_fn()
