@@ -1,0 +1,20 @@
+"""Multi-tower CLIP model (paper section 4.1): one single-channel ViT per modality."""
+
+from eoclip.model.clip import MultiTowerCLIP
+from eoclip.model.config import ModelConfig, TowerConfig, list_models, load_model_config
+from eoclip.model.factory import create_model
+from eoclip.model.loss import MultiModalClipLoss, clip_pair_loss, gather_features
+from eoclip.model.tower import Tower
+
+__all__ = [
+    "ModelConfig",
+    "MultiModalClipLoss",
+    "MultiTowerCLIP",
+    "Tower",
+    "TowerConfig",
+    "clip_pair_loss",
+    "create_model",
+    "gather_features",
+    "list_models",
+    "load_model_config",
+]
