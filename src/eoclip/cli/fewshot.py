@@ -1,0 +1,101 @@
+"""`eoclip fewshot`: few-shot evaluation of EmbeddingTables (paper section 4.2).
+
+Example:
+    eoclip fewshot --table pretrained=emb/pretrained.parquet --table stats=emb/stats.parquet \\
+        --out results/fewshot --head rf --repeats 10 --n-jobs 16
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eoclip.embeddings.table import EmbeddingTableError
+from eoclip.fewshot import (
+    PAPER_TRAIN_SIZES,
+    TASKS,
+    FewshotConfig,
+    FewshotError,
+    point95,
+    run_fewshot,
+    summarize,
+)
+
+__all__ = ["parse_tables", "register"]
+
+
+def parse_tables(specs: list[str]) -> dict[str, str]:
+    """`["pretrained=a.parquet", "b.parquet"]` -> `{"pretrained": "a.parquet", "b": "b.parquet"}`.
+
+    A spec without `NAME=` is named after the file stem. URLs such as `s3://...` are kept whole.
+    """
+    tables: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or "://" in name or "/" in name:
+            name, path = Path(spec).stem, spec
+        if not name or not path:
+            raise typer.BadParameter(f"bad --table {spec!r}; use NAME=PATH or PATH")
+        if name in tables:
+            raise typer.BadParameter(f"source name {name!r} given twice in --table")
+        tables[name] = path
+    return tables
+
+
+def _csv(text: str | None, cast=str) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        return tuple(cast(t.strip()) for t in text.split(",") if t.strip())
+    except ValueError as err:
+        raise typer.BadParameter(f"cannot parse {text!r}: {err}") from err
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `fewshot` command to `app`."""
+
+    @app.command("fewshot")
+    def fewshot(
+        table: Annotated[
+            list[str], typer.Option("--table", help="NAME=PATH of an EmbeddingTable (repeatable)")
+        ],
+        out: Annotated[
+            str, typer.Option("--out", help="output folder (results.parquet/.csv, summary.csv)")
+        ],
+        head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
+        repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
+        train_sizes: Annotated[
+            str, typer.Option(help="comma-separated sizes; 'all' is always added")
+        ] = ",".join(map(str, PAPER_TRAIN_SIZES)),
+        tasks: Annotated[str, typer.Option(help="comma-separated tasks")] = ",".join(TASKS),
+        features: Annotated[
+            str | None, typer.Option(help="comma-separated modalities / concat (default: all)")
+        ] = None,
+        n_jobs: Annotated[int, typer.Option(help="parallel fits (-1: all cores)")] = -1,
+        seed: Annotated[int, typer.Option(help="root seed")] = 0,
+        max_test: Annotated[int | None, typer.Option(help="subsample the test split")] = None,
+        overwrite: Annotated[bool, typer.Option(help="discard results already in --out")] = False,
+        progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    ) -> None:
+        """Few-shot accuracy vs number of labels, per source, AOI, task and feature set."""
+        try:
+            config = FewshotConfig(
+                train_sizes=_csv(train_sizes, int),
+                repeats=repeats,
+                head=head,
+                seed=seed,
+                n_jobs=n_jobs,
+                tasks=_csv(tasks),
+                features=_csv(features),
+                max_test=max_test,
+                progress=progress,
+            )
+            results = run_fewshot(parse_tables(table), config, out_dir=out, overwrite=overwrite)
+        except (FewshotError, EmbeddingTableError, FileNotFoundError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from err
+        points = point95(summarize(results))
+        typer.echo(f"{len(results)} results in {out}; smallest n_train reaching 95 % of 'all':")
+        typer.echo(points.to_string(index=False))

@@ -1,0 +1,232 @@
+"""EmbeddingTable: one GeoParquet row per chip with one embedding vector per modality.
+
+Layout (readable with geopandas, pyarrow or duckdb, no eoclip needed):
+
+- `chip_id`, `geometry` (EPSG:4326, GeoParquet WKB), `aoi`, `split`, `label_<task>` (float);
+- `emb_<m>`: `fixed_size_list<float32>[D]` per modality `m`, **null** when the chip lacks `m`;
+- `emb_<m>_channels`: `list<string>`, the channels that fed the vector (optional);
+- `checkpoint_hash` (str, optional);
+- file-level key-value metadata `eoclip` (JSON): `{"format": "eoclip-embeddings",
+  "version": 1, "modalities": [...], "dim": D, "dims": {m: D}, "channel_policy": ...,
+  "checkpoint_hash": ..., "source": "pretrained" | "untrained" | "stats", ...}`.
+
+Files are written to a temporary name beside the target and renamed, so a reader never sees a
+half-written table. Paths may be local or fsspec URLs (`s3://`, `memory://`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "EMB_PREFIX",
+    "META_KEY",
+    "REQUIRED_COLUMNS",
+    "EmbeddingTableError",
+    "embedding_matrix",
+    "embedding_modalities",
+    "read_embedding_table",
+    "write_embedding_table",
+]
+
+EMB_PREFIX = "emb_"
+META_KEY = "eoclip"
+FORMAT = "eoclip-embeddings"
+VERSION = 1
+REQUIRED_COLUMNS = ("chip_id", "aoi", "split")
+
+
+class EmbeddingTableError(ValueError):
+    """A table that is not a valid EmbeddingTable (message names the file and the problem)."""
+
+
+def embedding_modalities(gdf: pd.DataFrame) -> list[str]:
+    """Modalities with an `emb_<m>` column, in column order.
+
+    Uses `gdf.attrs["eoclip"]["modalities"]` when present (set by `read_embedding_table`).
+    """
+    meta = gdf.attrs.get(META_KEY) or {}
+    if meta.get("modalities"):
+        return [m for m in meta["modalities"] if f"{EMB_PREFIX}{m}" in gdf.columns]
+    return [
+        c[len(EMB_PREFIX) :]
+        for c in gdf.columns
+        if isinstance(c, str) and c.startswith(EMB_PREFIX) and not c.endswith("_channels")
+    ]
+
+
+def _vectors_to_arrow(
+    values: pd.Series, column: str, dim_hint: int | None
+) -> tuple[pa.FixedSizeListArray, int]:
+    """Object column of vectors / None -> fixed-size list<float32> array with nulls."""
+    present = np.array([_is_vector(v) for v in values], dtype=bool)
+    dims = {len(np.asarray(v).ravel()) for v in values[present]}
+    if len(dims) > 1:
+        raise EmbeddingTableError(f"column {column!r} mixes vector lengths {sorted(dims)}")
+    dim = dims.pop() if dims else dim_hint
+    if not dim:
+        raise EmbeddingTableError(
+            f"column {column!r} holds no vector; give its length in meta['dims'] or meta['dim']"
+        )
+    flat = np.zeros((len(values), dim), dtype=np.float32)
+    if present.any():
+        flat[present] = np.stack([np.asarray(v, dtype=np.float32).ravel() for v in values[present]])
+    mask = pa.array(~present) if not present.all() else None
+    arr = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel(), pa.float32()), dim, mask=mask)
+    return arr, dim
+
+
+def _is_vector(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and np.isnan(value):  # pandas' missing marker in object columns
+        return False
+    return True
+
+
+def _fs_and_path(path: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, fs_path = fsspec.core.url_to_fs(str(path))
+    return fs, fs_path
+
+
+def write_embedding_table(gdf: gpd.GeoDataFrame, path: str | Path, meta: dict) -> str:
+    """Write an EmbeddingTable atomically (temporary name, then rename).
+
+    Args:
+        gdf: one row per chip with `chip_id`, `geometry`, `aoi`, `split`, optional `label_*`,
+            and per modality `emb_<m>` holding a 1-D float vector of length D or None (absent).
+        path: destination `.parquet`, local path or fsspec URL.
+        meta: JSON-serialisable dict stored under the file metadata key `eoclip`; the keys
+            `format`, `version`, `modalities`, `dims` and (when all modalities share it) `dim`
+            are filled in. A modality with no vector at all takes its length from
+            `meta["dims"][m]` or `meta["dim"]`.
+
+    Returns:
+        The path written, as a string.
+
+    Raises:
+        EmbeddingTableError: missing columns, no `emb_` columns, ragged vectors, an all-null
+            modality of unknown length, meta that is not JSON.
+    """
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
+        raise EmbeddingTableError(f"{path}: need a GeoDataFrame with a geometry column")
+    missing = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]
+    if missing:
+        raise EmbeddingTableError(f"{path}: missing required column(s) {missing}")
+    mods = embedding_modalities(gdf)
+    if not mods:
+        raise EmbeddingTableError(f"{path}: no '{EMB_PREFIX}<modality>' columns to write")
+    emb_cols = [f"{EMB_PREFIX}{m}" for m in mods]
+    base = gdf.drop(columns=emb_cols).reset_index(drop=True)
+    # geopandas' own converter writes the GeoParquet "geo" metadata (CRS, encoding, bbox).
+    from geopandas.io.arrow import _geopandas_to_arrow
+
+    table = _geopandas_to_arrow(base, index=False)
+    dims = {}
+    for m, col in zip(mods, emb_cols, strict=True):
+        hint = (meta.get("dims") or {}).get(m, meta.get("dim"))
+        arr, dims[m] = _vectors_to_arrow(gdf[col].reset_index(drop=True), col, hint)
+        table = table.append_column(pa.field(col, arr.type, nullable=True), arr)
+    full_meta = dict(meta)
+    full_meta.update(format=FORMAT, version=VERSION, modalities=mods, dims=dims)
+    if len(set(dims.values())) == 1:
+        full_meta["dim"] = next(iter(dims.values()))
+    try:
+        meta_bytes = json.dumps(full_meta).encode()
+    except TypeError as err:
+        raise EmbeddingTableError(f"{path}: meta is not JSON-serialisable: {err}") from err
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: meta_bytes})
+    fs, fs_path = _fs_and_path(path)
+    parent = fs_path.rsplit("/", 1)[0] if "/" in fs_path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            pq.write_table(table, f)
+        fs.mv(tmp, fs_path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    return str(path)
+
+
+def read_embedding_table(path: str | Path) -> tuple[gpd.GeoDataFrame, dict]:
+    """Read an EmbeddingTable.
+
+    Returns:
+        `(gdf, meta)`: `emb_<m>` columns hold float32 arrays of shape (D,) or None; `meta` is the
+        `eoclip` metadata dict, also stored in `gdf.attrs["eoclip"]`.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        EmbeddingTableError: not Parquet, or no `eoclip` metadata (the message names the file).
+    """
+    fs, fs_path = _fs_and_path(path)
+    if not fs.exists(fs_path):
+        raise FileNotFoundError(f"EmbeddingTable not found: {path}")
+    try:
+        with fs.open(fs_path, "rb") as f:
+            schema = pq.read_schema(f)
+    except (pa.ArrowException, OSError) as err:
+        raise EmbeddingTableError(f"{path}: not a readable Parquet file ({err})") from err
+    raw = (schema.metadata or {}).get(META_KEY.encode())
+    if raw is None:
+        raise EmbeddingTableError(
+            f"{path}: Parquet file has no '{META_KEY}' metadata; is it an EmbeddingTable "
+            "written by `eoclip embed`?"
+        )
+    meta = json.loads(raw)
+    if b"geo" not in (schema.metadata or {}):
+        raise EmbeddingTableError(f"{path}: missing GeoParquet 'geo' metadata")
+    with fs.open(fs_path, "rb") as f:
+        gdf = gpd.read_parquet(f)
+    for m in meta.get("modalities", []):
+        col = f"{EMB_PREFIX}{m}"
+        if col not in gdf.columns:
+            raise EmbeddingTableError(f"{path}: metadata lists modality {m!r} but no {col!r}")
+    gdf.attrs[META_KEY] = meta
+    return gdf, meta
+
+
+def embedding_matrix(gdf: pd.DataFrame, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stack one modality's vectors into a matrix.
+
+    Args:
+        gdf: an EmbeddingTable frame (from `read_embedding_table` or in memory).
+        modality: modality name `m` (column `emb_<m>`).
+
+    Returns:
+        `(X, present)`: float32 array of shape (N, D) with NaN rows where the chip lacks the
+        modality, and a bool array of shape (N,) that is True where the vector exists.
+
+    Raises:
+        KeyError: no `emb_<modality>` column (lists the available modalities).
+    """
+    col = f"{EMB_PREFIX}{modality}"
+    if col not in gdf.columns:
+        raise KeyError(
+            f"no embedding column {col!r}; available modalities: {embedding_modalities(gdf)}"
+        )
+    values = gdf[col].to_numpy()
+    present = np.array([_is_vector(v) for v in values], dtype=bool)
+    dims = (gdf.attrs.get(META_KEY) or {}).get("dims", {})
+    if present.any():
+        stacked = np.stack([np.asarray(v, dtype=np.float32).ravel() for v in values[present]])
+        dim = stacked.shape[1]
+    else:
+        stacked, dim = None, int(dims.get(modality, 0))
+    X = np.full((len(values), dim), np.nan, dtype=np.float32)
+    if stacked is not None:
+        X[present] = stacked
+    return X, present

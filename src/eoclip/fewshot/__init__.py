@@ -1,0 +1,37 @@
+"""Few-shot evaluation of frozen embeddings (paper section 4.2): binary tasks per AOI,
+train sizes from 5 chips to the whole train split, a head chosen on validation, accuracy
+on the test split."""
+
+from eoclip.fewshot.config import (
+    CONCAT,
+    DEFAULT_GRIDS,
+    PAPER_RF,
+    PAPER_TRAIN_SIZES,
+    TASKS,
+    FewshotConfig,
+    FewshotError,
+)
+from eoclip.fewshot.data import derive_seed, train_median_threshold, train_size_plan
+from eoclip.fewshot.heads import make_head
+from eoclip.fewshot.io import read_results
+from eoclip.fewshot.run import RESULT_COLUMNS, run_fewshot
+from eoclip.fewshot.summary import point95, summarize
+
+__all__ = [
+    "CONCAT",
+    "DEFAULT_GRIDS",
+    "PAPER_RF",
+    "PAPER_TRAIN_SIZES",
+    "RESULT_COLUMNS",
+    "TASKS",
+    "FewshotConfig",
+    "FewshotError",
+    "derive_seed",
+    "make_head",
+    "point95",
+    "read_results",
+    "run_fewshot",
+    "summarize",
+    "train_median_threshold",
+    "train_size_plan",
+]

@@ -1,0 +1,68 @@
+"""Atomic reading and writing of few-shot results (local folders or fsspec URLs)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable
+
+import fsspec
+import pandas as pd
+
+from eoclip.fewshot.config import FewshotError
+
+__all__ = [
+    "CONFIG_FILE",
+    "RESULTS_CSV",
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "read_results",
+    "write_json",
+    "write_results",
+]
+
+RESULTS_FILE = "results.parquet"
+RESULTS_CSV = "results.csv"
+SUMMARY_FILE = "summary.csv"
+CONFIG_FILE = "fewshot_config.json"
+
+
+def _atomic(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[io.IOBase], None]) -> None:
+    """Write through `write(file)` to a temporary name beside `path`, then rename."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            write(f)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def write_json(obj: dict, path: str, fs: fsspec.AbstractFileSystem) -> None:
+    """Atomically write `obj` as indented JSON."""
+    _atomic(fs, path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
+
+
+def write_results(results: pd.DataFrame, out_dir: str) -> None:
+    """Write `results.parquet`, `results.csv` and `summary.csv` into `out_dir` atomically."""
+    from eoclip.fewshot.summary import summarize
+
+    fs, root = fsspec.core.url_to_fs(out_dir)
+    fs.makedirs(root, exist_ok=True)
+    _atomic(fs, f"{root}/{RESULTS_FILE}", lambda f: results.to_parquet(f, index=False))
+    _atomic(fs, f"{root}/{RESULTS_CSV}", lambda f: f.write(results.to_csv(index=False).encode()))
+    summary = summarize(results)
+    _atomic(fs, f"{root}/{SUMMARY_FILE}", lambda f: f.write(summary.to_csv(index=False).encode()))
+
+
+def read_results(path: str, fs: fsspec.AbstractFileSystem | None = None) -> pd.DataFrame:
+    """Read a results Parquet file (as written by `write_results`)."""
+    if fs is None:
+        fs, path = fsspec.core.url_to_fs(path)
+    try:
+        with fs.open(path, "rb") as f:
+            return pd.read_parquet(f)
+    except (OSError, ValueError) as err:
+        raise FewshotError(f"{path}: cannot read few-shot results ({err})") from err

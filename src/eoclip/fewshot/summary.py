@@ -1,0 +1,70 @@
+"""Summaries of few-shot results: mean and spread per train size, and the 95 % point."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["CELL_KEYS", "point95", "summarize"]
+
+CELL_KEYS = ["source", "aoi", "task", "features"]
+
+
+def summarize(results: pd.DataFrame, frac: float = 0.95) -> pd.DataFrame:
+    """Mean and std over repeats, and where `frac` of the full-data accuracy is reached.
+
+    Args:
+        results: tidy results of `run_fewshot`.
+        frac: relative accuracy defining the reference point; the paper's Fig. 4 uses 0.95.
+
+    Returns:
+        One row per (source, aoi, task, features, train_size) sorted by `n_train`, with
+        `accuracy_mean`, `accuracy_std` (sample std over repeats, NaN for one repeat),
+        `balanced_accuracy_mean`, `balanced_accuracy_std`, `pos_frac_train_mean`,
+        `pos_frac_test`, `n_repeats`, `full_accuracy_mean` (mean at `train_size == "all"`),
+        `relative_accuracy`, `reaches_frac` (mean >= frac * full), `n_train_95` (the smallest
+        `n_train` of the cell that reaches it; `all` always does) and `is_95_point`.
+    """
+    keys = [*CELL_KEYS, "train_size", "n_train"]
+    s = (
+        results.groupby(keys, sort=False)
+        .agg(
+            accuracy_mean=("accuracy", "mean"),
+            accuracy_std=("accuracy", "std"),
+            balanced_accuracy_mean=("balanced_accuracy", "mean"),
+            balanced_accuracy_std=("balanced_accuracy", "std"),
+            pos_frac_train_mean=("pos_frac_train", "mean"),
+            pos_frac_test=("pos_frac_test", "mean"),
+            n_repeats=("repeat", "nunique"),
+        )
+        .reset_index()
+    )
+    full = (
+        s[s["train_size"] == "all"]
+        .set_index(CELL_KEYS)["accuracy_mean"]
+        .rename("full_accuracy_mean")
+    )
+    s = s.join(full, on=CELL_KEYS)
+    s["relative_accuracy"] = s["accuracy_mean"] / s["full_accuracy_mean"]
+    s["reaches_frac"] = s["accuracy_mean"] >= frac * s["full_accuracy_mean"]
+    n95 = s[s["reaches_frac"]].groupby(CELL_KEYS)["n_train"].min().rename("n_train_95")
+    s = s.join(n95, on=CELL_KEYS)
+    s["is_95_point"] = s["n_train"] == s["n_train_95"]
+    return s.sort_values([*CELL_KEYS, "n_train"], kind="stable").reset_index(drop=True)
+
+
+def point95(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (source, aoi, task, features): the 95 % point of a `summarize` table.
+
+    Returns:
+        Columns `CELL_KEYS`, `train_size`, `n_train_95`, `accuracy_mean` (at that point),
+        `full_accuracy_mean`, `relative_accuracy`.
+    """
+    cols = [
+        *CELL_KEYS,
+        "train_size",
+        "n_train_95",
+        "accuracy_mean",
+        "full_accuracy_mean",
+        "relative_accuracy",
+    ]
+    return summary[summary["is_95_point"]][cols].reset_index(drop=True)

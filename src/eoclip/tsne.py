@@ -1,0 +1,201 @@
+"""2-D t-SNE maps of each modality's embeddings per AOI (paper section 5.2, Fig. 5).
+
+`run_tsne` embeds, per source, AOI and modality, a seeded random subsample of the AOI's chips
+with openTSNE and returns a tidy frame; `plot_tsne` draws a grid of AOIs x modalities coloured
+by log10(label + eps). The same chips (chosen once per AOI among chips with at least one
+vector, from `derive_seed(seed, aoi, "tsne")`) are used for every modality and source; a chip
+lacking a modality is left out of that modality's map only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from openTSNE import TSNE
+from tqdm.auto import tqdm
+
+from eoclip.embeddings.table import embedding_matrix, embedding_modalities
+from eoclip.fewshot.data import derive_seed, load_sources
+
+__all__ = ["TsneConfig", "plot_tsne", "run_tsne", "save_tsne"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TsneConfig:
+    """Settings of `run_tsne`."""
+
+    max_points: int = 5000  # chips per AOI; a seeded random subsample above this
+    perplexity: float = 30.0  # capped at (n - 1) / 3 for small maps
+    n_iter: int = 500  # optimisation steps after early exaggeration
+    early_exaggeration_iter: int = 250
+    seed: int = 0
+    n_jobs: int = 1
+    modalities: tuple[str, ...] | None = None  # None: every modality of each source
+    splits: tuple[str, ...] | None = None  # None: chips of every split
+    progress: bool = True
+
+
+def _choose_chips(sub: pd.DataFrame, mods: list[str], cfg: TsneConfig, aoi: str) -> pd.DataFrame:
+    """Chips of one AOI with at least one vector, subsampled to `max_points` (seeded)."""
+    any_present = np.zeros(len(sub), dtype=bool)
+    for m in mods:
+        any_present |= embedding_matrix(sub, m)[1]
+    sub = sub[any_present]
+    if len(sub) > cfg.max_points:
+        rng = np.random.default_rng(derive_seed(cfg.seed, aoi, "tsne"))
+        sub = sub.iloc[np.sort(rng.choice(len(sub), cfg.max_points, replace=False))]
+    return sub
+
+
+def _embed(X: np.ndarray, cfg: TsneConfig, seed: int) -> np.ndarray:
+    """openTSNE map of X (n, D) -> (n, 2)."""
+    tsne = TSNE(
+        perplexity=min(cfg.perplexity, (len(X) - 1) / 3),
+        n_iter=cfg.n_iter,
+        early_exaggeration_iter=cfg.early_exaggeration_iter,
+        n_jobs=cfg.n_jobs,
+        random_state=seed,
+        verbose=False,
+    )
+    return np.asarray(tsne.fit(X), dtype=np.float32)
+
+
+def run_tsne(
+    tables: dict[str, str | Path | pd.DataFrame],
+    config: TsneConfig | None = None,
+    out_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """t-SNE of every (source, aoi, modality).
+
+    Args:
+        tables: source name -> EmbeddingTable path/URL or frame.
+        config: settings (defaults: 5000 points per AOI, perplexity 30).
+        out_path: optional Parquet file to write (atomically).
+
+    Returns:
+        Tidy frame with columns source, aoi, modality, chip_id, split, x, y and every
+        `label_*` column of the table; one row per chip and modality mapped.
+    """
+    cfg = config or TsneConfig()
+    sources = load_sources(tables)
+    work = []
+    for source, (gdf, _) in sources.items():
+        mods = embedding_modalities(gdf)
+        if cfg.modalities is not None:
+            unknown = [m for m in cfg.modalities if m not in mods]
+            if unknown:
+                raise ValueError(f"source {source!r}: unknown modalities {unknown}; has {mods}")
+            mods = list(cfg.modalities)
+        if cfg.splits is not None:
+            gdf = gdf[gdf["split"].isin(cfg.splits)]
+        for aoi in sorted(gdf["aoi"].unique()):
+            sub = gdf[gdf["aoi"] == aoi].sort_values("chip_id", kind="stable")
+            work.append((source, aoi, mods, _choose_chips(sub, mods, cfg, aoi)))
+    frames = []
+    total = sum(len(w[2]) for w in work)
+    with tqdm(total=total, desc="t-SNE", disable=not cfg.progress) as bar:
+        for source, aoi, mods, sub in work:
+            labels = [c for c in sub.columns if str(c).startswith("label_")]
+            for m in mods:
+                X, present = embedding_matrix(sub, m)
+                bar.update(1)
+                if present.sum() < 4:
+                    log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, present.sum())
+                    continue
+                xy = _embed(X[present], cfg, derive_seed(cfg.seed, source, aoi, m))
+                part = pd.DataFrame(sub.loc[present, ["chip_id", "split", *labels]])
+                part.insert(0, "modality", m)
+                part.insert(0, "aoi", aoi)
+                part.insert(0, "source", source)
+                part.insert(4, "x", xy[:, 0])
+                part.insert(5, "y", xy[:, 1])
+                frames.append(part.reset_index(drop=True))
+    if not frames:
+        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
+    df = pd.concat(frames, ignore_index=True)
+    if out_path is not None:
+        save_tsne(df, out_path)
+    return df
+
+
+def _atomic_write(path: str | Path, write) -> str:
+    fs, fs_path = fsspec.core.url_to_fs(str(path))
+    if "/" in fs_path:
+        fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            write(f)
+        fs.mv(tmp, fs_path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    return str(path)
+
+
+def save_tsne(df: pd.DataFrame, path: str | Path) -> str:
+    """Write a `run_tsne` frame to Parquet (temporary name, then rename)."""
+    return _atomic_write(path, lambda f: df.to_parquet(f, index=False))
+
+
+def plot_tsne(
+    df: pd.DataFrame,
+    task: str,
+    path: str | Path,
+    source: str | None = None,
+    eps: float = 1e-3,
+) -> str:
+    """Grid of t-SNE maps, AOIs in rows and modalities in columns, coloured by log10(label + eps).
+
+    Args:
+        df: output of `run_tsne`.
+        task: label to colour by (`label_<task>` column); chips without it are grey.
+        path: image file (PNG, SVG, PDF ... from the suffix), local or fsspec URL.
+        source: which source to draw; may be None when `df` holds one source only.
+        eps: added before the log so zero labels (no water) stay finite.
+
+    Returns:
+        The path written.
+    """
+    col = f"label_{task}"
+    if col not in df.columns:
+        raise ValueError(f"no {col!r} in the t-SNE frame; has {[c for c in df if 'label_' in c]}")
+    sources = sorted(df["source"].unique())
+    if source is None and len(sources) != 1:
+        raise ValueError(f"frame holds sources {sources}; pass source=")
+    df = df[df["source"] == (source or sources[0])]
+    if df.empty:
+        raise ValueError(f"no rows for source {source!r}; has {sources}")
+    aois, mods = sorted(df["aoi"].unique()), list(dict.fromkeys(df["modality"]))
+    color = np.log10(df[col].to_numpy(dtype=float) + eps)
+    lo, hi = np.nanpercentile(color, [1, 99]) if np.isfinite(color).any() else (0.0, 1.0)
+    fig = Figure(figsize=(2.6 * len(mods) + 0.8, 2.6 * len(aois)), layout="constrained")
+    axes = fig.subplots(len(aois), len(mods), squeeze=False)
+    scatter = None
+    size = float(np.clip(4000 / max(len(df) / max(len(aois) * len(mods), 1), 1), 1, 12))
+    for i, aoi in enumerate(aois):
+        for j, m in enumerate(mods):
+            ax = axes[i, j]
+            sel = ((df["aoi"] == aoi) & (df["modality"] == m)).to_numpy()
+            c = color[sel]
+            known = np.isfinite(c)
+            xy = df.loc[sel, ["x", "y"]].to_numpy()
+            ax.scatter(*xy[~known].T, s=size, c="lightgrey", linewidths=0)
+            scatter = ax.scatter(
+                *xy[known].T, s=size, c=c[known], cmap="viridis", vmin=lo, vmax=hi, linewidths=0
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{aoi} / {m}", fontsize=8)
+    fig.colorbar(scatter, ax=axes, shrink=0.6, label=f"log10({col} + {eps:g})")
+    fmt = Path(str(path)).suffix.lstrip(".") or "png"
+    return _atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))

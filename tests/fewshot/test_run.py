@@ -1,0 +1,191 @@
+"""run_fewshot end to end on tiny synthetic tables: counts, values, seeds, resuming, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import eoclip.fewshot.run as run_mod
+from eoclip.embeddings import write_embedding_table
+from eoclip.fewshot import RESULT_COLUMNS, FewshotConfig, FewshotError, run_fewshot
+from eoclip.fewshot.data import feature_matrix, prepare_group
+from eoclip.fewshot.heads import fit_predict
+
+SMALL_RF = ({"n_estimators": 8, "max_depth": 4}, {"n_estimators": 8, "max_depth": 2})
+
+
+def fast(**kw) -> FewshotConfig:
+    base = dict(
+        train_sizes=(5, 20, 500), repeats=2, grid=SMALL_RF, tasks=("tree", "water"), progress=False
+    )
+    return FewshotConfig(**{**base, **kw})
+
+
+def test_rows_values_and_balance(table):
+    res = run_fewshot({"pretrained": table}, fast())
+    assert list(res.columns) == RESULT_COLUMNS
+    # 2 aois x 2 tasks x 3 feature sets x (5, 20, all; 500 > 120 train chips) x 2 repeats
+    assert len(res) == 2 * 2 * 3 * 3 * 2
+    assert set(res["features"]) == {"s2", "s1", "concat"}
+    assert set(res["train_size"]) == {"5", "20", "all"}
+    assert (res.loc[res["train_size"] == "all", "n_train"] == 120).all()
+    assert (res["n_test"] == 40).all() and (res["source"] == "pretrained").all()
+    full = res[res["train_size"] == "all"]
+    assert full["accuracy"].mean() > 0.75  # labels follow the embedding: far above chance
+    assert (full["pos_frac_train"] == 0.5).all()  # 120 distinct values split at the median
+    for (aoi, task), g in res.groupby(["aoi", "task"]):
+        sub = table[table["aoi"] == aoi]
+        train = sub.loc[sub["split"] == "train", f"label_{task}"]
+        assert np.allclose(g["threshold"], np.median(train))
+        test = sub.loc[sub["split"] == "test", f"label_{task}"]
+        assert np.allclose(g["pos_frac_test"], (test > np.median(train)).mean())
+    assert res["balanced_accuracy"].between(0, 1).all()
+    assert (res["head"] == "rf").all()
+    params = {json.dumps(p, sort_keys=True) for p in SMALL_RF}
+    assert set(res["head_params"]) <= params
+    assert (res["n_train"] == res["train_size"].replace("all", "120").astype(int)).all()
+
+
+def test_test_labels_do_not_move_threshold(table):
+    cfg = fast(train_sizes=(20,), repeats=1, tasks=("tree",), features=("s2",))
+    a = run_fewshot({"p": table}, cfg)
+    changed = table.copy()
+    is_test = changed["split"] == "test"
+    changed.loc[is_test, "label_tree"] = changed.loc[is_test, "label_tree"] * 100
+    b = run_fewshot({"p": changed}, cfg)
+    np.testing.assert_array_equal(a["threshold"], b["threshold"])
+    assert (b["pos_frac_test"] > a["pos_frac_test"]).all()
+
+
+def test_same_seed_same_numbers_any_n_jobs(table):
+    cfg = fast(tasks=("tree",), features=("concat",))
+    a = run_fewshot({"p": table}, cfg)
+    b = run_fewshot({"p": table}, fast(tasks=("tree",), features=("concat",), n_jobs=2))
+    pd.testing.assert_frame_equal(a, b)
+    c = run_fewshot({"p": table}, fast(tasks=("tree",), features=("concat",), seed=1))
+    assert not np.array_equal(a["seed"], c["seed"])
+    assert not np.array_equal(a["accuracy"], c["accuracy"])
+
+
+def test_selection_on_validation(table):
+    grid = ({"C": 1e-4}, {"C": 1.0})
+    cfg = fast(
+        head="logreg", grid=grid, train_sizes=(20,), repeats=1, tasks=("tree",), features=("s2",)
+    )
+    res = run_fewshot({"p": table}, cfg)
+    for aoi, g in res.groupby("aoi"):
+        sub = table[table["aoi"] == aoi].sort_values("chip_id")
+        X = feature_matrix(sub, "s2", ["s2", "s1"])
+        data = prepare_group(sub["label_tree"].to_numpy(), sub["split"].to_numpy(), X, 0)
+        accs = [
+            (
+                fit_predict("logreg", p, 0, data.X_train, data.y_train, data.X_val)[0] == data.y_val
+            ).mean()
+            for p in grid
+        ]
+        assert g["val_accuracy"].iloc[0] == pytest.approx(max(accs))
+        assert json.loads(g["head_params"].iloc[0]) == grid[int(np.argmax(accs))]
+    one = run_fewshot(
+        {"p": table},
+        fast(grid=(SMALL_RF[0],), train_sizes=(20,), repeats=1, tasks=("tree",), features=("s2",)),
+    )
+    assert one["val_accuracy"].isna().all()  # a one-entry grid needs no selection
+
+
+@pytest.mark.parametrize("head", ["logreg", "knn"])
+def test_other_heads_impute_missing(table, head):
+    res = run_fewshot(
+        {"p": table}, fast(head=head, grid=None, train_sizes=(50,), repeats=1, tasks=("tree",))
+    )
+    assert not res["accuracy"].isna().any()
+    assert res.loc[res["train_size"] == "all", "accuracy"].mean() > 0.75
+
+
+def test_one_class_samples_resampled_and_recorded(table):
+    t = table.copy()
+    t["label_water"] = 0.0
+    t.loc[t.index[::40], "label_water"] = 1.0  # 3 positives per AOI's train split
+    res = run_fewshot(
+        {"p": t}, fast(tasks=("water",), features=("s2",), train_sizes=(5,), repeats=4)
+    )
+    small = res[res["train_size"] == "5"]
+    assert (small["n_resamples"] > 0).any() and not small["single_class"].any()
+    assert ((small["pos_frac_train"] > 0) & (small["pos_frac_train"] < 1)).all()
+    res0 = run_fewshot(
+        {"p": t},
+        fast(tasks=("water",), features=("s2",), train_sizes=(5,), repeats=4, max_resample=0),
+    )
+    assert res0.loc[res0["train_size"] == "5", "single_class"].any()
+
+
+def test_sources_from_files_are_paired(tmp_path, table):
+    meta = {"source": "pretrained", "checkpoint_hash": "abc123"}
+    write_embedding_table(table, tmp_path / "a.parquet", meta)
+    stats = table.copy()
+    stats["emb_s2"] = [None if v is None else v[::-1].copy() for v in stats["emb_s2"]]
+    write_embedding_table(stats, tmp_path / "b.parquet", {**meta, "source": "stats"})
+    cfg = fast(tasks=("tree",), features=("s2",))
+    res = run_fewshot({"pretrained": tmp_path / "a.parquet", "stats": tmp_path / "b.parquet"}, cfg)
+    assert set(res["source"]) == {"pretrained", "stats"} and len(res) == 2 * 2 * 3 * 2
+    a, b = (res[res["source"] == s].reset_index(drop=True) for s in ("pretrained", "stats"))
+    np.testing.assert_array_equal(a["seed"], b["seed"])  # same samples for both sources
+    np.testing.assert_array_equal(a["pos_frac_train"], b["pos_frac_train"])
+
+
+def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
+    out = tmp_path / "out"
+    cfg = fast(tasks=("tree",), features=("s2", "concat"))
+    full = run_fewshot({"p": table}, cfg, out_dir=out)
+    stored = pd.read_parquet(out / "results.parquet")
+    assert len(stored) == len(full) == len(pd.read_csv(out / "results.csv"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "fewshot_config.json",
+        "results.csv",
+        "results.parquet",
+        "summary.csv",
+    ]
+    drop = (stored["aoi"] == "aoi_b") & (stored["features"] == "concat")  # 3 whole groups
+    drop |= (stored["aoi"] == "aoi_a") & (stored["train_size"] == "20") & (stored["repeat"] == 1)
+    stored[~drop].to_parquet(out / "results.parquet")
+    calls = []
+    original = run_mod._evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "_evaluate", counting)
+    again = run_fewshot({"p": table}, cfg, out_dir=out)
+    # 3 dropped groups x 2 repeats, plus the 2 aoi_a "20" groups (s2, concat) left incomplete
+    assert len(calls) == 3 * 2 + 2 * 2
+    pd.testing.assert_frame_equal(full, again)
+    calls.clear()
+    run_fewshot({"p": table}, cfg, out_dir=out)
+    assert calls == []  # nothing left to do
+    with pytest.raises(FewshotError, match="other settings"):
+        run_fewshot({"p": table}, fast(tasks=("tree",), seed=5), out_dir=out)
+    moved = table.copy()
+    moved["checkpoint_hash"] = "other"
+    moved.attrs["eoclip"] = {"checkpoint_hash": "zzz"}
+    with pytest.raises(FewshotError, match="checkpoint"):
+        run_fewshot({"p": moved}, cfg, out_dir=out)
+    fresh = run_fewshot(
+        {"p": table}, fast(tasks=("tree",), features=("s2",), seed=5), out_dir=out, overwrite=True
+    )
+    assert len(pd.read_parquet(out / "results.parquet")) == len(fresh)
+
+
+def test_bad_input_errors(table):
+    with pytest.raises(FewshotError, match="unknown feature set 'gunw'"):
+        run_fewshot({"p": table}, fast(features=("gunw",)))
+    with pytest.raises(FewshotError, match="label_crop"):
+        run_fewshot({"p": table.drop(columns="label_crop")}, fast(tasks=("crop",)))
+    with pytest.raises(FewshotError, match="unknown task"):
+        fast(tasks=("forest",))
+    with pytest.raises(FewshotError, match="no EmbeddingTables"):
+        run_fewshot({}, fast())
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        run_fewshot({"p": "missing.parquet"}, fast())
