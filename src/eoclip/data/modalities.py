@@ -10,7 +10,6 @@ The built-in ones (``s2rgbm``, ``s1grdm``, ``gunw``) are YAML files in
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -147,14 +146,16 @@ class Modality:
         nan = ~np.isfinite(x)
         nan_frac = nan.mean(axis=(-2, -1))
         valid = nan_frac <= max_nan_fraction
-        if nan.any():
+        # Fill small holes with the channel's median, computed only for the channels that have
+        # holes and will stay valid (a full nanmedian over every channel dominated ingest time).
+        holes = nan.any(axis=(-2, -1)) & valid
+        if holes.any():
             x = x.copy()
-            # Fill small holes per channel with that channel's median; NaN-only channels stay NaN.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels
-                med = np.nanmedian(np.where(nan, np.nan, x), axis=(-2, -1))
-            med = np.where(np.isfinite(med), med, 0.0)
-            x = np.where(nan, med[..., None, None], x)
+            flat = x.reshape(-1, *x.shape[-2:])
+            for k in np.flatnonzero(holes.reshape(-1)):
+                ch = flat[k]
+                ch[~np.isfinite(ch)] = np.median(ch[np.isfinite(ch)])
+            x = flat.reshape(x.shape)
         lo, hi = self.valid_range
         x = np.clip(x, lo, hi)
         x[~valid] = 0.0 if lo <= 0.0 <= hi else lo

@@ -314,7 +314,11 @@ class ChipStore:
     def flush(self) -> None:
         """Write the index (the commit record of every append so far)."""
         if self.mode == "a":
-            fsio.write_parquet_atomic(self.fs, fsio.join(self.root, "index.parquet"), self._index)
+            idx = self._index
+            # pandas reads text back as its `str` dtype, which pyarrow writes as large_string;
+            # writing plain objects keeps the file byte-identical across reopen-and-append.
+            idx = idx.assign(**{c: idx[c].astype(object) for c in ("chip_id", "aoi", "split")})
+            fsio.write_parquet_atomic(self.fs, fsio.join(self.root, "index.parquet"), idx)
             self._pending = 0
 
     def close(self) -> None:
