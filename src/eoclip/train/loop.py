@@ -1,0 +1,280 @@
+"""Multi-tower CLIP pretraining (paper section 4.1): one loop, one process or many.
+
+One process (CPU or one GPU):
+    eoclip pretrain --config demo --store demo_out/world --out runs
+Several processes on one machine (one per GPU, or CPU processes with gloo):
+    torchrun --nproc_per_node=4 -m eoclip.train --config demo --store demo_out/world --out runs
+Resume a stopped run (same --out and --name): add --resume.
+
+Each step feeds every tower ONE random valid channel per chip (`ChipDataset(channels=
+"random")`), computes the CLIP loss for each pair of modalities over the batch of all ranks
+and takes an AdamW step; the learning rate is a pure function of the step. After each epoch
+the validation split (fixed channel choice) gives the CLIP loss, which selects `best/`
+(paper: "the validation split to select the best self supervised model according to the CLIP
+loss"), and cross-modal retrieval recall. Rank 0 alone writes the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from eoclip.data.dataset import ChipDataset, collate_samples
+from eoclip.data.store import ChipStore
+from eoclip.model import MultiModalClipLoss, create_model
+from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
+from eoclip.train.config import PretrainConfig
+from eoclip.train.distributed import (
+    DistEnv,
+    barrier,
+    cleanup_distributed,
+    print0,
+    setup_distributed,
+)
+from eoclip.train.metrics import MetricsLog
+from eoclip.train.schedule import lr_at
+from eoclip.train.validate import validate
+
+__all__ = ["PretrainResult", "make_optimizer", "pretrain", "train_order"]
+
+
+@dataclass
+class PretrainResult:
+    """What a run produced (the same on every rank; only rank 0 wrote the files)."""
+
+    run_dir: Path  # <out>/<name>
+    last: Path  # last/ checkpoint
+    best: Path | None  # best/ checkpoint by validation CLIP loss (None without validation)
+    best_val_loss: float | None
+    step: int  # optimiser steps done
+    epoch: int  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per validated epoch
+    wall_time_s: float = 0.0
+
+
+def make_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only.
+
+    Biases, norm weights, the logit scale (all < 2-d) and the position embedding / class
+    token (as timm's `no_weight_decay`) are not decayed.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or name.endswith(("pos_embed", "cls_token", "reg_token"))
+        (no_decay if skip else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def train_order(n: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Dataset indices rank `rank` visits in `epoch`: a seeded shuffle, dealt round-robin.
+
+    This is `DistributedSampler(shuffle=True, drop_last=True)`'s order, so batch k of rank r
+    holds positions r, r + W, r + 2W, ... of global batch k's slice of the permutation.
+    """
+    sampler = DistributedSampler(
+        range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult:
+    """Train a `MultiTowerCLIP` on a ChipStore; see the module docstring.
+
+    Args:
+        config: the run's settings (validated here).
+        resume: continue `<out>/<name>/last` if it exists (else start fresh). Without it an
+            existing run folder with checkpoints is an error, never overwritten.
+
+    Returns:
+        A `PretrainResult`.
+    """
+    config.validate()
+    env = setup_distributed(config.device)
+    try:
+        return _pretrain(config, env, resume)
+    finally:
+        cleanup_distributed(env)
+
+
+def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainResult:
+    t0 = time.time()
+    store = ChipStore.open(config.store)
+    mods = config.modalities or list(store.modalities)
+    train_ds = ChipDataset(store, "train", mods, channels="random", seed=config.seed)
+    val_ds = _val_dataset(store, mods, config)
+    steps_per_epoch = len(train_ds) // env.world_size // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{config.store}: {len(train_ds)} train chips cannot fill one batch of "
+            f"{config.batch_size} x {env.world_size} processes; lower batch_size"
+        )
+    total_steps = steps_per_epoch * config.epochs
+
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    model = create_model(
+        config.model, modalities=mods, img_size=config.img_size or store.chip_px,
+        **config.model_overrides,
+    ).to(env.device)
+    optimizer = make_optimizer(model, config)
+    run_dir = config.run_dir
+    step, epoch, skip, best = _start_or_resume(run_dir, resume, model, optimizer, env, config.batch_size)
+
+    log = MetricsLog(run_dir / "metrics.jsonl" if env.master else None)
+    if env.master:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    ddp_model = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.ddp else model
+    loss_fn = MultiModalClipLoss(env.rank, env.world_size)
+    n_params = sum(p.numel() for p in model.parameters())
+    print0(f"{n_params / 1e6:.2f} M parameters, {len(train_ds)} train chips, {env.world_size} "
+           f"process(es) x batch {config.batch_size}, {steps_per_epoch} steps/epoch, device {env.device}")
+
+    def checkpoint(path: Path, at_epoch: int, in_epoch: int, extra: dict | None = None) -> None:
+        if env.master:
+            save_checkpoint(path, model, step=step, epoch=at_epoch, best_val_loss=best,
+                            pretrain_config=config.to_dict(), optimizer=optimizer,
+                            data_state={"epoch": at_epoch, "batch_in_epoch": in_epoch,
+                                        "world_size": env.world_size, "batch_size": config.batch_size},
+                            extra=extra)
+        barrier(env)
+
+    history: list[dict[str, Any]] = []
+    autocast = _autocast(config, env)
+    stopped = False
+    while epoch < config.epochs and not stopped:
+        train_ds.set_epoch(epoch)
+        order = train_order(len(train_ds), epoch, config.seed, env.rank, env.world_size)
+        loader = _loader(train_ds, order[skip * config.batch_size :], config, env)
+        ddp_model.train()
+        bar = tqdm(loader, total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not (env.master and config.progress), dynamic_ncols=True)
+        loss_sum, n_sum, t_epoch = torch.zeros((), device=env.device), 0, time.time()
+        for i, batch in enumerate(bar, start=skip):
+            lr = lr_at(step, config.lr, config.warmup_steps, total_steps, config.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                out = ddp_model(_to_device(batch, env.device))
+                losses = loss_fn(out)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_sum, n_sum = loss_sum + losses["loss"].detach().float(), n_sum + 1
+            if step % config.log_every == 0 or step == 1:
+                rec = {"kind": "train", "step": step, "epoch": epoch, "loss": losses["loss"].item(),
+                       "pairs": {k: v.item() for k, v in losses["pairs"].items()}, "lr": lr,
+                       "logit_scale": out["logit_scale"].item(),
+                       "chips_per_s": n_sum * config.batch_size * env.world_size / (time.time() - t_epoch)}
+                log.write(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
+            if config.max_steps is not None and step >= config.max_steps:
+                stopped = True
+            if stopped or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                done = i + 1 == steps_per_epoch
+                checkpoint(run_dir / "last", epoch + done, 0 if done else i + 1)
+            if stopped:
+                break
+        bar.close()
+        if stopped and i + 1 < steps_per_epoch:
+            break
+        skip, epoch = 0, epoch + 1
+        train_loss = (loss_sum / max(n_sum, 1)).item()
+        record = {"kind": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
+                  "lr": lr, "time_s": time.time() - t0}
+        if val_ds is not None and config.eval_every and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            record.update(validate(model, val_ds, config, env, autocast))
+            if record["val_loss"] is not None and (best is None or record["val_loss"] < best):
+                best = record["val_loss"]
+                checkpoint(run_dir / "best", epoch, 0, extra={"val": _summary(record)})
+        history.append(record)
+        log.write(record)
+        print0(_epoch_line(record))
+        checkpoint(run_dir / "last", epoch, 0, extra={"val": _summary(record)})
+
+    best_dir = run_dir / "best" if best is not None else None
+    return PretrainResult(run_dir, run_dir / "last", best_dir, best, step, epoch, history,
+                          time.time() - t0)
+
+
+def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv, batch_size: int):
+    """(step, epoch, batches done in that epoch, best val loss) to start from."""
+    ckpt = find_resume_checkpoint(run_dir)
+    if ckpt is None:
+        if resume:
+            print0(f"--resume: no checkpoint in {run_dir}, starting a new run")
+        return 0, 0, 0, None
+    if not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({ckpt.name}/); pass --resume to continue it, or "
+            "choose another --name / --out"
+        )
+    state = restore_training_state(ckpt, model, optimizer, map_location=env.device)
+    data = state["data"]
+    layout = (data.get("world_size", env.world_size), data.get("batch_size", batch_size))
+    if data.get("batch_in_epoch") and layout != (env.world_size, batch_size):
+        raise ValueError(
+            f"{ckpt} stopped mid-epoch with {layout[0]} process(es) x batch {layout[1]}; resume "
+            f"it with the same (not {env.world_size} x {batch_size}) so the data order matches"
+        )
+    epoch, skip = data.get("epoch", state["epoch"]), data.get("batch_in_epoch", 0)
+    print0(f"resuming {ckpt} at step {state['step']} (epoch {epoch}, batch {skip})")
+    return state["step"], epoch, skip, state["best_val_loss"]
+
+
+def _val_dataset(store: ChipStore, mods: list[str], config: PretrainConfig) -> ChipDataset | None:
+    # Never set_epoch: the val channel choice stays that of (val_seed, epoch 0) for comparability.
+    if not (store.index["split"] == "val").any():
+        print0(f"warning: {config.store} has no val split; no validation and no best/ checkpoint")
+        return None
+    return ChipDataset(store, "val", mods, channels="random", seed=config.val_seed)
+
+
+def _loader(ds: ChipDataset, order: list[int], config: PretrainConfig, env: DistEnv) -> DataLoader:
+    return DataLoader(
+        ds, batch_size=config.batch_size, sampler=order, drop_last=True, collate_fn=collate_samples,
+        num_workers=config.num_workers, pin_memory=env.device.type == "cuda",
+        prefetch_factor=4 if config.num_workers else None,
+    )
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _autocast(config: PretrainConfig, env: DistEnv):
+    if config.bf16 and env.device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k.startswith("val_") or k == "recall"}
+
+
+def _epoch_line(r: dict[str, Any]) -> str:
+    line = f"epoch {r['epoch']} step {r['step']}: train loss {r['train_loss']:.4f}"
+    if r.get("val_loss") is not None:
+        line += f", val loss {r['val_loss']:.4f} (chance {r['val_chance_loss']:.4f})"
+        r1 = [v["r@1"] for v in r.get("recall", {}).values()]
+        if r1:
+            line += f", mean recall@1 {sum(r1) / len(r1):.3f} (chance {min(v['chance@1'] for v in r['recall'].values()):.4f})"
+    return line if math.isfinite(r["train_loss"]) else line + " [NaN loss]"

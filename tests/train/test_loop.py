@@ -1,0 +1,91 @@
+"""The pretraining loop on a tiny store: it learns, writes the run folder, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from eoclip.train import load_checkpoint, pretrain, train_order
+from eoclip.train.metrics import MetricsLog
+
+
+def _weights(path):
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def test_pretrain_learns_and_writes_run_folder(tiny_store, tmp_path):
+    result = pretrain(tiny_config(tiny_store, tmp_path, epochs=6, lr=5e-3))
+    assert result.step == 6 * 3 and result.epoch == 6
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml"}
+    first, last = result.history[0], result.history[-1]
+    # Learned: validation loss well under chance (log 8 - per-pair n) and under epoch 1's.
+    assert last["val_loss"] < first["val_loss"]
+    assert last["val_loss"] < last["val_chance_loss"] - 0.3
+    r1 = [v["r@1"] for v in last["recall"].values()]
+    assert len(last["recall"]) == 6  # ordered pairs of 3 modalities
+    assert sum(r1) / len(r1) > 2 * last["recall"]["s2rgbm->s1grdm"]["chance@1"]
+    # best/ is the epoch with the lowest val loss; its metadata says so.
+    best_meta = json.loads((run / "best" / "checkpoint.json").read_text())
+    assert best_meta["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in result.history))
+    assert best_meta["modalities"] == ["s2rgbm", "s1grdm", "gunw"] and best_meta["img_size"] == 16
+    records = MetricsLog(run / "metrics.jsonl").read()
+    assert sum(r["kind"] == "epoch" for r in records) == 6
+    assert sum(r["kind"] == "train" for r in records) == 18
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_resume_mid_epoch_gives_identical_weights(tiny_store, tmp_path):
+    full = pretrain(tiny_config(tiny_store, tmp_path / "a", epochs=2))
+    # Stop after 4 steps: epoch 2 (index 1), one batch done; then resume to the end.
+    stopped = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2, max_steps=4))
+    assert stopped.step == 4 and stopped.epoch == 1
+    meta = json.loads((tmp_path / "b" / "run" / "last" / "checkpoint.json").read_text())
+    assert meta["step"] == 4
+    resumed = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2), resume=True)
+    assert resumed.step == full.step == 6
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.best_val_loss == full.best_val_loss
+
+
+def test_resume_from_step_checkpoint_at_epoch_boundary(tiny_store, tmp_path):
+    full = pretrain(tiny_config(tiny_store, tmp_path / "a", epochs=2))
+    pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2, max_steps=3, checkpoint_every=2))
+    resumed = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2), resume=True)
+    a, b = _weights(full.last), _weights(resumed.last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["epoch"] for h in resumed.history] == [2]  # epoch 1 was not trained twice
+
+
+def test_existing_run_is_not_overwritten(tiny_store, tmp_path):
+    pretrain(tiny_config(tiny_store, tmp_path, epochs=1, max_steps=1))
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(tiny_config(tiny_store, tmp_path, epochs=1))
+
+
+def test_bad_inputs_are_named(tiny_store, tmp_path):
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        pretrain(tiny_config(tiny_store, tmp_path, batch_size=64))
+    with pytest.raises(ValueError, match="no store"):
+        pretrain(tiny_config("", tmp_path))
+    with pytest.raises(ValueError, match="lr"):
+        pretrain(tiny_config(tiny_store, tmp_path, lr=-1.0))
+
+
+def test_train_order_is_a_deterministic_partition():
+    one = train_order(20, epoch=3, seed=1)
+    assert one == train_order(20, epoch=3, seed=1) and one != train_order(20, epoch=4, seed=1)
+    ranks = [train_order(20, 3, 1, rank=r, world_size=2) for r in range(2)]
+    assert ranks[0] == one[0::2] and ranks[1] == one[1::2]
+
+
+def test_mid_epoch_resume_refuses_another_batch_layout(tiny_store, tmp_path):
+    pretrain(tiny_config(tiny_store, tmp_path, epochs=2, max_steps=1))
+    with pytest.raises(ValueError, match="same"):
+        pretrain(tiny_config(tiny_store, tmp_path, epochs=2, batch_size=4), resume=True)
