@@ -26,7 +26,7 @@ def _root() -> None:
 
 
 # Each module exposes register(app); the order is the data flow of DESIGN.md.
-VERB_MODULES = ["describe", "ingest", "pretrain", "embed", "report", "demo"]
+VERB_MODULES = ["describe", "world", "ingest", "pretrain", "embed", "fewshot", "tsne", "report", "demo"]
 
 for _name in VERB_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -1,0 +1,65 @@
+"""`eoclip demo`: world -> pretrain -> embed -> fewshot -> tsne -> report in one command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eoclip.demo import STAGES, DemoConfig, DemoError, StageResult, run_demo
+
+__all__ = ["register", "timing_table"]
+
+
+def timing_table(results: list[StageResult]) -> str:
+    """The per-stage timing table printed at the end of a demo."""
+    lines = [f"{'stage':<18}{'status':<9}{'seconds':>9}"]
+    for r in results:
+        lines.append(f"{r.stage:<18}{r.status:<9}{r.seconds:>9.1f}")
+    lines.append(f"{'total':<18}{'':<9}{sum(r.seconds for r in results):>9.1f}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `demo` command to `app`."""
+
+    @app.command("demo")
+    def demo(
+        out: Annotated[str, typer.Option(help="output folder")] = "demo_out",
+        quick: Annotated[bool, typer.Option(help="tiny world and model (about a minute)")] = False,
+        force: Annotated[bool, typer.Option(help="rerun every stage")] = False,
+        from_stage: Annotated[
+            str | None, typer.Option(help=f"rerun this stage and later ones: {', '.join(STAGES)}")
+        ] = None,
+        chips_per_aoi: Annotated[int | None, typer.Option(help="synthetic chips per AOI")] = None,
+        epochs: Annotated[int | None, typer.Option(help="pretraining epochs")] = None,
+        channels: Annotated[
+            str, typer.Option(help="embedding channel policy: random (paper) | mean | <channel>")
+        ] = "random",
+        repeats: Annotated[int | None, typer.Option(help="few-shot repeats")] = None,
+        n_jobs: Annotated[int, typer.Option(help="parallel few-shot fits")] = 2,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        seed: Annotated[int, typer.Option()] = 0,
+        progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    ) -> None:
+        """The whole system on a synthetic world, resumable stage by stage; prints the report path."""
+        values: dict = {"out": out, "channels": channels, "n_jobs": n_jobs, "device": device,
+                        "seed": seed, "progress": progress}
+        if chips_per_aoi is not None:
+            values["n_chips_per_aoi"] = chips_per_aoi
+        if repeats is not None:
+            values["repeats"] = repeats
+        cfg = DemoConfig.quick(**values) if quick else DemoConfig(**values)
+        if epochs is not None:
+            cfg.pretrain_overrides = {**cfg.pretrain_overrides, "epochs": epochs}
+        try:
+            results = run_demo(cfg, force=force, from_stage=from_stage, echo=typer.echo)
+        except DemoError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        typer.echo("")
+        typer.echo(timing_table(results))
+        pre = next(r for r in results if r.stage == "pretrain")
+        if "best_val_loss" in pre.outputs:
+            typer.echo(f"best validation CLIP loss: {pre.outputs['best_val_loss']}")
+        typer.echo(f"report: {results[-1].outputs['report']}")

@@ -1,0 +1,57 @@
+"""`eoclip embed`: every chip of a ChipStore through a checkpoint into an EmbeddingTable.
+
+Example:
+    eoclip embed --checkpoint runs/demo/best --store demo_out/world --out emb/pretrained.parquet
+    eoclip embed ... --untrained --out emb/untrained.parquet     # the random-weights baseline
+Under `torchrun --nproc_per_node=N $(which eoclip) embed ...` the parts are split across ranks
+(rank r computes parts r, r+N, ...; rank 0 merges).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `embed` command to `app`."""
+
+    @app.command("embed")
+    def embed(
+        checkpoint: Annotated[str, typer.Option(help="checkpoint folder (runs/<name>/best) or run folder")],
+        store: Annotated[str, typer.Option(help="ChipStore folder or fsspec URL")],
+        out: Annotated[str, typer.Option(help="EmbeddingTable .parquet to write")],
+        channels: Annotated[
+            str, typer.Option(help="mean | random | <channel name> | mod=policy,...")
+        ] = "mean",
+        batch_size: Annotated[int, typer.Option(help="single-channel images per forward pass")] = 256,
+        part_chips: Annotated[
+            int | None, typer.Option(help="chips per resumable part (default: store shard)")
+        ] = None,
+        untrained: Annotated[
+            bool, typer.Option(help="random weights of the checkpoint's architecture (baseline)")
+        ] = False,
+        seed: Annotated[int, typer.Option(help="random channel choice / untrained init")] = 0,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+        overwrite: Annotated[bool, typer.Option(help="replace a table or parts of other settings")] = False,
+        progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    ) -> None:
+        """Embed every chip of a store (one vector per modality, null where a modality is absent)."""
+        config = EmbedConfig(
+            checkpoint=checkpoint, store=store, out=out, channels=channels, batch_size=batch_size,
+            part_chips=part_chips, untrained=untrained, seed=seed, device=device,
+            overwrite=overwrite, progress=progress,
+        )
+        try:
+            path = embed_store(config)
+        except (EmbedError, FileNotFoundError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        if int(os.environ.get("RANK", 0)) == 0:
+            typer.echo(path)

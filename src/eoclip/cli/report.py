@@ -1,0 +1,48 @@
+"""`eoclip report`: figures, retrieval metrics and a summary table as one static HTML page.
+
+Example:
+    eoclip report --run demo_out --out demo_out/report
+    eoclip report --run runs/demo --fewshot results/fewshot --tsne results/tsne/tsne.parquet \\
+        --out report
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eoclip.report import ReportConfig, build_report
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` command to `app`."""
+
+    @app.command("report")
+    def report(
+        out: Annotated[str, typer.Option(help="output folder (index.html + figures/)")],
+        run: Annotated[
+            str | None, typer.Option(help="`eoclip demo` folder or a pretraining run folder")
+        ] = None,
+        store: Annotated[str | None, typer.Option(help="ChipStore (default: from --run)")] = None,
+        fewshot: Annotated[
+            list[str] | None,
+            typer.Option(help="few-shot results folder or results.parquet (repeatable)"),
+        ] = None,
+        tsne: Annotated[str | None, typer.Option(help="tsne.parquet of `eoclip tsne`")] = None,
+        title: Annotated[str, typer.Option()] = "eoclip report",
+        main_source: Annotated[str, typer.Option(help="source of the learned embeddings")] = "pretrained",
+    ) -> None:
+        """Draw the paper's figures 1, 2, 4, 5, 6 and the retrieval metrics into one HTML page."""
+        if run is None and not (store or fewshot or tsne):
+            raise typer.BadParameter("give --run or at least one of --store, --fewshot, --tsne")
+        cfg = ReportConfig(out=out, run=run, store=store, fewshot=list(fewshot or []), tsne=tsne,
+                           title=title, main_source=main_source)
+        try:
+            path = build_report(cfg)
+        except (FileNotFoundError, ValueError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        typer.echo(str(path))

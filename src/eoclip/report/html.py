@@ -1,0 +1,286 @@
+"""The report: the paper's figures, retrieval metrics and a summary table in one static HTML page.
+
+`build_report(ReportConfig(run="demo_out", out="demo_out/report"))` finds its inputs in a
+run folder (the layout `eoclip demo` writes, or a pretraining run folder), draws what it can
+and writes `index.html` + `figures/*.png` (images linked relatively, no external JS or CSS).
+A missing input (no few-shot results yet, no t-SNE) leaves its section out with a note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from eoclip.data.store import ChipStore, StoreError
+from eoclip.fewshot import read_results, summarize
+from eoclip.report import figures
+
+__all__ = ["SUMMARY_SIZES", "ReportConfig", "ReportInputs", "build_report", "find_inputs",
+           "summary_table"]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_SIZES = ("10", "100", "500", "all")
+
+
+@dataclass
+class ReportConfig:
+    """What `build_report` draws; explicit paths override what is found in `run`."""
+
+    out: str  # output folder: index.html + figures/
+    run: str | None = None  # `eoclip demo` folder or a pretraining run folder
+    store: str | None = None  # ChipStore (Fig. 1, 2, 6)
+    pretrain_run: str | None = None  # folder with metrics.jsonl (retrieval, loss curves)
+    fewshot: list[str] = field(default_factory=list)  # results.parquet files or their folders
+    tsne: str | None = None  # tsne.parquet of `eoclip tsne`
+    title: str = "eoclip report"
+    main_source: str = "pretrained"  # source of the learned embeddings in the results
+    baselines: tuple[str, ...] = ("stats", "untrained")  # compared sources (concat features)
+    n_examples: int = 4  # chips in Fig. 6
+    seed: int = 0  # which example chips
+
+
+@dataclass
+class ReportInputs:
+    """Resolved input paths (None / empty: not available)."""
+
+    store: str | None = None
+    pretrain_run: str | None = None
+    fewshot: list[str] = field(default_factory=list)
+    tsne: str | None = None
+
+
+def find_inputs(cfg: ReportConfig) -> ReportInputs:
+    """Fill in the inputs of `cfg` from its run folder.
+
+    Recognised layouts: a pretraining run (`metrics.jsonl`, `config.yaml` naming the store),
+    or an `eoclip demo` folder (`world/`, `runs/*/metrics.jsonl`, `fewshot/**/results.parquet`,
+    `tsne/tsne.parquet`).
+    """
+    inp = ReportInputs(cfg.store, cfg.pretrain_run, list(cfg.fewshot), cfg.tsne)
+    run = Path(cfg.run) if cfg.run else None
+    if run is not None and not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
+    if run is not None and (run / "metrics.jsonl").is_file():
+        inp.pretrain_run = inp.pretrain_run or str(run)
+    elif run is not None:
+        runs = sorted((run / "runs").glob("*/metrics.jsonl"))
+        inp.pretrain_run = inp.pretrain_run or (str(runs[0].parent) if runs else None)
+        if inp.store is None and (run / "world" / "store.json").is_file():
+            inp.store = str(run / "world")
+        if not inp.fewshot:
+            inp.fewshot = [str(p) for p in sorted((run / "fewshot").rglob("results.parquet"))]
+        if inp.tsne is None and (run / "tsne" / "tsne.parquet").is_file():
+            inp.tsne = str(run / "tsne" / "tsne.parquet")
+    if inp.store is None and inp.pretrain_run and (Path(inp.pretrain_run) / "config.yaml").is_file():
+        store = (yaml.safe_load((Path(inp.pretrain_run) / "config.yaml").read_text()) or {}).get("store")
+        inp.store = store or None
+    inp.fewshot = [str(Path(p) / "results.parquet") if Path(p).is_dir() else str(p)
+                   for p in inp.fewshot]
+    return inp
+
+
+def _fmt_acc(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:.3f}"
+
+
+def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "concat",
+                  sizes: tuple[str, ...] = SUMMARY_SIZES) -> pd.DataFrame:
+    """Per task and source: mean accuracy over AOIs at each train size, and the 95 % point.
+
+    Returns:
+        One row per (task, source) with `acc@<size>` columns (mean over AOIs of the mean over
+        repeats; NaN where a size exceeds an AOI's train split), `n95_max` (largest over AOIs
+        of the smallest n_train reaching 95 % of the full-data accuracy) and `n95_median`.
+    """
+    rows = []
+    sub = summary[summary["features"] == features]
+    for task in [t for t in ("tree", "built", "crop", "water") if t in set(sub["task"])]:
+        for src in sources:
+            g = sub[(sub["task"] == task) & (sub["source"] == src)]
+            if g.empty:
+                continue
+            row = {"task": task, "source": src}
+            for s in sizes:
+                at = g[g["train_size"].astype(str) == s]
+                row[f"acc@{s}"] = at["accuracy_mean"].mean() if len(at) == g["aoi"].nunique() else float("nan")
+            n95 = g.groupby("aoi")["n_train_95"].first()
+            row["n95_max"], row["n95_median"] = n95.max(), n95.median()
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _table_html(df: pd.DataFrame, main: str) -> str:
+    cols = [c for c in df.columns if c.startswith("acc@")]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    out = [f"<table><tr><th class='l'>task</th><th class='l'>features</th>{head}"
+           "<th>labels for 95 % (worst AOI)</th><th>(median AOI)</th></tr>"]
+    for _, r in df.iterrows():
+        cls = " class='main'" if r["source"] == main else ""
+        cells = "".join(f"<td>{_fmt_acc(r[c])}</td>" for c in cols)
+        out.append(f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} concat</td>"
+                   f"{cells}<td>{r['n95_max']:.0f}</td><td>{r['n95_median']:.0f}</td></tr>")
+    return "\n".join(out) + "</table>"
+
+
+def _per_aoi_html(summary: pd.DataFrame) -> str:
+    pts = summary[summary["is_95_point"]][["source", "aoi", "task", "features", "train_size",
+                                           "n_train_95", "accuracy_mean", "full_accuracy_mean"]]
+    pts = pts.sort_values(["task", "aoi", "source", "features"])
+    body = pts.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    return ("<details><summary>95 % point per source, AOI, task and feature set</summary>"
+            f"{body}</details>")
+
+
+def _figure(rel: str, caption: str) -> str:
+    return (f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _section(sid: str, title: str, body: str) -> tuple[str, str]:
+    return sid, f"<section id='{sid}'><h2>{html.escape(title)}</h2>\n{body}\n</section>"
+
+
+def _note(text: str) -> str:
+    return f"<p class='note'>{html.escape(text)}</p>"
+
+
+def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
+    if not inp.fewshot:
+        return _note("No few-shot results found (run `eoclip fewshot`).")
+    results = pd.concat([read_results(p) for p in inp.fewshot], ignore_index=True)
+    summary = summarize(results)
+    sources = [cfg.main_source, *[b for b in cfg.baselines if b != cfg.main_source]]
+    sources += sorted(set(summary["source"]) - set(sources))
+    table = summary_table(summary, sources)
+    figures.fig_accuracy(summary, fig_dir / "fig4_accuracy.png", cfg.main_source,
+                         [s for s in sources if s != cfg.main_source])
+    repeats = int(results["repeat"].nunique())
+    return (
+        "<p>Binary tasks (label above the AOI's train median), a head fitted on a uniform random "
+        f"sample of each AOI's train split, accuracy on its whole test split; {repeats} repeats. "
+        "Accuracy is the mean over AOIs; the 95 % columns give the smallest number of labels "
+        "whose mean accuracy reaches 95 % of the accuracy with all train labels.</p>"
+        + (_table_html(table, cfg.main_source) if not table.empty else _note("no concat results"))
+        + _figure("figures/fig4_accuracy.png",
+                  "Fig. 4: accuracy vs labelled chips per task (rows) and AOI (columns); solid: "
+                  f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
+                  "dot: 95 % of the full-data accuracy.")
+        + _per_aoi_html(summary)
+    )
+
+
+def _read_metrics(run: str) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pretrain_section(inp: ReportInputs, fig_dir: Path) -> str:
+    if not inp.pretrain_run or not (Path(inp.pretrain_run) / "metrics.jsonl").is_file():
+        return _note("No pretraining metrics found (metrics.jsonl of `eoclip pretrain`).")
+    records = _read_metrics(inp.pretrain_run)
+    best = figures.best_epoch(records)
+    if best is None:
+        return _note(f"{inp.pretrain_run}/metrics.jsonl holds no epoch record yet.")
+    figures.fig_retrieval(records, fig_dir / "retrieval.png")
+    rows = ["<table><tr><th class='l'>query → gallery</th><th>recall@1</th><th>chance@1</th>"
+            "<th>recall@5</th><th>chance@5</th><th>chips</th></tr>"]
+    for pair, r in (best.get("recall") or {}).items():
+        rows.append(f"<tr><td class='l'>{html.escape(pair.replace('->', ' → '))}</td>"
+                    f"<td>{r['r@1']:.3f}</td><td>{r['chance@1']:.4f}</td><td>{r['r@5']:.3f}</td>"
+                    f"<td>{r['chance@5']:.4f}</td><td>{r['n']:.0f}</td></tr>")
+    val = best.get("val_loss")
+    line = (f"<p>Best epoch {best['epoch']} (step {best['step']}): validation CLIP loss "
+            f"{val:.4f} against {best.get('val_chance_loss', float('nan')):.4f} for an untrained "
+            "model (log of the batch size).</p>") if val is not None else ""
+    return (line + _figure("figures/retrieval.png",
+                           "Pretraining: CLIP loss per epoch; cross-modal retrieval on the "
+                           "validation split (black ticks: chance).")
+            + "\n".join(rows) + "</table>")
+
+
+def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
+    if not inp.tsne:
+        return _note("No t-SNE map found (run `eoclip tsne`).")
+    from eoclip.tsne import plot_tsne
+
+    df = pd.read_parquet(inp.tsne)
+    sources = sorted(df["source"].unique())
+    source = cfg.main_source if cfg.main_source in sources else sources[0]
+    parts = []
+    for col in [c for c in df.columns if str(c).startswith("label_")]:
+        task = col.removeprefix("label_")
+        if df[col].notna().any():
+            plot_tsne(df, task, fig_dir / f"fig5_tsne_{task}.png", source=source)
+            parts.append(_figure(f"figures/fig5_tsne_{task}.png",
+                                 f"Fig. 5: t-SNE of the {source} embeddings per AOI and modality, "
+                                 f"coloured by log10 of the {task} label."))
+    return "\n".join(parts) or _note("the t-SNE table has no labels to colour by")
+
+
+def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
+    if not inp.store:
+        return _note("No ChipStore found (pass --store).")
+    try:
+        store = ChipStore.open(inp.store)
+    except StoreError as err:
+        return _note(f"cannot open the store: {err}")
+    figures.fig_aois(store.index, fig_dir / "fig1_aois.png")
+    figures.fig_label_quantiles(store.index, fig_dir / "fig2_labels.png")
+    figures.fig_examples(store, fig_dir / "fig6_examples.png", cfg.n_examples, cfg.seed)
+    counts = store.index.groupby(["aoi", "split"]).size().unstack(fill_value=0)
+    return (f"<p>{len(store)} chips of {store.chip_px} px, modalities "
+            f"{', '.join(store.modalities)}.</p>" + counts.to_html(border=0)
+            + _figure("figures/fig1_aois.png", "Fig. 1: AOIs and the chips coloured by split "
+                      "(train yellow, validation blue, test pink).")
+            + _figure("figures/fig2_labels.png", "Fig. 2: label quantiles per task and AOI.")
+            + _figure("figures/fig6_examples.png", "Fig. 6: example chips; s2rgbm as RGB of one "
+                      "month, s1grdm VV of one month in dB, gunw one coherence pair."))
+
+
+def build_report(cfg: ReportConfig) -> Path:
+    """Draw every figure that the inputs allow and write `<out>/index.html`.
+
+    Returns:
+        Path of index.html.
+
+    Raises:
+        FileNotFoundError: `cfg.run` is given but does not exist.
+    """
+    inp = find_inputs(cfg)
+    out = Path(cfg.out)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    built = [
+        _section("fewshot", "Few-shot accuracy vs number of labels",
+                 _fewshot_section(inp, cfg, fig_dir)),
+        _section("pretraining", "Pretraining: CLIP loss and cross-modal retrieval",
+                 _pretrain_section(inp, fig_dir)),
+        _section("tsne", "Embedding space (t-SNE)", _tsne_section(inp, cfg, fig_dir)),
+        _section("data", "Data: AOIs, splits, labels and example chips",
+                 _data_section(inp, cfg, fig_dir)),
+    ]
+    nav = " ".join(f"<a href='#{sid}'>{sid}</a>" for sid, _ in built)
+    rows = "".join(f"<tr><td class='l'>{k}</td><td class='l'><code>{html.escape(str(v))}</code>"
+                   "</td></tr>" for k, v in vars(inp).items())
+    template = string.Template(
+        resources.files("eoclip.report").joinpath("templates/report.html").read_text())
+    page = template.substitute(
+        title=html.escape(cfg.title),
+        subtitle=html.escape(f"generated {dt.datetime.now().isoformat(timespec='seconds')}"
+                             + (f" from {cfg.run}" if cfg.run else "")),
+        nav=nav, sections="\n".join(s for _, s in built), inputs=f"<table>{rows}</table>")
+    path = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

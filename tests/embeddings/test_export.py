@@ -1,0 +1,205 @@
+"""Embedding export: a tiny store and a tiny checkpoint saved here, through `embed_store`."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from eoclip.cli import app
+from eoclip.data.store import ChipStore
+from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store, select_channels
+from eoclip.embeddings.table import embedding_matrix, read_embedding_table
+from eoclip.model import create_model
+from eoclip.train.checkpoint import save_checkpoint
+
+N, PX, DIM = 22, 16, 16
+NO_S1 = (3, 10)  # chips without s1grdm
+GUNW_NAMES = ["20200312_20200217", "20200224_20200112", "20200131_20200107"]
+
+
+def _store(path) -> str:
+    rng = np.random.default_rng(0)
+    geoms = [box(i * 0.05, 0, i * 0.05 + 0.04, 0.04) for i in range(N)]
+    index = gpd.GeoDataFrame(
+        {"chip_id": [f"c{i:03d}" for i in range(N)], "aoi": ["conus"] * 12 + ["china"] * 10,
+         "split": (["train", "train", "val", "test"] * 6)[:N],
+         "label_tree": rng.uniform(0, 80, N)},
+        geometry=geoms, crs="EPSG:4326")
+    s2 = rng.uniform(0.0, 0.3, (N, 9, PX, PX)).astype(np.float32)
+    s2[5, 4] = np.nan  # one invalid channel
+    s1 = rng.uniform(-25, 0, (N, 9, PX, PX)).astype(np.float32)
+    s1[list(NO_S1)] = np.nan
+    gunw = rng.uniform(0, 1, (N, 3, PX, PX)).astype(np.float32)
+    gunw_names = [GUNW_NAMES if i % 2 else GUNW_NAMES[:2] for i in range(N)]
+    gunw[::2, 2] = np.nan
+    with ChipStore.create(path, ["s2rgbm", "s1grdm", "gunw"], chip_px=PX, shard_chips=8) as s:
+        s.append(index, {"s2rgbm": s2, "s1grdm": s1, "gunw": gunw},
+                 channel_names={"gunw": gunw_names})
+    return str(path)
+
+
+def _checkpoint(path) -> str:
+    model = create_model("demo", img_size=PX, patch_size=8, width=32, depth=1, heads=2,
+                         embed_dim=DIM)
+    save_checkpoint(path, model, step=0, epoch=0)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return _store(root / "store"), _checkpoint(root / "run" / "best"), root
+
+
+def _cfg(setup, out, **kw) -> EmbedConfig:
+    store, ckpt, _ = setup
+    kw.setdefault("part_chips", 6)
+    return EmbedConfig(checkpoint=ckpt, store=store, out=str(out), progress=False, **kw)
+
+
+def test_mean_export_shapes_nulls_and_determinism(setup, tmp_path):
+    a = embed_store(_cfg(setup, tmp_path / "a.parquet"))
+    gdf, meta = read_embedding_table(a)
+    assert len(gdf) == N and list(gdf["chip_id"]) == [f"c{i:03d}" for i in range(N)]
+    assert meta["source"] == "pretrained" and meta["dim"] == DIM
+    assert meta["channel_policy"] == "mean" and len(meta["checkpoint_hash"]) == 64
+    assert meta["modalities"] == ["s2rgbm", "s1grdm", "gunw"]
+    X, present = embedding_matrix(gdf, "s1grdm")
+    assert X.shape == (N, DIM) and list(np.flatnonzero(~present)) == list(NO_S1)
+    assert all(gdf["emb_s1grdm"].iloc[i] is None for i in NO_S1)
+    assert all(len(gdf["emb_s1grdm_channels"].iloc[i]) == 0 for i in NO_S1)
+    np.testing.assert_allclose(np.linalg.norm(X[present], axis=1), 1, atol=1e-5)
+    assert len(gdf["emb_s2rgbm_channels"].iloc[5]) == 8 and "02_green" not in \
+        gdf["emb_s2rgbm_channels"].iloc[5]
+    assert list(gdf["emb_gunw_channels"].iloc[1]) == GUNW_NAMES
+    assert not (tmp_path / "a.parquet.parts").exists()
+    b = embed_store(_cfg(setup, tmp_path / "b.parquet", part_chips=5))
+    gdf_b, _ = read_embedding_table(b)
+    np.testing.assert_allclose(embedding_matrix(gdf_b, "s2rgbm")[0],
+                               embedding_matrix(gdf, "s2rgbm")[0], atol=1e-5)
+
+
+def test_mean_is_the_normalised_mean_of_single_channels(setup, tmp_path):
+    mean, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "m.parquet")))
+    singles = []
+    for ch in ("01_vv", "01_vh", "01_vvvh", "02_vv", "02_vh", "02_vvvh", "03_vv", "03_vh",
+               "03_vvvh"):
+        cfg = _cfg(setup, tmp_path / f"{ch}.parquet", channels=f"s1grdm={ch}")
+        singles.append(embedding_matrix(read_embedding_table(embed_store(cfg))[0], "s1grdm")[0])
+    expect = np.mean(singles, axis=0)
+    expect /= np.linalg.norm(expect, axis=1, keepdims=True)
+    got = embedding_matrix(mean, "s1grdm")[0]
+    np.testing.assert_allclose(got, expect, atol=1e-5)  # NaN rows (no s1) compare equal
+
+
+def test_fixed_channel_and_random(setup, tmp_path):
+    pair = GUNW_NAMES[2]
+    gdf, meta = read_embedding_table(embed_store(_cfg(setup, tmp_path / "f.parquet",
+                                                      channels=pair)))
+    assert meta["channel_policies"] == {"s2rgbm": "mean", "s1grdm": "mean", "gunw": pair}
+    _, present = embedding_matrix(gdf, "gunw")
+    assert list(present) == [i % 2 == 1 for i in range(N)]  # only odd chips have that pair
+    assert all(list(c) == [pair] for c in gdf["emb_gunw_channels"][present])
+    assert all(len(c) == 0 for c in gdf["emb_gunw_channels"][~present])
+    r1, m1 = read_embedding_table(embed_store(_cfg(setup, tmp_path / "r1.parquet",
+                                                   channels="random", seed=3)))
+    r2, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "r2.parquet",
+                                                  channels="random", seed=3, part_chips=22)))
+    assert m1["channel_policy"] == "random"
+    assert all(len(c) == 1 for c in r1["emb_s2rgbm_channels"])
+    assert list(r1["emb_s2rgbm_channels"].map(list)) == list(r2["emb_s2rgbm_channels"].map(list))
+    np.testing.assert_allclose(embedding_matrix(r1, "gunw")[0], embedding_matrix(r2, "gunw")[0],
+                               atol=1e-5)
+
+
+def test_select_channels_random_is_valid_and_seeded():
+    valid = np.array([[True, False, True], [False, False, False], [False, True, False]])
+    names = np.array([["a", "b", "c"]] * 3)
+    sel = select_channels("random", valid, names, np.arange(3), 0, "m")
+    assert sel.sum(1).tolist() == [1, 0, 1] and not (sel & ~valid).any()
+    again = select_channels("random", valid, names, np.arange(3), 0, "m")
+    assert (sel == again).all()
+    assert (select_channels("c", valid, names, np.arange(3), 0, "m")
+            == np.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)).all()
+
+
+def test_resume_reuses_parts_and_gives_identical_table(setup, tmp_path, monkeypatch):
+    import eoclip.embeddings.export as export
+
+    out = tmp_path / "t.parquet"
+    ref, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "ref.parquet")))
+    calls = []
+    real = export._part_table
+
+    def killed_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the run is killed while computing its third part
+        calls.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_part_table", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        embed_store(_cfg(setup, out))
+    parts = tmp_path / "t.parquet.parts"
+    assert sorted(p.name for p in parts.glob("part-*")) == ["part-00000.parquet",
+                                                             "part-00001.parquet"]
+    assert not out.exists() and not list(parts.glob(".*tmp"))
+    (parts / "part-00000.parquet").unlink()  # and one part is lost
+    calls.clear()
+    monkeypatch.setattr(export, "_part_table", lambda *a, **k: (calls.append(a[5]), real(*a, **k))[1])
+    got, _ = read_embedding_table(embed_store(_cfg(setup, out)))
+    assert calls == [0, 12, 18]  # part 1 (chips 6..11) was reused
+    assert not parts.exists()
+    for m in ("s2rgbm", "s1grdm", "gunw"):
+        np.testing.assert_array_equal(embedding_matrix(got, m)[0], embedding_matrix(ref, m)[0])
+    calls.clear()
+    embed_store(_cfg(setup, out))  # up to date: nothing computed
+    assert calls == []
+
+
+def test_untrained_baseline(setup, tmp_path):
+    a, meta = read_embedding_table(embed_store(_cfg(setup, tmp_path / "u.parquet",
+                                                    untrained=True, seed=7)))
+    b, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "v.parquet",
+                                                 untrained=True, seed=7)))
+    p, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "p.parquet")))
+    assert meta["source"] == "untrained" and meta["checkpoint_hash"] == "untrained-7"
+    assert set(a["checkpoint_hash"]) == {"untrained-7"}
+    Xa, Xb, Xp = (embedding_matrix(t, "s2rgbm")[0] for t in (a, b, p))
+    np.testing.assert_array_equal(Xa, Xb)
+    assert not np.allclose(Xa[~np.isnan(Xa)], Xp[~np.isnan(Xp)])
+
+
+def test_bad_input_gives_clear_errors(setup, tmp_path):
+    store, ckpt, root = setup
+    with pytest.raises(EmbedError, match="does not exist"):
+        embed_store(EmbedConfig(checkpoint=str(tmp_path / "nope"), store=store,
+                                out=str(tmp_path / "x.parquet"), progress=False))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmbedError, match="checkpoint.json"):
+        embed_store(EmbedConfig(checkpoint=str(tmp_path / "empty"), store=store,
+                                out=str(tmp_path / "x.parquet"), progress=False))
+    with pytest.raises(EmbedError, match="not a policy"):
+        embed_store(_cfg(setup, tmp_path / "x.parquet", channels="07_red"))
+    with pytest.raises(EmbedError, match="cannot open store"):
+        embed_store(EmbedConfig(checkpoint=ckpt, store=str(tmp_path / "nostore"),
+                                out=str(tmp_path / "x.parquet"), progress=False))
+    embed_store(_cfg(setup, tmp_path / "y.parquet"))
+    with pytest.raises(EmbedError, match="another export"):
+        embed_store(_cfg(setup, tmp_path / "y.parquet", channels="random"))
+    embed_store(_cfg(setup, tmp_path / "y.parquet", channels="random", overwrite=True))
+
+
+def test_cli_embed(setup, tmp_path):
+    store, ckpt, root = setup
+    out = tmp_path / "cli.parquet"
+    res = CliRunner().invoke(app, ["embed", "--checkpoint", str(root / "run"), "--store", store,
+                                   "--out", str(out), "--channels", "random", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert str(out) in res.output and read_embedding_table(out)[1]["channel_policy"] == "random"
+    res = CliRunner().invoke(app, ["embed", "--checkpoint", str(tmp_path / "missing"),
+                                   "--store", store, "--out", str(out)])
+    assert res.exit_code != 0 and "does not exist" in res.output
