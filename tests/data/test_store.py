@@ -140,3 +140,15 @@ def test_memory_url_store(factories):
     assert len(store) == 5 and store.url == url
     np.testing.assert_allclose(store.read_channel(4, "s1grdm", 3), arrays["s1grdm"][4, 3], atol=0.006)
     assert [cid for cid, _ in store] == [f"chip{i:04d}" for i in range(5)]
+
+
+def test_slot_name_matches_the_stored_names_for_valid_slots(tiny_store):
+    store = ChipStore.open(tiny_store[0])
+    for pos in range(len(store)):
+        for mod in ("s2rgbm", "gunw"):
+            valid = store.valid_mask(mod)[pos]
+            names = store.channel_names(mod, pos)
+            for slot in np.flatnonzero(valid):
+                assert store.slot_name(mod, pos, int(slot)) == names[slot]
+    with pytest.raises(ValueError, match="holds no data"):
+        store.slot_name("s2rgbm", 1, 4)  # the clouded channel

@@ -87,7 +87,7 @@ class ChipDataset(Dataset):
                 x, names, ok = chip.data, chip.names, chip.valid
             else:
                 x = self.store.read_channel(pos, name, slot)[None]
-                names, ok = [self.store.channel_names(name, pos)[slot]], np.ones(1, dtype=bool)
+                names, ok = [self.store.slot_name(name, pos, slot)], np.ones(1, dtype=bool)
             sample[name] = torch.from_numpy(m.normalize(x, names))
             sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))
         return sample
@@ -101,10 +101,14 @@ class ChipDataset(Dataset):
         if isinstance(ch, int | np.integer):
             slot = int(ch)
         else:
-            names = self.store.channel_names(name, pos)
-            if ch not in names:
+            m = self.store.modalities[name]
+            if m.variable:  # a date pair: look among the chip's valid channels (index only)
+                ok = np.flatnonzero(valid)
+                names = [self.store.slot_name(name, pos, int(k)) for k in ok]
+                return int(ok[names.index(ch)]) if ch in names else None
+            if ch not in m.channels:
                 return None
-            slot = names.index(ch)
+            slot = m.channels.index(ch)
         if slot >= len(valid):
             raise IndexError(f"{name} has {len(valid)} channel slots; slot {slot} does not exist")
         return slot if valid[slot] else None

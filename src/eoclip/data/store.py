@@ -87,6 +87,7 @@ class ChipStore:
         self._valid: dict[str, np.ndarray] = {}
         self._group = None
         self._group_pid: int | None = None
+        self._handles: dict[str, dict[str, zarr.Array]] = {}
         self._pending = 0
         self.flush_every = 20
 
@@ -188,15 +189,20 @@ class ChipStore:
             except FileNotFoundError as err:
                 raise StoreError(f"{self.url}: data.zarr is missing") from err
             self._group_pid = os.getpid()
+            self._handles = {}
         return self._group
 
     def _arrays(self, modality: str) -> dict[str, zarr.Array]:
+        """Open array handles of a modality, cached per process (each lookup reads metadata)."""
         self._modality(modality)
-        g = self._zarr_group()[modality]
-        out = {"pixels": g["pixels"], "valid": g["valid"]}
-        if self.modalities[modality].variable:
-            out["names"] = g["names"]
-        return out
+        group = self._zarr_group()
+        if modality not in self._handles:
+            g = group[modality]
+            out = {"pixels": g["pixels"], "valid": g["valid"]}
+            if self.modalities[modality].variable:
+                out["names"] = g["names"]
+            self._handles[modality] = out
+        return self._handles[modality]
 
     def _modality(self, name: str) -> Modality:
         if name not in self.modalities:
@@ -372,6 +378,17 @@ class ChipStore:
         if pos is None:
             raise ValueError(f"{modality} is variable: channel names need a chip position")
         return [str(s) for s in self._arrays(modality)["names"][self.position(pos)]]
+
+    def slot_name(self, modality: str, pos: int, slot: int) -> str:
+        """Name of a VALID channel slot, from the index (no array read; hot path of training)."""
+        m = self._modality(modality)
+        if not m.variable:
+            return m.channels[slot]
+        valid = self.valid_mask(modality)[pos]
+        if not valid[slot]:
+            raise ValueError(f"{modality} slot {slot} of chip {pos} holds no data")
+        names = self._index[f"{modality}_channels"].iat[pos]
+        return str(names[int(valid[:slot].sum())])
 
     def read_chip(self, chip: str | int, modalities: Sequence[str] | None = None) -> dict[str, ChipArray]:
         """All channels of one chip; modalities the chip lacks are left out."""
