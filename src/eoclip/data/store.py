@@ -382,11 +382,11 @@ class ChipStore:
     def slot_name(self, modality: str, pos: int, slot: int) -> str:
         """Name of a VALID channel slot, from the index (no array read; hot path of training)."""
         m = self._modality(modality)
-        if not m.variable:
-            return m.channels[slot]
         valid = self.valid_mask(modality)[pos]
         if not valid[slot]:
             raise ValueError(f"{modality} slot {slot} of chip {pos} holds no data")
+        if not m.variable:
+            return m.channels[slot]
         names = self._index[f"{modality}_channels"].iat[pos]
         return str(names[int(valid[:slot].sum())])
 
