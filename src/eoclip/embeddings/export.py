@@ -40,7 +40,7 @@ import torch
 import zarr
 from tqdm.auto import tqdm
 
-from eoclip.data import fsio
+from eoclip import fsio
 from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
@@ -259,9 +259,8 @@ def _part_table(model, store, group, policies, cfg, lo, hi, device, bar) -> pa.T
 
 
 def _write_part(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with fsio.atomic_write(path, "wb") as f:
+        pq.write_table(table, f)
 
 
 def _manifest(cfg: EmbedConfig, store: ChipStore, ckpt_hash: str, policies: dict, dim: int,
@@ -288,9 +287,7 @@ def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: boo
             shutil.rmtree(parts_dir)
     if master:
         parts_dir.mkdir(parents=True, exist_ok=True)
-        tmp = mpath.with_name(".manifest.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(mpath)
+        fsio.write_text_atomic(mpath, json.dumps(manifest, indent=2))
 
 
 def _up_to_date(out: str, manifest: dict, policy: str) -> bool:

@@ -17,7 +17,6 @@ half-written table. Paths may be local or fsspec URLs (`s3://`, `memory://`, ...
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from eoclip.fsio import atomic_write
 
 __all__ = [
     "EMB_PREFIX",
@@ -146,18 +147,8 @@ def write_embedding_table(gdf: gpd.GeoDataFrame, path: str | Path, meta: dict) -
     except TypeError as err:
         raise EmbeddingTableError(f"{path}: meta is not JSON-serialisable: {err}") from err
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: meta_bytes})
-    fs, fs_path = _fs_and_path(path)
-    parent = fs_path.rsplit("/", 1)[0] if "/" in fs_path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            pq.write_table(table, f)
-        fs.mv(tmp, fs_path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    with atomic_write(path, "wb") as f:
+        pq.write_table(table, f)
     return str(path)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from eoclip.data import fsio
+from eoclip import fsio
 from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import write_embedding_table

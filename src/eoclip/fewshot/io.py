@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Callable
 
 import fsspec
 import pandas as pd
 
 from eoclip.fewshot.config import FewshotError
+from eoclip.fsio import atomic_write
 
 __all__ = [
     "CONFIG_FILE",
@@ -30,14 +30,8 @@ CONFIG_FILE = "fewshot_config.json"
 
 def _atomic(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[io.IOBase], None]) -> None:
     """Write through `write(file)` to a temporary name beside `path`, then rename."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            write(f)
-        fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    with atomic_write(path, "wb", fs=fs) as f:
+        write(f)
 
 
 def write_json(obj: dict, path: str, fs: fsspec.AbstractFileSystem) -> None:

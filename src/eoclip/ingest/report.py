@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eoclip.fsio import write_text_atomic
+
 __all__ = ["IngestFileError", "IngestReport", "Skip"]
 
 
@@ -89,9 +91,7 @@ class IngestReport:
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write the report atomically (temporary name, then rename)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
         return path
 
     def summary_lines(self, max_skips: int = 10) -> list[str]:

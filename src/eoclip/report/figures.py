@@ -19,6 +19,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from eoclip.data.store import ChipStore
+from eoclip.fsio import atomic_write
 
 matplotlib.use("Agg")
 
@@ -43,10 +44,8 @@ MAX_POLYGONS = 20000  # above this, chips are drawn as points (polygons get slow
 
 def _save(fig: Figure, path: str | Path, dpi: int = 110) -> str:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi)
-    tmp.replace(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi)
     return str(path)
 
 

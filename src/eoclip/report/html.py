@@ -22,6 +22,7 @@ import yaml
 
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.fewshot import read_results, summarize
+from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
 
 __all__ = ["SUMMARY_SIZES", "ReportConfig", "ReportInputs", "build_report", "find_inputs",
@@ -280,7 +281,5 @@ def build_report(cfg: ReportConfig) -> Path:
                              + (f" from {cfg.run}" if cfg.run else "")),
         nav=nav, sections="\n".join(s for _, s in built), inputs=f"<table>{rows}</table>")
     path = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, page)
     return path

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from eoclip.data import fsio
+from eoclip import fsio
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.data.synthetic.fields import (
     AOI_NAMES,

@@ -6,17 +6,20 @@ renamed, so a reader never sees a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import fsspec
 import pandas as pd
 
-__all__ = ["resolve", "join", "write_bytes_atomic", "write_json_atomic", "read_json",
-           "write_parquet_atomic", "zarr_store"]
+__all__ = ["resolve", "join", "atomic_write", "write_bytes_atomic", "write_text_atomic",
+           "write_json_atomic",
+           "read_json", "write_parquet_atomic", "zarr_store"]
 
 
 def resolve(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str, str]:
@@ -36,13 +39,47 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode: str = "wb", fs: fsspec.AbstractFileSystem | None = None
+) -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
+
+    Args:
+        path: a local path or fsspec URL (or, with ``fs``, a path on that filesystem).
+        mode: ``"wb"`` or ``"w"``.
+        fs: the filesystem ``path`` lives on, when the caller already has it.
+
+    A failure inside the block leaves ``path`` untouched and removes the temporary file.
+    """
+    if fs is None:
+        fs, path, _ = resolve(path)
+    path = os.fspath(path)
+    parent, _, name = path.rpartition("/")
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}" if parent else f".{name}.tmp"
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        if fs.exists(path) and not _is_local(fs):
+            fs.rm(path)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
 def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write ``data`` to a temporary sibling, then rename it onto ``path``."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.pipe_file(tmp, data)
-    if fs.exists(path) and not _is_local(fs):
-        fs.rm(path)
-    fs.mv(tmp, path)
+    with atomic_write(path, "wb", fs=fs) as f:
+        f.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text atomically to a local path or URL."""
+    with atomic_write(path, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def write_json_atomic(fs: fsspec.AbstractFileSystem, path: str, obj: Any) -> None:
