@@ -34,8 +34,9 @@ def register(app: typer.Typer) -> None:
         chips_per_aoi: Annotated[int | None, typer.Option(help="synthetic chips per AOI")] = None,
         epochs: Annotated[int | None, typer.Option(help="pretraining epochs")] = None,
         channels: Annotated[
-            str, typer.Option(help="embedding channel policy: random (paper) | mean | <channel>")
-        ] = "random",
+            str | None,
+            typer.Option(help="embedding channel policy: mean (default) | random (paper) | <channel>"),
+        ] = None,
         repeats: Annotated[int | None, typer.Option(help="few-shot repeats")] = None,
         n_jobs: Annotated[int, typer.Option(help="parallel few-shot fits")] = 2,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -43,8 +44,10 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     ) -> None:
         """The whole system on a synthetic world, resumable stage by stage; prints the report path."""
-        values: dict = {"out": out, "channels": channels, "n_jobs": n_jobs, "device": device,
-                        "seed": seed, "progress": progress}
+        values: dict = {"out": out, "n_jobs": n_jobs, "device": device, "seed": seed,
+                        "progress": progress}
+        if channels is not None:  # else DemoConfig's default, defined once there
+            values["channels"] = channels
         if chips_per_aoi is not None:
             values["n_chips_per_aoi"] = chips_per_aoi
         if repeats is not None:
