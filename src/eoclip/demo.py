@@ -52,7 +52,7 @@ class DemoConfig:
     pretrain_config: str = "demo"  # packaged pretraining setting or YAML file
     pretrain_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"epochs": 4}
     # Channel policy of the embedding export: "mean" of the embeddings of every valid channel
-    # (~7x the images of the paper's one random channel, ~45 s per table here) gave 0.02-0.05
+    # (~7x the images of the paper's one random channel, ~45 s per table here) gave 0.03-0.05
     # higher few-shot accuracy than "random" on the demo world.
     channels: str = "mean"
     embed_batch_size: int = 512  # single-channel images per forward pass
