@@ -92,8 +92,6 @@ def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
     try:
         with fs.open(path, "rb") as f:
             return json.loads(f.read())
-    except FileNotFoundError:
-        raise
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
 

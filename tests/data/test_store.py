@@ -108,7 +108,7 @@ def test_interrupted_append_is_trimmed_on_resume(tiny_store, factories):
     store.append(make_rows(3, 10), arrays, names)
     assert len(ChipStore.open(path)) == 10  # readers only see committed chips
     resumed = ChipStore.open(path, mode="a")
-    assert len(resumed) == 10 and resumed._arrays("s2rgbm")["pixels"].shape[0] == 10
+    assert len(resumed) == 10 and resumed.arrays("s2rgbm")["pixels"].shape[0] == 10
     resumed.append(make_rows(3, 10), arrays, names)
     resumed.close()
     again = ChipStore.open(path)

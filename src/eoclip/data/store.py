@@ -168,7 +168,7 @@ class ChipStore:
         n = len(self._index)
         for name in self.modalities:
             try:
-                pix = self._arrays(name)["pixels"]
+                pix = self.arrays(name)["pixels"]
             except (KeyError, FileNotFoundError) as err:
                 raise StoreError(f"{self.url}: data.zarr has no arrays for modality {name}") from err
             if pix.shape[0] < n:
@@ -178,7 +178,7 @@ class ChipStore:
                 )
             if pix.shape[0] > n and self.mode == "a":
                 # An append was interrupted after writing pixels but before the index: drop them.
-                for arr in self._arrays(name).values():
+                for arr in self.arrays(name).values():
                     arr.resize((n, *arr.shape[1:]))
 
     # -- zarr access (re-opened per process so DataLoader workers never share handles) ------
@@ -193,8 +193,9 @@ class ChipStore:
             self._handles = {}
         return self._group
 
-    def _arrays(self, modality: str) -> dict[str, zarr.Array]:
-        """Open array handles of a modality, cached per process (each lookup reads metadata)."""
+    def arrays(self, modality: str) -> dict[str, zarr.Array]:
+        """The zarr arrays of a modality (``pixels``, ``valid``, ``names`` if variable), for bulk
+        reads; handles are cached per process (each lookup reads metadata)."""
         self._modality(modality)
         group = self._zarr_group()
         if modality not in self._handles:
@@ -236,7 +237,7 @@ class ChipStore:
             raise KeyError(f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}")
         for name, m in self.modalities.items():
             enc, valid, names = self._encode(m, arrays.get(name), channel_names.get(name), n_new)
-            arrs = self._arrays(name)
+            arrs = self.arrays(name)
             for arr in arrs.values():
                 arr.resize((start + n_new, *arr.shape[1:]))
             arrs["pixels"][start:] = enc
@@ -368,7 +369,7 @@ class ChipStore:
     def valid_mask(self, modality: str) -> np.ndarray:
         """bool (N, C): which channels of each chip hold data (cached)."""
         if modality not in self._valid:
-            self._valid[modality] = np.asarray(self._arrays(modality)["valid"][: len(self)])
+            self._valid[modality] = np.asarray(self.arrays(modality)["valid"][: len(self)])
         return self._valid[modality]
 
     def channel_names(self, modality: str, pos: int | None = None) -> list[str]:
@@ -378,7 +379,7 @@ class ChipStore:
             return list(m.channels)
         if pos is None:
             raise ValueError(f"{modality} is variable: channel names need a chip position")
-        return [str(s) for s in self._arrays(modality)["names"][self.position(pos)]]
+        return [str(s) for s in self.arrays(modality)["names"][self.position(pos)]]
 
     def slot_name(self, modality: str, pos: int, slot: int) -> str:
         """Name of a VALID channel slot, from the index (no array read; hot path of training)."""
@@ -400,7 +401,7 @@ class ChipStore:
             if not valid.any():
                 continue
             m = self.modalities[name]
-            data = m.decode(np.asarray(self._arrays(name)["pixels"][pos]), valid)
+            data = m.decode(np.asarray(self.arrays(name)["pixels"][pos]), valid)
             out[name] = ChipArray(data, valid.copy(), self.channel_names(name, pos))
         return out
 
@@ -411,7 +412,7 @@ class ChipStore:
         if not 0 <= slot < m.max_channels:
             raise IndexError(f"{modality} has {m.max_channels} channel slots, not {slot}")
         valid = self.valid_mask(modality)[pos, slot]
-        return m.decode(np.asarray(self._arrays(modality)["pixels"][pos, slot]), valid)
+        return m.decode(np.asarray(self.arrays(modality)["pixels"][pos, slot]), valid)
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, ChipArray]]]:
         for pos, chip_id in enumerate(self.chip_ids):

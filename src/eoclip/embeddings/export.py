@@ -197,10 +197,10 @@ def select_channels(policy: str, valid: np.ndarray, names: np.ndarray, positions
     return valid & (names == policy)
 
 
-def _slot_names(store: ChipStore, group: zarr.Group, mod: str, lo: int, hi: int) -> np.ndarray:
+def _slot_names(store: ChipStore, mod: str, lo: int, hi: int) -> np.ndarray:
     m = store.modalities[mod]
     if m.variable:
-        raw = np.asarray(group[mod]["names"][lo:hi])
+        raw = np.asarray(store.arrays(mod)["names"][lo:hi])
         return np.array([[str(v) for v in row] for row in raw], dtype=object).reshape(raw.shape)
     return np.tile(np.array(m.channels, dtype=object), (hi - lo, 1))
 
@@ -239,15 +239,15 @@ def _read_pixels(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> np.nd
     return out
 
 
-def _part_table(model, store, group, policies, cfg, lo, hi, device, bar) -> pa.Table:
+def _part_table(model, store, policies, cfg, lo, hi, device, bar) -> pa.Table:
     """Embeddings of chips [lo, hi) as an Arrow table (chip_id, emb_<m>, emb_<m>_channels)."""
     cols = {"chip_id": pa.array(store.index["chip_id"].iloc[lo:hi].astype(str).tolist())}
     for mod, policy in policies.items():
         m = store.modalities[mod]
         valid = store.valid_mask(mod)[lo:hi]
-        names = _slot_names(store, group, mod, lo, hi)
+        names = _slot_names(store, mod, lo, hi)
         sel = select_channels(policy, valid, names, np.arange(lo, hi), cfg.seed, mod)
-        stored = _read_pixels(group[mod]["pixels"], lo, hi, sel)
+        stored = _read_pixels(store.arrays(mod)["pixels"], lo, hi, sel)
         vecs = _embed_modality(model, m, stored, sel, names, cfg.batch_size, device, bar)
         absent = sel.sum(axis=1) == 0
         flat = pa.array(np.nan_to_num(vecs).ravel(), pa.float32())
@@ -384,11 +384,10 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
     paths = [parts_dir / f"part-{i:05d}.parquet" for i in range(len(starts))]
     todo = [i for i in range(env.rank, len(starts), env.world_size) if not paths[i].is_file()]
     total = sum(_n_images(store, policies, cfg, starts[i], part_chips) for i in todo)
-    group = zarr.open_group(fsio.zarr_store(fsio.join(store.url, "data.zarr"), True), mode="r")
     with tqdm(total=total, unit="img", desc="embed", disable=not (cfg.progress and env.master)) as bar:
         for i in todo:
             lo, hi = starts[i], min(starts[i] + part_chips, len(store))
-            _write_part(_part_table(model, store, group, policies, cfg, lo, hi, env.device, bar),
+            _write_part(_part_table(model, store, policies, cfg, lo, hi, env.device, bar),
                         paths[i])
     barrier(env)
     if env.master:

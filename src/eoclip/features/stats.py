@@ -20,10 +20,8 @@ from collections.abc import Sequence
 
 import geopandas as gpd
 import numpy as np
-import zarr
 from tqdm.auto import tqdm
 
-from eoclip import fsio
 from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import write_embedding_table
@@ -100,7 +98,6 @@ def stats_features(store: ChipStore, modalities: Sequence[str] | None = None,
     for name in mods:
         if name not in store.modalities:
             raise KeyError(f"{store.url} has no modality {name!r}; it has {list(store.modalities)}")
-    group = zarr.open_group(fsio.zarr_store(fsio.join(store.url, "data.zarr"), True), mode="r")
     n, step = len(store), int(block_chips or store.shard_chips)
     out = {}
     with tqdm(total=n * len(mods), unit="chip", desc="channel stats", disable=not progress) as bar:
@@ -108,9 +105,10 @@ def stats_features(store: ChipStore, modalities: Sequence[str] | None = None,
             m = store.modalities[name]
             valid = store.valid_mask(name)
             feats = np.full((n, len(feature_names(m))), np.nan, np.float32)
+            pixels = store.arrays(name)["pixels"]
             for start in range(0, n, step):
                 end = min(start + step, n)
-                stored = np.asarray(group[name]["pixels"][start:end])
+                stored = np.asarray(pixels[start:end])
                 feats[start:end] = _modality_block(m, stored, valid[start:end])
                 bar.update(end - start)
             out[name] = (feats, valid.any(axis=1))
