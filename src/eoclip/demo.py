@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eoclip.fewshot.config import PAPER_RF
 from eoclip.fsio import write_text_atomic
 
 __all__ = ["STAGES", "DemoConfig", "DemoError", "StageResult", "run_demo"]
@@ -62,7 +63,7 @@ class DemoConfig:
     head: str = "rf"  # few-shot head: rf (paper) | logreg | knn
     # Head parameters searched on validation; the default is the paper's chosen forest only
     # (section 4.2: "50 estimators and 7 max depth"), None = the fewshot package's grid.
-    head_grid: tuple[dict, ...] | None = ({"n_estimators": 50, "max_depth": 7},)
+    head_grid: tuple[dict, ...] | None = (PAPER_RF,)
     baseline_features: tuple[str, ...] | None = ("concat",)  # None: every feature set
     n_jobs: int = 2  # few-shot parallel fits
     tsne_max_points: int = 800  # t-SNE chips per AOI

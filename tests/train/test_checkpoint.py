@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import CHIP_PX, TINY_MODEL
 from safetensors.torch import load_file
+from train_helpers import CHIP_PX, TINY_MODEL
 
 from eoclip.model import create_model
 from eoclip.train import CheckpointError, load_checkpoint, resume, save_checkpoint

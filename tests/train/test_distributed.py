@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from train_helpers import tiny_config
 
 from eoclip.model import create_model
 from eoclip.train import load_checkpoint, pretrain

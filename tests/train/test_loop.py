@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from train_helpers import tiny_config
 
 from eoclip.train import load_checkpoint, pretrain, train_order
 from eoclip.train.metrics import MetricsLog

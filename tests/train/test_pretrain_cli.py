@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import tiny_config
+from train_helpers import tiny_config
 from typer.testing import CliRunner
 
 from eoclip.cli import app

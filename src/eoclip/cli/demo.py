@@ -38,20 +38,17 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="embedding channel policy: mean (default) | random (paper) | <channel>"),
         ] = None,
         repeats: Annotated[int | None, typer.Option(help="few-shot repeats")] = None,
-        n_jobs: Annotated[int, typer.Option(help="parallel few-shot fits")] = 2,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-        seed: Annotated[int, typer.Option()] = 0,
+        n_jobs: Annotated[int | None, typer.Option(help="parallel few-shot fits")] = None,
+        device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+        seed: Annotated[int | None, typer.Option()] = None,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     ) -> None:
         """The whole system on a synthetic world, resumable stage by stage; prints the report path."""
-        values: dict = {"out": out, "n_jobs": n_jobs, "device": device, "seed": seed,
-                        "progress": progress}
-        if channels is not None:  # else DemoConfig's default, defined once there
-            values["channels"] = channels
-        if chips_per_aoi is not None:
-            values["n_chips_per_aoi"] = chips_per_aoi
-        if repeats is not None:
-            values["repeats"] = repeats
+        # Settings not given keep DemoConfig's (or DemoConfig.quick's) defaults, defined there.
+        given = {"channels": channels, "n_chips_per_aoi": chips_per_aoi, "repeats": repeats,
+                 "n_jobs": n_jobs, "device": device, "seed": seed}
+        values: dict = {"out": out, "progress": progress,
+                        **{k: v for k, v in given.items() if v is not None}}
         cfg = DemoConfig.quick(**values) if quick else DemoConfig(**values)
         if epochs is not None:
             cfg.pretrain_overrides = {**cfg.pretrain_overrides, "epochs": epochs}

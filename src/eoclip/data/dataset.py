@@ -103,9 +103,8 @@ class ChipDataset(Dataset):
         else:
             m = self.store.modalities[name]
             if m.variable:  # a date pair: look among the chip's valid channels (index only)
-                ok = np.flatnonzero(valid)
-                names = [self.store.slot_name(name, pos, int(k)) for k in ok]
-                return int(ok[names.index(ch)]) if ch in names else None
+                names = list(self.store.index[f"{name}_channels"].iat[pos])  # valid slots, in order
+                return int(np.flatnonzero(valid)[names.index(ch)]) if ch in names else None
             if ch not in m.channels:
                 return None
             slot = m.channels.index(ch)

@@ -11,7 +11,7 @@ from eoclip.fewshot.config import (
     FewshotConfig,
     FewshotError,
 )
-from eoclip.fewshot.data import derive_seed, train_median_threshold, train_size_plan
+from eoclip.fewshot.data import derive_seed, train_size_plan
 from eoclip.fewshot.heads import make_head
 from eoclip.fewshot.io import read_results
 from eoclip.fewshot.run import RESULT_COLUMNS, run_fewshot
@@ -32,6 +32,5 @@ __all__ = [
     "read_results",
     "run_fewshot",
     "summarize",
-    "train_median_threshold",
     "train_size_plan",
 ]

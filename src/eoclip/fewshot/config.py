@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from eoclip.data.labels import TASKS as LABEL_TASKS
+
 __all__ = [
     "CONCAT",
     "DEFAULT_GRIDS",
@@ -16,7 +18,7 @@ __all__ = [
     "FewshotError",
 ]
 
-TASKS = ("tree", "built", "crop", "water")
+TASKS = tuple(LABEL_TASKS)  # eoclip.data.labels defines the tasks and their columns
 # Paper section 4.2: "5, 10, 100, 250, 500, 1000, 5000, 20000 and the full dataset".
 PAPER_TRAIN_SIZES = (5, 10, 100, 250, 500, 1000, 5000, 20000)
 # Paper section 4.2: the Random Forest chosen on validation, "50 estimators and 7 max depth".

@@ -25,7 +25,6 @@ __all__ = [
     "load_sources",
     "prepare_group",
     "sample_train",
-    "train_median_threshold",
     "train_size_plan",
 ]
 
@@ -84,20 +83,6 @@ def feature_matrix(gdf: pd.DataFrame, features: str, modalities: list[str]) -> n
             f"unknown feature set {features!r}; available: {feature_sets(modalities)}"
         )
     return embedding_matrix(gdf, features)[0]
-
-
-def train_median_threshold(values: np.ndarray, split: np.ndarray) -> float:
-    """Median of the known (non-NaN) TRAIN values; a chip is positive when value > threshold.
-
-    Delegates to `eoclip.data.labels.binarize`, so validation and test labels never move it.
-
-    Raises:
-        FewshotError: no labelled chip in the train split.
-    """
-    try:
-        return binarize(values, split).threshold
-    except ValueError as err:
-        raise FewshotError(str(err)) from err
 
 
 def train_size_plan(sizes: tuple[int, ...], n_split: int) -> list[tuple[str, int]]:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from eoclip.data.dataset import ChipDataset, collate_samples
 from eoclip.data.store import ChipStore
+from eoclip.fsio import write_text_atomic
 from eoclip.model import MultiModalClipLoss, create_model
 from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
 from eoclip.train.config import PretrainConfig
@@ -138,7 +139,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
 
     log = MetricsLog(run_dir / "metrics.jsonl" if env.master else None)
     if env.master:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     ddp_model = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.ddp else model
     loss_fn = MultiModalClipLoss(env.rank, env.world_size)
     n_params = sum(p.numel() for p in model.parameters())

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from world_helpers import SMALL
 
-from eoclip.data.synthetic import WorldConfig, make_world
-
-# Missing-modality rates raised so that 60 chips surely contain absent modalities.
-SMALL = WorldConfig(n_chips_per_aoi=30, chip_px=32, aois=("middle_east", "south_america"),
-                    seed=3, missing=(0.1, 0.1, 0.15))
+from eoclip.data.synthetic import make_world
 
 
 @pytest.fixture(scope="session")

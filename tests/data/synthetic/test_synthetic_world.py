@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
-from conftest import SMALL
 from typer.testing import CliRunner
+from world_helpers import SMALL
 
 from eoclip.cli.world import parse_aois, register
 from eoclip.data.store import ChipStore, StoreError
