@@ -20,7 +20,9 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["ChipGrid", "chip_grid", "project_geometry", "reproject_to_chip", "utm_epsg_for"]
+from eoclip.geo import utm_crs_for
+
+__all__ = ["ChipGrid", "chip_grid", "project_geometry", "reproject_to_chip"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,6 @@ class ChipGrid:
         x, y = _transformer(4326, self.crs.to_epsg()).transform(lon, lat)
         col, row = ~self.transform @ (x, y)
         return int(math.floor(row)), int(math.floor(col))
-
-
-def utm_epsg_for(lon: float, lat: float) -> int:
-    """EPSG code of the WGS84 UTM zone containing a point (326xx north, 327xx south)."""
-    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
-    return (32600 if lat >= 0 else 32700) + zone
 
 
 _TRANSFORMERS: dict[tuple[int, int], pyproj.Transformer] = {}
@@ -107,8 +103,7 @@ def chip_grid(
             f"chip {chip_id!r} has bounds {geometry.bounds} outside longitude/latitude: "
             "the chips GeoJSON must be in EPSG:4326"
         )
-    centroid = geometry.centroid
-    epsg = int(utm_epsg) if utm_epsg else utm_epsg_for(centroid.x, centroid.y)
+    epsg = int(utm_epsg) if utm_epsg else utm_crs_for(geometry).to_epsg()
     projected = project_geometry(geometry, 4326, epsg)
     side = math.sqrt(projected.area)
     c = shapely.centroid(projected)

@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import box, mapping
 
+from eoclip.data.labels import MODIS_WATER, class_fraction, continuous_mean
 from eoclip.ingest.grid import ChipGrid, project_geometry, reproject_to_chip
 from eoclip.ingest.report import IngestFileError
 
@@ -37,8 +38,6 @@ __all__ = [
 # geetiles stores Sentinel-2 reflectance 0..0.3 linearly as uint8 0..255 (DESIGN.md).
 S2_REFLECTANCE_MAX = 0.3
 S2_BANDS = ("red", "green", "blue")
-# MODIS MOD44B v006: 200 = water (tree cover 0 for our purposes), 253 = fill.
-MODIS_WATER = 200
 
 
 class RasterChip:
@@ -180,9 +179,7 @@ def esa_worldcover_fractions(path, grid: ChipGrid, classes: Sequence[int]) -> li
     raster = read_geotiff(path, zero_is_nodata=True)
     values = raster.data[0][raster.inside_chip(grid)]
     values = values[np.isfinite(values)]
-    if values.size == 0:
-        return [float("nan")] * len(classes)
-    return [float(np.mean(values == c)) for c in classes]
+    return [class_fraction(values, c) for c in classes]
 
 
 def modis_tree_cover(path, grid: ChipGrid, band: str = "Percent_Tree_Cover_2020") -> float:
@@ -195,9 +192,8 @@ def modis_tree_cover(path, grid: ChipGrid, band: str = "Percent_Tree_Cover_2020"
     else:
         raise IngestFileError(path, f"no band {band!r}; the file has bands {raster.names}")
     values = values[raster.inside_chip(grid)]
-    values = np.where(values == MODIS_WATER, 0.0, values)
-    values = values[np.isfinite(values) & (values <= 100)]
-    return float(values.mean()) if values.size else float("nan")
+    values = values[(values <= 100) | (values == MODIS_WATER)]  # other values > 100 are fill
+    return continuous_mean(values, replace={MODIS_WATER: 0.0})
 
 
 def ghs_built_fraction(path, grid: ChipGrid, divisor: float = 10_000.0) -> float:

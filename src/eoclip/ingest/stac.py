@@ -32,6 +32,7 @@ import pystac
 import yaml
 from shapely.geometry import box, shape
 
+from eoclip.data.labels import WORLDCOVER_CROPLAND, WORLDCOVER_WATER, class_fraction
 from eoclip.ingest.grid import ChipGrid
 
 __all__ = ["StacConfig", "composite_s1", "composite_s2", "ingest_stac", "load_stac_config", "search_items",
@@ -271,10 +272,8 @@ def worldcover_fractions(config: StacConfig, items: list[pystac.Item], grid: Chi
         return float("nan"), float("nan")
     ds = _load(items, (config.worldcover_asset,), grid, {"*": "nearest"})
     codes = ds[config.worldcover_asset].values[0]
-    valid = codes != 0
-    if not valid.any():
-        return float("nan"), float("nan")
-    return float(np.mean(codes[valid] == 40)), float(np.mean(codes[valid] == 80))
+    return (class_fraction(codes, WORLDCOVER_CROPLAND, nodata=0),
+            class_fraction(codes, WORLDCOVER_WATER, nodata=0))
 
 
 def ingest_stac(grid, out, config: StacConfig, gunw_dir: Path | None = None,
