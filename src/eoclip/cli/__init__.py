@@ -1,5 +1,5 @@
 """The ``eoclip`` command line: one verb per module, each only parsing arguments into the
-library's config dataclasses and calling the library (DESIGN.md, "Principles")."""
+library's config dataclasses and calling the library (docs/design.md, "Principles")."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _root() -> None:
     """Multimodal CLIP embeddings for Earth observation (run a verb with --help for details)."""
 
 
-# Each module exposes register(app); the order is the data flow of DESIGN.md.
+# Each module exposes register(app); the order is the data flow of docs/design.md.
 VERB_MODULES = ["describe", "world", "ingest", "pretrain", "embed", "fewshot", "tsne", "report", "demo"]
 
 for _name in VERB_MODULES:

@@ -1,6 +1,6 @@
 """A split of a ChipStore as torch samples, and the collate function that batches them.
 
-A sample (DESIGN.md) is ``{"chip_id": str, "<mod>": FloatTensor[C, H, W], "<mod>_valid":
+A sample (docs/design.md) is ``{"chip_id": str, "<mod>": FloatTensor[C, H, W], "<mod>_valid":
 BoolTensor[C]}``; a modality the chip lacks is absent from the dict. With the paper's channel
 policy ``random`` each modality contributes ONE valid channel chosen afresh per sample and epoch
 (so a step reads one ninth of a chip's bytes); ``all`` gives every slot; a channel name or slot

@@ -1,6 +1,6 @@
 """ChipStore: co-registered chips of several modalities, on a local disk or any fsspec URL.
 
-Layout (DESIGN.md, "Contracts")::
+Layout (docs/design.md, "Contracts")::
 
     store/
       store.json      format, version, chip_px, pixel_size_m, the modality specs

@@ -35,7 +35,7 @@ __all__ = [
     "read_s2_chip",
 ]
 
-# geetiles stores Sentinel-2 reflectance 0..0.3 linearly as uint8 0..255 (DESIGN.md).
+# geetiles stores Sentinel-2 reflectance 0..0.3 linearly as uint8 0..255 (docs/design.md).
 S2_REFLECTANCE_MAX = 0.3
 S2_BANDS = ("red", "green", "blue")
 
