@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/pretrain_throughput.py --store demo_out/world --model demo \
         --batch-size 128 --steps 10 --num-workers 2
+    # on a GPU, with a 448 px store (e.g. eoclip world --chip-px 448):
+    python bench/pretrain_throughput.py --store w448 --model paper --batch-size 64 \
+        --num-workers 12 --compile --cuda-models vit-s,paper
 
-1. Loader overhead (any device): the same training steps (forward, CLIP loss, backward,
-   AdamW) timed twice in one run, once fed by the real `DataLoader` (ChipStore on disk,
-   random channel per modality, `num_workers` workers) and once from batches already in
-   memory. The ratio loader/in-memory is the slowdown the data pipeline causes (1.0 = none).
+1. Loader overhead (any device): the training step of `eoclip pretrain` (`train_step`:
+   forward, CLIP loss, backward, clipping, AdamW) timed twice in one run, once fed by the real
+   `DataLoader` (ChipStore on disk, random channel per modality, `num_workers` workers) and
+   once from the same batches already in memory. The time ratio loader / in-memory is the
+   slowdown the data pipeline causes (1.00 = none). On CUDA the table adds the MFU of both.
 2. CUDA only (`--cuda-models vit-s,paper`): chips/s and model FLOPs utilisation in bf16
-   autocast on random 448 px inputs; FLOPs of one step counted by
-   `torch.utils.flop_counter.FlopCounterMode`, peak from `PEAK_BF16_TFLOPS` by GPU name.
-   Skipped, and said so, without a GPU.
+   autocast on random 448 px inputs, eager and `torch.compile`d. FLOPs of one step are
+   counted by `torch.utils.flop_counter.FlopCounterMode` (matrix products and attention, as
+   executed), the peak is the GPU's dense bf16 datasheet figure (`PEAK_BF16_TFLOPS`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 
 from eoclip.data.dataset import ChipDataset, collate_samples
 from eoclip.data.store import ChipStore
-from eoclip.model import MultiModalClipLoss, create_model
+from eoclip.model import MultiModalClipLoss, autocast_for, create_model
+from eoclip.train.loop import train_step
 
 # Dense bf16 tensor-core peaks (vendor datasheets), matched as substrings of the device name.
 PEAK_BF16_TFLOPS = {
@@ -41,8 +47,9 @@ PEAK_BF16_TFLOPS = {
     "A10G": 70.0,
     "RTX 4090": 165.0,
 }
+GRAD_CLIP = 1.0  # as the packaged pretraining configs
 
-console = Console()
+console = Console(width=150)
 
 
 def peak_tflops(name: str) -> float | None:
@@ -53,48 +60,57 @@ def peak_tflops(name: str) -> float | None:
     return None
 
 
-def _step(model, loss_fn, opt, batch, device, autocast) -> None:
-    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    with autocast:
-        loss = loss_fn(model(batch))["loss"]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _time_steps(batches, model, loss_fn, opt, device, autocast, warmup: int) -> tuple[float, int]:
-    """Seconds for the batches after the first `warmup`, and the chips they held."""
-    it = iter(batches)
-    for _ in range(warmup):
-        _step(model, loss_fn, opt, next(it), device, autocast)
-    _sync(device)
-    t0, chips = time.perf_counter(), 0
-    for batch in it:
-        _step(model, loss_fn, opt, batch, device, autocast)
-        chips += len(batch["chip_id"])
-    _sync(device)
-    return time.perf_counter() - t0, chips
+class _Trainer:
+    """A model, its loss and optimiser, stepping like `eoclip pretrain` does."""
+
+    def __init__(self, model_name: str, modalities, img_size: int | None, device: torch.device,
+                 compile_towers: bool):
+        torch.manual_seed(0)
+        self.model = create_model(model_name, modalities=modalities, img_size=img_size).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=device.type == "cuda")
+        self.loss_fn = MultiModalClipLoss()
+        self.device, self.autocast = device, autocast_for(device)
+        self.compile_towers = compile_towers
+
+    def step(self, batch) -> None:
+        train_step(self.model, self.loss_fn, self.opt, batch, self.device, self.autocast, GRAD_CLIP)
+
+    def flops_per_chip(self, batch) -> float:
+        """FLOPs of one training step on `batch` (eager), per chip; compiles afterwards."""
+        with FlopCounterMode(display=False) as counter:
+            self.step(batch)
+        if self.compile_towers:
+            self.model.compile_towers(True)
+        return counter.get_total_flops() / len(batch["chip_id"])
+
+    def time(self, batches, warmup: int) -> tuple[float, int]:
+        """Seconds for the batches after the first `warmup`, and the chips they held."""
+        it = iter(batches)
+        for _ in range(warmup):
+            self.step(next(it))
+        _sync(self.device)
+        t0, chips = time.perf_counter(), 0
+        for batch in it:
+            self.step(batch)
+            chips += len(batch["chip_id"])
+        _sync(self.device)
+        return time.perf_counter() - t0, chips
 
 
 def loader_overhead(store: str, model_name: str, batch_size: int, steps: int, warmup: int,
-                    num_workers: int, device: torch.device, bf16: bool) -> dict[str, float]:
-    """Samples/s with the real loader and with in-memory batches (same steps, one run)."""
+                    num_workers: int, device: torch.device, compile_towers: bool) -> dict[str, float]:
+    """Chips/s with the real loader and with in-memory batches (same steps, one run)."""
     s = ChipStore.open(store)
     ds = ChipDataset(s, "train", channels="random", seed=0)
     n = (warmup + steps) * batch_size
     if len(ds) < n:
         raise ValueError(f"{store}: {len(ds)} train chips < (warmup + steps) x batch = {n}")
-    torch.manual_seed(0)
-    model = create_model(model_name, modalities=list(s.modalities), img_size=s.chip_px).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = MultiModalClipLoss()
-    use_bf16 = bf16 and device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)
+    trainer = _Trainer(model_name, list(s.modalities), s.chip_px, device, compile_towers)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].tolist()
 
     def loader():
@@ -106,36 +122,36 @@ def loader_overhead(store: str, model_name: str, batch_size: int, steps: int, wa
     t0 = time.perf_counter()
     in_memory = list(loader())  # also the loader alone, workers' start included
     load_only = time.perf_counter() - t0
-    mem_s, chips = _time_steps(in_memory, model, loss_fn, opt, device, autocast, warmup)
-    real_s, chips_real = _time_steps(loader(), model, loss_fn, opt, device, autocast, warmup)
+    if device.type == "cuda":
+        in_memory = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()}
+                     for b in in_memory]
+    flops = trainer.flops_per_chip(in_memory[0])
+    mem_s, chips = trainer.time(in_memory, warmup)
+    real_s, chips_real = trainer.time(loader(), warmup)
     assert chips == chips_real
     return {"in_memory": chips / mem_s, "loader": chips_real / real_s,
-            "loader_alone": n / load_only, "ratio": real_s / mem_s, "chips": chips}
+            "loader_alone": n / load_only, "ratio": real_s / mem_s, "chips": chips,
+            "gflop_per_chip": flops / 1e9}
 
 
-def gpu_mfu(model_name: str, batch_size: int, steps: int, img_size: int | None) -> dict[str, float]:
-    """chips/s, achieved TFLOP/s and MFU of bf16 training steps on random inputs (CUDA)."""
+def gpu_mfu(model_name: str, batch_size: int, steps: int, compile_towers: bool) -> dict[str, float]:
+    """chips/s, GFLOP per chip and achieved TFLOP/s of bf16 training on random inputs (CUDA)."""
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    model = create_model(model_name, img_size=img_size).to(device)
-    size = model.config.tower.img_size
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    loss_fn = MultiModalClipLoss()
+    trainer = _Trainer(model_name, None, None, device, compile_towers)
+    size = trainer.model.config.tower.img_size
     batch = {"chip_id": [str(i) for i in range(batch_size)]}
-    for m in model.modalities:
+    for m in trainer.model.modalities:
         batch[m] = torch.randn(batch_size, 1, size, size, device=device)
         batch[f"{m}_present"] = torch.ones(batch_size, dtype=torch.bool, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
-    from torch.utils.flop_counter import FlopCounterMode
+    flops = trainer.flops_per_chip(batch)
+    seconds, chips = trainer.time([batch] * (steps + 3), 3)
+    return {"chips_per_s": chips / seconds, "gflop_per_chip": flops / 1e9,
+            "tflops": flops * chips / seconds / 1e12,
+            "memory_gb": torch.cuda.max_memory_allocated(device) / 1e9}
 
-    with FlopCounterMode(display=False) as counter:
-        _step(model, loss_fn, opt, batch, device, autocast)
-    flops = counter.get_total_flops()
-    seconds, chips = _time_steps([batch] * (steps + 2), model, loss_fn, opt, device, autocast, 2)
-    achieved = flops * steps / seconds / 1e12
-    peak = peak_tflops(torch.cuda.get_device_name(device))
-    return {"chips_per_s": chips / seconds, "tflops": achieved, "peak": peak or float("nan"),
-            "mfu": achieved / peak if peak else float("nan"), "gflop_per_chip": flops / batch_size / 1e9}
+
+def _mfu(tflops: float, peak: float | None) -> str:
+    return f"{tflops / peak:.1%}" if peak else "n/a"
 
 
 def main(
@@ -146,35 +162,42 @@ def main(
     warmup: int = typer.Option(2, help="Untimed steps first."),
     num_workers: int = typer.Option(2, help="DataLoader workers."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    compile: bool = typer.Option(False, help="torch.compile the towers in the loader comparison."),
     cuda_models: str = typer.Option("vit-s,paper", help="Models for the CUDA MFU table."),
-    cuda_batch_size: int = typer.Option(32, help="Chips per step for the MFU table."),
+    cuda_batch_size: int = typer.Option(64, help="Chips per step for the MFU table."),
     cuda_steps: int = typer.Option(10, help="Timed steps for the MFU table."),
+    cuda_compile: str = typer.Option("off,on", help="torch.compile settings of the MFU table."),
 ) -> None:
     """Print the loader-overhead table and, on CUDA, the chips/s and MFU table."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
-    r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, bf16=True)
-    table = Table(title=f"{model} on {dev} ({torch.get_num_threads()} threads), batch {batch_size}, "
-                        f"{steps} timed steps, {num_workers} workers")
-    for col in ("feed", "chips/s"):
+    peak = peak_tflops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
+    r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    table = Table(title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
+                        f"{num_workers} workers, compile {'on' if compile else 'off'}")
+    for col in ("feed", "chips/s", "MFU"):
         table.add_column(col)
-    table.add_row("pre-loaded batches (in memory)", f"{r['in_memory']:.1f}")
-    table.add_row("real DataLoader (ChipStore on disk)", f"{r['loader']:.1f}")
-    table.add_row("DataLoader alone, no training", f"{r['loader_alone']:.1f}")
-    table.add_row("[bold]loader overhead (time ratio loader / in-memory)[/bold]", f"{r['ratio']:.2f}x")
+    for label, key in (("pre-loaded batches (in memory)", "in_memory"),
+                       ("real DataLoader (ChipStore on disk)", "loader")):
+        table.add_row(label, f"{r[key]:.1f}", _mfu(r[key] * r["gflop_per_chip"] / 1e3, peak))
+    table.add_row("DataLoader alone, no training", f"{r['loader_alone']:.1f}", "")
+    table.add_row("[bold]loader overhead (time ratio loader / in-memory)[/bold]", f"{r['ratio']:.2f}x", "")
     console.print(table)
     if dev.type != "cuda":
         console.print("no CUDA device: chips/s and MFU for " + cuda_models + " skipped")
         return
-    name = torch.cuda.get_device_name(dev)
-    table = Table(title=f"bf16 training on {name} (random 448 px inputs, batch {cuda_batch_size})")
-    for col in ("model", "chips/s", "GFLOP/chip", "TFLOP/s", "peak", "MFU"):
+    table = Table(title=f"bf16 training on {name} (random inputs at the model's size, "
+                        f"batch {cuda_batch_size}, peak {peak} TFLOP/s)")
+    for col in ("model", "compile", "chips/s", "GFLOP/chip", "TFLOP/s", "MFU", "max mem GB"):
         table.add_column(col)
     for m in [x for x in cuda_models.split(",") if x]:
-        g = gpu_mfu(m, cuda_batch_size, cuda_steps, None)
-        table.add_row(m, f"{g['chips_per_s']:.1f}", f"{g['gflop_per_chip']:.1f}", f"{g['tflops']:.1f}",
-                      f"{g['peak']:.0f}", f"{g['mfu']:.1%}")
-        torch.cuda.empty_cache()
+        for c in [x for x in cuda_compile.split(",") if x]:
+            torch.cuda.reset_peak_memory_stats()
+            g = gpu_mfu(m, cuda_batch_size, cuda_steps, c == "on")
+            table.add_row(m, c, f"{g['chips_per_s']:.1f}", f"{g['gflop_per_chip']:.1f}",
+                          f"{g['tflops']:.1f}", _mfu(g["tflops"], peak), f"{g['memory_gb']:.1f}")
+            torch.cuda.empty_cache()
     console.print(table)
 
 

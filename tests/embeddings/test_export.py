@@ -5,12 +5,15 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
+import torch
 from shapely.geometry import box
 from typer.testing import CliRunner
 
 from eoclip.cli import app
 from eoclip.data.store import ChipStore
-from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store, select_channels
+from eoclip.embeddings.channels import select_channels, slot_names
+from eoclip.embeddings.compute import model_input, normalisation_stats
+from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store
 from eoclip.embeddings.table import embedding_matrix, read_embedding_table
 from eoclip.model import create_model
 from eoclip.train.checkpoint import save_checkpoint
@@ -132,15 +135,15 @@ def test_resume_reuses_parts_and_gives_identical_table(setup, tmp_path, monkeypa
     out = tmp_path / "t.parquet"
     ref, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "ref.parquet")))
     calls = []
-    real = export._part_table
+    real = export._write_part
 
-    def killed_after_two(*args, **kwargs):
+    def killed_after_two(table, path):
         if len(calls) == 2:
-            raise KeyboardInterrupt  # the run is killed while computing its third part
-        calls.append(args[4])
-        return real(*args, **kwargs)
+            raise KeyboardInterrupt  # the run is killed before writing its third part
+        calls.append(table["chip_id"][0].as_py())
+        return real(table, path)
 
-    monkeypatch.setattr(export, "_part_table", killed_after_two)
+    monkeypatch.setattr(export, "_write_part", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         embed_store(_cfg(setup, out))
     parts = tmp_path / "t.parquet.parts"
@@ -149,9 +152,10 @@ def test_resume_reuses_parts_and_gives_identical_table(setup, tmp_path, monkeypa
     assert not out.exists() and not list(parts.glob(".*tmp*"))
     (parts / "part-00000.parquet").unlink()  # and one part is lost
     calls.clear()
-    monkeypatch.setattr(export, "_part_table", lambda *a, **k: (calls.append(a[4]), real(*a, **k))[1])
+    monkeypatch.setattr(export, "_write_part",
+                        lambda table, path: (calls.append(table["chip_id"][0].as_py()), real(table, path))[1])
     got, _ = read_embedding_table(embed_store(_cfg(setup, out)))
-    assert calls == [0, 12, 18]  # part 1 (chips 6..11) was reused
+    assert calls == ["c000", "c012", "c018"]  # part 1 (chips 6..11) was reused
     assert not parts.exists()
     for m in ("s2rgbm", "s1grdm", "gunw"):
         np.testing.assert_array_equal(embedding_matrix(got, m)[0], embedding_matrix(ref, m)[0])
@@ -203,3 +207,25 @@ def test_cli_embed(setup, tmp_path):
     res = CliRunner().invoke(app, ["embed", "--checkpoint", str(tmp_path / "missing"),
                                    "--store", store, "--out", str(out)])
     assert res.exit_code != 0 and "does not exist" in res.output
+
+
+def test_device_side_normalisation_matches_the_dataset_bit_for_bit(setup):
+    store = ChipStore.open(setup[0])
+    for mod in store.modalities:
+        m = store.modalities[mod]
+        stored = np.asarray(store.arrays(mod)["pixels"][:4, 0])
+        names = slot_names(store, mod, 0, 4)[:, 0]
+        expect = np.stack([m.normalize(m.decode(stored[i : i + 1]), [names[i]])[0] for i in range(4)])
+        got = model_input(m, torch.from_numpy(stored), *normalisation_stats(m, names))
+        assert got.shape == (4, 1, PX, PX) and got.dtype == torch.float32
+        np.testing.assert_array_equal(got[:, 0].numpy(), expect)
+
+
+def test_compiled_towers_export_the_same_vectors(setup, tmp_path):
+    eager, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "e.parquet")))
+    compiled, meta = read_embedding_table(embed_store(_cfg(setup, tmp_path / "c.parquet",
+                                                           compile="aot_eager")))
+    assert meta["embed_config"]["compile"] == "aot_eager"
+    for mod in ("s2rgbm", "s1grdm", "gunw"):
+        np.testing.assert_allclose(embedding_matrix(compiled, mod)[0],
+                                   embedding_matrix(eager, mod)[0], atol=1e-6)

@@ -1,5 +1,6 @@
 """MultiTowerCLIP forward contract, over every registered variant."""
 
+import contextlib
 import math
 
 import pytest
@@ -171,3 +172,20 @@ def test_tower_stages_compose():
     pooled = tower.forward_pool(tokens)
     assert pooled.shape == (2, 96)
     assert torch.equal(tower.forward_head(pooled), tower(x))
+
+
+def test_towers_use_fused_attention_and_compile_in_place():
+    from eoclip.model import autocast_for
+
+    model = create_model("demo", img_size=16, patch_size=8, width=32, depth=1, heads=2, embed_dim=16)
+    # timm routes attention through F.scaled_dot_product_attention (flash/efficient kernels on GPUs).
+    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    assert attn and all(m.fused_attn for m in attn)
+    x = torch.randn(3, 1, 16, 16)
+    before = model.encode("s2rgbm", x)
+    keys = set(model.state_dict())
+    model.compile_towers("aot_eager")
+    torch.testing.assert_close(model.encode("s2rgbm", x), before)
+    assert set(model.state_dict()) == keys
+    assert isinstance(autocast_for("cpu"), contextlib.nullcontext)
+    assert isinstance(autocast_for("cuda", bf16=False), contextlib.nullcontext)

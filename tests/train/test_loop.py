@@ -89,3 +89,26 @@ def test_mid_epoch_resume_refuses_another_batch_layout(tiny_store, tmp_path):
     pretrain(tiny_config(tiny_store, tmp_path, epochs=2, max_steps=1))
     with pytest.raises(ValueError, match="same"):
         pretrain(tiny_config(tiny_store, tmp_path, epochs=2, batch_size=4), resume=True)
+
+
+def test_compiled_towers_and_grad_checkpointing_train_like_eager(tiny_store, tmp_path):
+    # The GPU switches (torch.compile, activation checkpointing) on a CPU: `aot_eager` runs
+    # dynamo's graph capture and AOT autograd without generating code, so it is cheap here.
+    eager = pretrain(tiny_config(tiny_store, tmp_path / "a", epochs=1))
+    other = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=1, compile="aot_eager",
+                                 grad_checkpointing=True))
+    a, b = _weights(eager.last), _weights(other.last)
+    assert a.keys() == b.keys()  # compiled modules keep their parameter names
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="compile must be"):
+        tiny_config(tiny_store, tmp_path / "c", compile="true").validate()
+
+
+def test_optimizer_is_fused_only_on_cuda(tiny_store, tmp_path):
+    from eoclip.model import create_model
+    from eoclip.train.loop import make_optimizer
+
+    config = tiny_config(tiny_store, tmp_path)
+    model = create_model("demo", img_size=16, **config.model_overrides)
+    assert not make_optimizer(model, config).defaults["fused"]

@@ -168,6 +168,11 @@ class Modality:
         stored[~valid] = 0
         return stored, valid
 
+    @property
+    def quantized(self) -> bool:
+        """True when stored values are integers that ``scale`` and ``offset`` map to physical."""
+        return self.dtype in _INT_DTYPES
+
     def decode(self, stored: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Stored values to float32 physical units; channels not ``valid`` become NaN.
 
@@ -176,7 +181,7 @@ class Modality:
             valid: bool array broadcastable to the channel axes, or None (all valid).
         """
         x = stored.astype(np.float32)
-        if self.dtype in _INT_DTYPES:
+        if self.quantized:
             x = x * np.float32(self.scale) + np.float32(self.offset)
         if valid is not None:
             v = np.asarray(valid, dtype=bool)

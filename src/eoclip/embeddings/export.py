@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,26 +36,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import zarr
 from tqdm.auto import tqdm
 
 from eoclip import fsio
-from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
+from eoclip.embeddings.channels import count_images, parse_channel_policy
+from eoclip.embeddings.compute import iter_part_tables
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
+from eoclip.errors import EmbedError
 from eoclip.model import ModelConfig, MultiTowerCLIP
 from eoclip.train.checkpoint import CheckpointError, load_checkpoint, read_meta
 from eoclip.train.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
 
-__all__ = ["POLICIES", "EmbedConfig", "EmbedError", "embed_store", "load_embedder",
-           "parse_channel_policy", "select_channels"]
+__all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
 
-POLICIES = ("mean", "random")
 MANIFEST = "manifest.json"
-
-
-class EmbedError(ValueError):
-    """Bad embed input: checkpoint, store, channel policy or stale parts (message says the fix)."""
 
 
 @dataclass
@@ -73,6 +67,8 @@ class EmbedConfig:
     seed: int = 0  # random channel choice and the untrained init
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     overwrite: bool = False  # discard an existing table and parts made with other settings
+    bf16: bool = True  # bfloat16 autocast on CUDA (ignored on the CPU, which stays float32)
+    compile: bool | str = False  # torch.compile the towers: True (inductor, for GPUs) or a backend
     progress: bool = True  # progress bar (rank 0)
 
     def validate(self) -> None:
@@ -123,139 +119,6 @@ def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0
     except (CheckpointError, KeyError, ValueError) as err:
         raise EmbedError(f"cannot load checkpoint {path}: {err}") from err
     return model, str(meta["weights_sha256"]), meta
-
-
-def parse_channel_policy(spec: str, store: ChipStore, modalities: list[str]) -> dict[str, str]:
-    """Per-modality policy from a spec like ``mean``, ``random``, ``02_red`` or ``s2rgbm=02_red``.
-
-    Raises:
-        EmbedError: unknown modality, or a channel name no modality has (lists the names).
-    """
-    policies = {m: "mean" for m in modalities}
-    for item in [s.strip() for s in str(spec).split(",") if s.strip()]:
-        mod, sep, policy = item.partition("=")
-        if sep:
-            if mod not in policies:
-                raise EmbedError(f"channel policy {item!r}: no modality {mod!r} in {modalities}")
-            _check_channel(policy, store, [mod])
-            policies[mod] = policy
-        elif item in POLICIES:
-            policies = dict.fromkeys(modalities, item)
-        else:
-            for m in _check_channel(item, store, modalities):
-                policies[m] = item
-    return policies
-
-
-def _check_channel(policy: str, store: ChipStore, mods: list[str]) -> list[str]:
-    """Modalities of `mods` that know channel `policy` (raises if none does)."""
-    if policy in POLICIES:
-        return list(mods)
-    having = [m for m in mods if policy in _all_channel_names(store, m)]
-    if not having:
-        known = {m: sorted(_all_channel_names(store, m))[:12] for m in mods}
-        raise EmbedError(
-            f"channel {policy!r} is not a policy {POLICIES} nor a channel of {mods}; "
-            f"channels are e.g. {known}"
-        )
-    return having
-
-
-def _all_channel_names(store: ChipStore, mod: str) -> set[str]:
-    m = store.modalities[mod]
-    if not m.variable:
-        return set(m.channels)
-    return {c for chans in store.index[f"{mod}_channels"] for c in chans}
-
-
-def select_channels(policy: str, valid: np.ndarray, names: np.ndarray, positions: np.ndarray,
-                    seed: int, modality: str) -> np.ndarray:
-    """Which channel slots of each chip feed its vector.
-
-    Args:
-        policy: ``mean``, ``random`` or a channel name.
-        valid: bool (N, C) validity of each slot.
-        names: str (N, C) slot names.
-        positions: int (N,) store positions of the chips (seed the random choice).
-        seed: root seed of the random choice.
-        modality: modality name (part of the random seed).
-
-    Returns:
-        bool (N, C): the chosen slots (a row of False = no vector for that chip).
-    """
-    if policy == "mean":
-        return valid.copy()
-    if policy == "random":
-        sel = np.zeros_like(valid)
-        salt = zlib.crc32(modality.encode())
-        for i, (pos, row) in enumerate(zip(positions, valid, strict=True)):
-            slots = np.flatnonzero(row)
-            if len(slots):
-                rng = np.random.default_rng([seed, int(pos), salt])
-                sel[i, rng.choice(slots)] = True
-        return sel
-    return valid & (names == policy)
-
-
-def _slot_names(store: ChipStore, mod: str, lo: int, hi: int) -> np.ndarray:
-    m = store.modalities[mod]
-    if m.variable:
-        raw = np.asarray(store.arrays(mod)["names"][lo:hi])
-        return np.array([[str(v) for v in row] for row in raw], dtype=object).reshape(raw.shape)
-    return np.tile(np.array(m.channels, dtype=object), (hi - lo, 1))
-
-
-@torch.inference_mode()
-def _embed_modality(model: MultiTowerCLIP, m: Modality, stored: np.ndarray, sel: np.ndarray,
-                    names: np.ndarray, batch_size: int, device: torch.device, bar) -> np.ndarray:
-    """Vectors of one modality for a part: float32 (N, D), NaN rows where nothing was selected."""
-    rows, slots = np.nonzero(sel)
-    out = np.zeros((len(sel), model.embed_dim), dtype=np.float64)
-    for b in range(0, len(rows), batch_size):
-        r, s = rows[b : b + batch_size], slots[b : b + batch_size]
-        x = m.normalize(m.decode(stored[r, s]), names[r, s].tolist())  # (k, H, W)
-        emb = model.encode(m.name, torch.from_numpy(x[:, None]).to(device), normalize=True)
-        np.add.at(out, r, emb.float().cpu().numpy().astype(np.float64))
-        bar.update(len(r))
-    count = sel.sum(axis=1)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    out = np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
-    out[count == 0] = np.nan
-    return out.astype(np.float32)
-
-
-def _read_pixels(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> np.ndarray:
-    """Stored pixels (N, C, H, W) of chips [lo, hi), read only where `sel` (N, C) needs them.
-
-    With one channel per chip (random or fixed policy) only those chunks are read, a ninth of
-    the bytes of the whole block; unselected slots stay 0.
-    """
-    if sel.sum() > 0.5 * sel.size:
-        return np.asarray(pixels[lo:hi])
-    out = np.zeros((hi - lo, *pixels.shape[1:]), dtype=pixels.dtype)
-    for slot in np.flatnonzero(sel.any(axis=0)):
-        rows = np.flatnonzero(sel[:, slot])
-        out[rows, slot] = pixels.get_orthogonal_selection((lo + rows, int(slot)))
-    return out
-
-
-def _part_table(model, store, policies, cfg, lo, hi, device, bar) -> pa.Table:
-    """Embeddings of chips [lo, hi) as an Arrow table (chip_id, emb_<m>, emb_<m>_channels)."""
-    cols = {"chip_id": pa.array(store.index["chip_id"].iloc[lo:hi].astype(str).tolist())}
-    for mod, policy in policies.items():
-        m = store.modalities[mod]
-        valid = store.valid_mask(mod)[lo:hi]
-        names = _slot_names(store, mod, lo, hi)
-        sel = select_channels(policy, valid, names, np.arange(lo, hi), cfg.seed, mod)
-        stored = _read_pixels(store.arrays(mod)["pixels"], lo, hi, sel)
-        vecs = _embed_modality(model, m, stored, sel, names, cfg.batch_size, device, bar)
-        absent = sel.sum(axis=1) == 0
-        flat = pa.array(np.nan_to_num(vecs).ravel(), pa.float32())
-        cols[f"emb_{mod}"] = pa.FixedSizeListArray.from_arrays(
-            flat, model.embed_dim, mask=pa.array(absent))
-        cols[f"emb_{mod}_channels"] = pa.array(
-            [names[i][sel[i]].tolist() for i in range(len(sel))], pa.list_(pa.string()))
-    return pa.table(cols)
 
 
 def _write_part(table: pa.Table, path: Path) -> None:
@@ -360,6 +223,7 @@ def _open(cfg: EmbedConfig, device: torch.device):
     if model.config.tower.img_size != store.chip_px:
         raise EmbedError(f"checkpoint {cfg.checkpoint} takes {model.config.tower.img_size} px "
                          f"chips but {store.url} holds {store.chip_px} px chips")
+    model.compile_towers(cfg.compile)
     return store, model, ckpt_hash, ckpt_meta, mods
 
 
@@ -383,12 +247,13 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
     starts = list(range(0, len(store), part_chips))
     paths = [parts_dir / f"part-{i:05d}.parquet" for i in range(len(starts))]
     todo = [i for i in range(env.rank, len(starts), env.world_size) if not paths[i].is_file()]
-    total = sum(_n_images(store, policies, cfg, starts[i], part_chips) for i in todo)
+    total = sum(count_images(store, policies, starts[i], part_chips) for i in todo)
+    bounds = [(starts[i], min(starts[i] + part_chips, len(store))) for i in todo]
     with tqdm(total=total, unit="img", desc="embed", disable=not (cfg.progress and env.master)) as bar:
-        for i in todo:
-            lo, hi = starts[i], min(starts[i] + part_chips, len(store))
-            _write_part(_part_table(model, store, policies, cfg, lo, hi, env.device, bar),
-                        paths[i])
+        tables = iter_part_tables(model, store, policies, bounds, batch_size=cfg.batch_size,
+                                  seed=cfg.seed, bf16=cfg.bf16, device=env.device, bar=bar)
+        for i, table in zip(todo, tables, strict=True):
+            _write_part(table, paths[i])
     barrier(env)
     if env.master:
         missing = [p.name for p in paths if not p.is_file()]
@@ -402,17 +267,3 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
         _merge(cfg, store, paths, meta)
     barrier(env)
     return cfg.out
-
-
-def _n_images(store: ChipStore, policies: dict, cfg: EmbedConfig, lo: int, n: int) -> int:
-    """Images a part will embed (for the progress bar), from the index's valid channel lists."""
-    total = 0
-    for mod, policy in policies.items():
-        chans = store.index[f"{mod}_channels"].iloc[lo : lo + n]
-        if policy == "mean":
-            total += int(sum(len(c) for c in chans))
-        elif policy == "random":
-            total += int(sum(len(c) > 0 for c in chans))
-        else:
-            total += int(sum(policy in list(c) for c in chans))
-    return total

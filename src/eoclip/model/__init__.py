@@ -4,6 +4,7 @@ from eoclip.model.clip import MultiTowerCLIP
 from eoclip.model.config import ModelConfig, TowerConfig, list_models, load_model_config
 from eoclip.model.factory import create_model
 from eoclip.model.loss import MultiModalClipLoss, clip_pair_loss, gather_features
+from eoclip.model.precision import autocast_for
 from eoclip.model.tower import Tower
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "MultiTowerCLIP",
     "Tower",
     "TowerConfig",
+    "autocast_for",
     "clip_pair_loss",
     "create_model",
     "gather_features",

@@ -58,6 +58,25 @@ class MultiTowerCLIP(nn.Module):
         for tower in self.towers.values():
             tower.set_grad_checkpointing(enable)
 
+    def compile_towers(self, backend: str | bool = True) -> None:
+        """``torch.compile`` every tower in place (``nn.Module.compile``).
+
+        The towers, not the whole model: the forward selects each modality's present rows, a
+        data-dependent shape that would break the graph. The towers share one architecture,
+        so they share the compiled code; a new batch size recompiles once, then runs with a
+        dynamic batch dimension.
+
+        Args:
+            backend: ``True`` or ``"inductor"`` (fused kernels, for GPUs), or another
+                ``torch.compile`` backend (``"aot_eager"`` traces without generating code: it
+                checks that the model compiles, cheaply, on a CPU); ``False`` does nothing.
+        """
+        if backend is False:
+            return
+        name = "inductor" if backend is True else str(backend)
+        for tower in self.towers.values():
+            tower.compile(backend=name)
+
     def _tower(self, modality: str) -> Tower:
         if modality not in self.towers:
             raise ValueError(

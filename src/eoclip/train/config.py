@@ -53,6 +53,8 @@ class PretrainConfig:
     max_steps: int | None = None  # stop after this many steps in all (tests, staged runs);
     #   the schedule still spans all epochs so a stopped run resumes onto the same curve
     bf16: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    compile: bool | str = False  # torch.compile the towers: true (inductor, GPUs) or a backend name
+    grad_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
     progress: bool = True  # tqdm progress bar on rank 0
 
@@ -87,6 +89,9 @@ class PretrainConfig:
             raise ValueError("pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}")
+        if not isinstance(self.compile, bool | str) or self.compile in ("", "true", "false"):
+            raise ValueError(f"pretrain config: compile must be true, false or a torch.compile "
+                             f"backend name such as inductor, got {self.compile!r}")
         if not self.store:
             raise ValueError("pretrain config: no store given (set `store:` or pass --store DIR)")
         if not self.name or "/" in self.name:

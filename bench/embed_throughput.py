@@ -1,0 +1,117 @@
+"""Embedding-export throughput per channel policy, on the CPU and (with CUDA) a GPU in bf16.
+
+    .venv/bin/python bench/embed_throughput.py --store demo_out/world --model demo
+    # on a GPU, with a 448 px store (e.g. eoclip world --chip-px 448):
+    python bench/embed_throughput.py --store w448 --model paper --compile off,on
+
+Runs the export pipeline of `eoclip embed` (`iter_part_tables`: zarr reads in a thread,
+compact pixels to the device, normalisation there, tower forward, per-chip pooling) over the
+store's chips with a randomly initialised model of the given variant (throughput does not
+depend on the weights), for each channel policy: `mean` (every valid channel, about 23
+images per chip on the paper's data), `random` (the paper's one channel per modality, 3
+images) and a fixed channel. The first part is run once untimed (warm-up, compilation).
+Prints chips/s, images/s, the model FLOPs utilisation on CUDA (FLOPs of a tower forward
+counted by `torch.utils.flop_counter.FlopCounterMode`) and the projected hours for the
+paper's 845 K chips at the measured rate.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from eoclip.data.store import ChipStore
+from eoclip.embeddings.channels import count_images, parse_channel_policy
+from eoclip.embeddings.compute import iter_part_tables
+from eoclip.model import autocast_for, create_model
+
+PAPER_CHIPS = 845_000  # paper, section 3: 5 AOIs
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
+                    "H100 NVL": 835.0, "H100": 756.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+console = Console(width=150)
+
+
+def _peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+@torch.inference_mode()
+def flops_per_image(model, size: int, device: torch.device, bf16: bool) -> float:
+    """FLOPs of one single-channel image through a tower (all towers share the shape)."""
+    x = torch.randn(8, 1, size, size, device=device)
+    with FlopCounterMode(display=False) as counter, autocast_for(device, bf16):
+        model.encode(model.modalities[0], x)
+    return counter.get_total_flops() / 8
+
+
+def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, batch_size: int,
+                device: torch.device, bf16: bool) -> dict[str, float]:
+    """Chips/s and images/s of the export pipeline over the first `chips` chips."""
+    policies = parse_channel_policy(policy, store, list(model.modalities))
+    bounds = [(lo, min(lo + part, chips)) for lo in range(0, chips, part)]
+    kwargs = dict(batch_size=batch_size, seed=0, bf16=bf16, device=device, bar=tqdm(disable=True))
+    for _ in iter_part_tables(model, store, policies, bounds[:1], **kwargs):  # warm-up
+        pass
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in iter_part_tables(model, store, policies, bounds, **kwargs):
+        pass
+    seconds = time.perf_counter() - t0  # each part ends with a device-to-host copy: synced
+    images = sum(count_images(store, policies, lo, hi - lo) for lo, hi in bounds)
+    return {"chips_per_s": chips / seconds, "images_per_s": images / seconds,
+            "images_per_chip": images / chips}
+
+
+def main(
+    store: str = typer.Option(..., help="ChipStore to read (its chip size sets the model's)."),
+    model: str = typer.Option("demo", help="Model variant (eoclip.model.list_models())."),
+    policies: str = typer.Option(
+        "mean;random;s2rgbm=01_red,s1grdm=01_vv,gunw=random",
+        help="Channel policies to time, separated by ';' (a fixed channel per modality as "
+        "mod=channel,...; gunw's date pairs differ per chip, so it stays random there)."),
+    max_chips: int = typer.Option(0, help="Chips to embed (0 = the whole store)."),
+    batch_size: int = typer.Option(256, help="Images per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    compile: str = typer.Option("off", help="torch.compile settings to time: off, on or off,on."),
+    bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
+) -> None:
+    """Print chips/s, images/s, MFU and projected hours per channel policy."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    s = ChipStore.open(store)
+    chips = min(len(s), max_chips) if max_chips else len(s)
+    peak = _peak(dev)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    table = Table(title=f"export of {chips} chips of {s.chip_px} px, model {model}, {name}, "
+                        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}")
+    for col in ("policy", "compile", "images/chip", "chips/s", "images/s", "TFLOP/s", "MFU",
+                "h for 845K chips"):
+        table.add_column(col)
+    for c in [x for x in compile.split(",") if x]:
+        torch.manual_seed(0)
+        net = create_model(model, modalities=list(s.modalities), img_size=s.chip_px).to(dev).eval()
+        flops = flops_per_image(net, s.chip_px, dev, bf16)
+        net.compile_towers(c == "on")
+        for policy in [x for x in policies.split(";") if x]:
+            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16)
+            tflops = r["images_per_s"] * flops / 1e12
+            table.add_row(policy, c, f"{r['images_per_chip']:.1f}", f"{r['chips_per_s']:.1f}",
+                          f"{r['images_per_s']:.0f}", f"{tflops:.2f}",
+                          f"{tflops / peak:.1%}" if peak else "n/a",
+                          f"{PAPER_CHIPS / r['chips_per_s'] / 3600:.1f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    typer.run(main)

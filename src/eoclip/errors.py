@@ -1,0 +1,18 @@
+"""The exceptions eoclip raises on bad input, under one root.
+
+Catch ``EoclipError`` to handle any of them; the command line turns each into a one-line
+message and exit status 1. Each subclass also derives from the built-in exception that its
+callers caught before (``ValueError``), so existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EmbedError", "EoclipError"]
+
+
+class EoclipError(Exception):
+    """Root of every error eoclip raises on purpose; the message names the input and the fix."""
+
+
+class EmbedError(EoclipError, ValueError):
+    """Bad embed input: checkpoint, store, channel policy or stale parts."""
