@@ -106,6 +106,7 @@ def main(
         for policy in [x for x in policies.split(";") if x]:
             r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16)
             tflops = r["images_per_s"] * flops / 1e12
+            console.print(f"{policy} compile {c}: {r}, {tflops:.1f} TFLOP/s")
             table.add_row(policy, c, f"{r['images_per_chip']:.1f}", f"{r['chips_per_s']:.1f}",
                           f"{r['images_per_s']:.0f}", f"{tflops:.2f}",
                           f"{tflops / peak:.1%}" if peak else "n/a",

@@ -5,7 +5,7 @@
 set -euo pipefail
 out=${1:-gpu_suite_out}
 world=${WORLD:-/tmp/eoclip_w448}
-chips=${CHIPS:-1300}
+chips=${CHIPS:-300}
 workers=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 mkdir -p "$out"
 python3 - <<PY | tee "$out/env.txt"
@@ -18,5 +18,5 @@ python3 -c "from eoclip.data.synthetic import make_world; make_world('$world', n
 echo "world: $chips chips of 448 px in $(( $(date +%s) - t0 )) s with $workers workers" | tee "$out/world.txt"
 python3 bench/embed_throughput.py --store "$world" --model paper --compile off,on 2>&1 | tee "$out/embed.txt"
 python3 bench/pretrain_throughput.py --store "$world" --model paper --batch-size 64 --steps 8 \
-    --warmup 2 --num-workers "$workers" --compile --cuda-models vit-s,paper --cuda-batch-size 64 \
+    --warmup 2 --num-workers "$workers" --compile --cuda-models paper,vit-s --cuda-batch-size 64 \
     --cuda-compile off,on 2>&1 | tee "$out/pretrain.txt"

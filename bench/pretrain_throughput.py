@@ -108,10 +108,11 @@ def loader_overhead(store: str, model_name: str, batch_size: int, steps: int, wa
     s = ChipStore.open(store)
     ds = ChipDataset(s, "train", channels="random", seed=0)
     n = (warmup + steps) * batch_size
-    if len(ds) < n:
-        raise ValueError(f"{store}: {len(ds)} train chips < (warmup + steps) x batch = {n}")
     trainer = _Trainer(model_name, list(s.modalities), s.chip_px, device, compile_towers)
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    # A small store is cycled through (a repeated chip gets the same channel): every chip is
+    # still read and decompressed by the workers, only its disk reads come from the page cache.
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).tolist()
+    order = [perm[i % len(perm)] for i in range(n)]
 
     def loader():
         return DataLoader(ds, batch_size=batch_size, sampler=order, drop_last=True,
@@ -173,6 +174,7 @@ def main(
                        "cpu" if device == "auto" else device)
     peak = peak_tflops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
     r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile)
+    console.print(f"loader comparison: {r}")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     table = Table(title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
                         f"{num_workers} workers, compile {'on' if compile else 'off'}")
@@ -195,6 +197,7 @@ def main(
         for c in [x for x in cuda_compile.split(",") if x]:
             torch.cuda.reset_peak_memory_stats()
             g = gpu_mfu(m, cuda_batch_size, cuda_steps, c == "on")
+            console.print(f"{m} compile {c}: {g}")  # each row as soon as it is measured
             table.add_row(m, c, f"{g['chips_per_s']:.1f}", f"{g['gflop_per_chip']:.1f}",
                           f"{g['tflops']:.1f}", _mfu(g["tflops"], peak), f"{g['memory_gb']:.1f}")
             torch.cuda.empty_cache()
