@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.channels import count_images, parse_channel_policy
-from eoclip.embeddings.compute import iter_part_tables
+from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.model import autocast_for, create_model
 
 PAPER_CHIPS = 845_000  # paper, section 3: 5 AOIs
@@ -55,11 +55,12 @@ def flops_per_image(model, size: int, device: torch.device, bf16: bool) -> float
 
 
 def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, batch_size: int,
-                device: torch.device, bf16: bool) -> dict[str, float]:
+                device: torch.device, bf16: bool, num_workers: int) -> dict[str, float]:
     """Chips/s and images/s of the export pipeline over the first `chips` chips."""
     policies = parse_channel_policy(policy, store, list(model.modalities))
     bounds = [(lo, min(lo + part, chips)) for lo in range(0, chips, part)]
-    kwargs = dict(batch_size=batch_size, seed=0, bf16=bf16, device=device, bar=tqdm(disable=True))
+    kwargs = dict(batch_size=batch_size, seed=0, bf16=bf16, device=device, bar=tqdm(disable=True),
+                  num_workers=num_workers)
     for _ in iter_part_tables(model, store, policies, bounds[:1], **kwargs):  # warm-up
         pass
     if device.type == "cuda":
@@ -85,6 +86,7 @@ def main(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: str = typer.Option("off", help="torch.compile settings to time: off, on or off,on."),
     bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
+    num_workers: int = typer.Option(-1, help="Reader processes (-1: eoclip embed's default)."),
 ) -> None:
     """Print chips/s, images/s, MFU and projected hours per channel policy."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -92,9 +94,11 @@ def main(
     s = ChipStore.open(store)
     chips = min(len(s), max_chips) if max_chips else len(s)
     peak = _peak(dev)
+    workers = reader_processes(None if num_workers < 0 else num_workers, dev)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     table = Table(title=f"export of {chips} chips of {s.chip_px} px, model {model}, {name}, "
-                        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}")
+                        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}, "
+                        f"{workers} reader processes")
     for col in ("policy", "compile", "images/chip", "chips/s", "images/s", "TFLOP/s", "MFU",
                 "h for 845K chips"):
         table.add_column(col)
@@ -104,7 +108,7 @@ def main(
         flops = flops_per_image(net, s.chip_px, dev, bf16)
         net.compile_towers(c == "on")
         for policy in [x for x in policies.split(";") if x]:
-            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16)
+            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16, workers)
             tflops = r["images_per_s"] * flops / 1e12
             console.print(f"{policy} compile {c}: {r}, {tflops:.1f} TFLOP/s")
             table.add_row(policy, c, f"{r['images_per_chip']:.1f}", f"{r['chips_per_s']:.1f}",

@@ -229,3 +229,24 @@ def test_compiled_towers_export_the_same_vectors(setup, tmp_path):
     for mod in ("s2rgbm", "s1grdm", "gunw"):
         np.testing.assert_allclose(embedding_matrix(compiled, mod)[0],
                                    embedding_matrix(eager, mod)[0], atol=1e-6)
+
+
+def test_reader_processes_give_the_same_table(setup, tmp_path):
+    from tqdm import tqdm
+
+    from eoclip.embeddings.channels import parse_channel_policy
+    from eoclip.embeddings.compute import iter_part_tables
+
+    store = ChipStore.open(setup[0])
+    model = create_model("demo", img_size=PX, patch_size=8, width=32, depth=1, heads=2, embed_dim=DIM)
+    policies = parse_channel_policy("mean", store, list(store.modalities))
+    bounds = [(0, 10), (10, 20), (20, N)]
+    kw = dict(batch_size=7, seed=0, bf16=False, device=torch.device("cpu"), bar=tqdm(disable=True))
+    # Batches of 7 images run across reads of 3 chips: pieces are stitched back per part.
+    threaded = list(iter_part_tables(model.eval(), store, policies, bounds, num_workers=0, **kw))
+    processes = list(iter_part_tables(model, store, policies, bounds, num_workers=2, read_chips=3, **kw))
+    assert [t.num_rows for t in processes] == [10, 10, 2]
+    for a, b in zip(threaded, processes, strict=True):
+        assert a.equals(b)
+    with pytest.raises(EmbedError, match="num_workers"):
+        embed_store(_cfg(setup, tmp_path / "d.parquet", num_workers=-1))

@@ -39,6 +39,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
         seed: Annotated[int, typer.Option(help="random channel choice / untrained init")] = 0,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+        num_workers: Annotated[
+            int | None, typer.Option(help="reader processes (default: 0 on a CPU, cores - 2 on a GPU)")
+        ] = None,
+        compile: Annotated[bool, typer.Option(help="torch.compile the towers (GPU, large stores)")] = False,
         overwrite: Annotated[bool, typer.Option(help="replace a table or parts of other settings")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
@@ -46,7 +50,7 @@ def register(app: typer.Typer) -> None:
         config = EmbedConfig(
             checkpoint=checkpoint, store=store, out=out, channels=channels, batch_size=batch_size,
             part_chips=part_chips, untrained=untrained, seed=seed, device=device,
-            overwrite=overwrite, progress=progress,
+            overwrite=overwrite, progress=progress, num_workers=num_workers, compile=compile,
         )
         try:
             path = embed_store(config)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from eoclip import fsio
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.channels import count_images, parse_channel_policy
-from eoclip.embeddings.compute import iter_part_tables
+from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
 from eoclip.errors import EmbedError
 from eoclip.model import ModelConfig, MultiTowerCLIP
@@ -68,6 +68,7 @@ class EmbedConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     overwrite: bool = False  # discard an existing table and parts made with other settings
     bf16: bool = True  # bfloat16 autocast on CUDA (ignored on the CPU, which stays float32)
+    num_workers: int | None = None  # reader processes; None: 0 on a CPU, cores - 2 (<= 16) on a GPU
     compile: bool | str = False  # torch.compile the towers: True (inductor, for GPUs) or a backend
     progress: bool = True  # progress bar (rank 0)
 
@@ -75,6 +76,8 @@ class EmbedConfig:
         """Raise EmbedError naming the field for a value that cannot work."""
         if self.batch_size < 1:
             raise EmbedError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise EmbedError(f"num_workers must be >= 0 or None (automatic), got {self.num_workers}")
         if self.part_chips is not None and self.part_chips < 1:
             raise EmbedError(f"part_chips must be >= 1, got {self.part_chips}")
         if not str(self.out).endswith(".parquet"):
@@ -251,7 +254,8 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
     bounds = [(starts[i], min(starts[i] + part_chips, len(store))) for i in todo]
     with tqdm(total=total, unit="img", desc="embed", disable=not (cfg.progress and env.master)) as bar:
         tables = iter_part_tables(model, store, policies, bounds, batch_size=cfg.batch_size,
-                                  seed=cfg.seed, bf16=cfg.bf16, device=env.device, bar=bar)
+                                  seed=cfg.seed, bf16=cfg.bf16, device=env.device, bar=bar,
+                                  num_workers=reader_processes(cfg.num_workers, env.device))
         for i, table in zip(todo, tables, strict=True):
             _write_part(table, paths[i])
     barrier(env)
