@@ -55,10 +55,11 @@ def flops_per_image(model, size: int, device: torch.device, bf16: bool) -> float
 
 
 def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, batch_size: int,
-                device: torch.device, bf16: bool, num_workers: int) -> dict[str, float]:
-    """Chips/s and images/s of the export pipeline over the first `chips` chips."""
+                device: torch.device, bf16: bool, num_workers: int, passes: int) -> dict[str, float]:
+    """Chips/s and images/s of the export pipeline over the first `chips` chips, `passes` times
+    (one pipeline: the reader processes start once, as in an export of passes x chips)."""
     policies = parse_channel_policy(policy, store, list(model.modalities))
-    bounds = [(lo, min(lo + part, chips)) for lo in range(0, chips, part)]
+    bounds = [(lo, min(lo + part, chips)) for lo in range(0, chips, part)] * passes
     kwargs = dict(batch_size=batch_size, seed=0, bf16=bf16, device=device, bar=tqdm(disable=True),
                   num_workers=num_workers)
     for _ in iter_part_tables(model, store, policies, bounds[:1], **kwargs):  # warm-up
@@ -70,8 +71,8 @@ def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, bat
         pass
     seconds = time.perf_counter() - t0  # each part ends with a device-to-host copy: synced
     images = sum(count_images(store, policies, lo, hi - lo) for lo, hi in bounds)
-    return {"chips_per_s": chips / seconds, "images_per_s": images / seconds,
-            "images_per_chip": images / chips}
+    return {"chips_per_s": chips * passes / seconds, "images_per_s": images / seconds,
+            "images_per_chip": images / chips / passes}
 
 
 def main(
@@ -87,6 +88,8 @@ def main(
     compile: str = typer.Option("off", help="torch.compile settings to time: off, on or off,on."),
     bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
     num_workers: int = typer.Option(-1, help="Reader processes (-1: eoclip embed's default)."),
+    passes: int = typer.Option(1, help="Passes over the chips (a small store as a larger one; "
+                               "its reads then come from the page cache, decompression still runs)."),
 ) -> None:
     """Print chips/s, images/s, MFU and projected hours per channel policy."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -96,7 +99,7 @@ def main(
     peak = _peak(dev)
     workers = reader_processes(None if num_workers < 0 else num_workers, dev)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    table = Table(title=f"export of {chips} chips of {s.chip_px} px, model {model}, {name}, "
+    table = Table(title=f"export of {passes} x {chips} chips of {s.chip_px} px, model {model}, {name}, "
                         f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}, "
                         f"{workers} reader processes")
     for col in ("policy", "compile", "images/chip", "chips/s", "images/s", "TFLOP/s", "MFU",
@@ -108,7 +111,8 @@ def main(
         flops = flops_per_image(net, s.chip_px, dev, bf16)
         net.compile_towers(c == "on")
         for policy in [x for x in policies.split(";") if x]:
-            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16, workers)
+            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16, workers,
+                            passes)
             tflops = r["images_per_s"] * flops / 1e12
             console.print(f"{policy} compile {c}: {r}, {tflops:.1f} TFLOP/s")
             table.add_row(policy, c, f"{r['images_per_chip']:.1f}", f"{r['chips_per_s']:.1f}",

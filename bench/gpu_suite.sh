@@ -16,7 +16,7 @@ PY
 t0=$(date +%s)
 python3 -c "from eoclip.data.synthetic import make_world; make_world('$world', n_chips_per_aoi=$chips, chip_px=448, aois=['conus'], progress=False, workers=$workers)"
 echo "world: $chips chips of 448 px in $(( $(date +%s) - t0 )) s with $workers workers" | tee "$out/world.txt"
-python3 bench/embed_throughput.py --store "$world" --model paper --compile off,on 2>&1 | tee "$out/embed.txt"
+python3 bench/embed_throughput.py --store "$world" --model paper --compile off,on --passes 4 2>&1 | tee "$out/embed.txt"
 python3 bench/pretrain_throughput.py --store "$world" --model paper --batch-size 64 --steps 8 \
     --warmup 2 --num-workers "$workers" --compile --cuda-models paper,vit-s --cuda-batch-size 64 \
     --cuda-compile off,on 2>&1 | tee "$out/pretrain.txt"

@@ -26,8 +26,11 @@ __all__ = ["iter_part_tables", "model_input", "normalisation_stats", "reader_pro
 
 def normalisation_stats(m: Modality, names: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image normalisation (mean, std), float32 of shape (k, 1, 1), from k channel names."""
-    st = np.array([m.stats_for(str(n)) for n in names], dtype=np.float32).reshape(-1, 2, 1, 1)
-    return torch.from_numpy(st[:, 0].copy()), torch.from_numpy(st[:, 1].copy())
+    names = np.asarray(names, dtype=object).astype(str)
+    kinds, inverse = np.unique(names, return_inverse=True)
+    st = np.array([m.stats_for(k) for k in kinds], dtype=np.float32).reshape(-1, 2)[inverse.ravel()]
+    return (torch.from_numpy(np.ascontiguousarray(st[:, 0])).reshape(-1, 1, 1),
+            torch.from_numpy(np.ascontiguousarray(st[:, 1])).reshape(-1, 1, 1))
 
 
 def model_input(m: Modality, stored: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -44,6 +47,16 @@ def model_input(m: Modality, stored: torch.Tensor, mean: torch.Tensor, std: torc
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)[:, None]
 
 
+def _batches(images: list[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive batches of `batch_size` images from a list of (k_i, H, W) tensors."""
+    start = np.cumsum([0] + [len(x) for x in images])
+    for b in range(0, int(start[-1]), batch_size):
+        e = min(b + batch_size, int(start[-1]))
+        parts = [x[max(b - s, 0) : e - s] for x, s in zip(images, start[:-1], strict=True)
+                 if s < e and s + len(x) > b]
+        yield parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 @torch.inference_mode()
 def _embed_modality(model: MultiTowerCLIP, m: Modality, pieces: list[tuple], batch_size: int,
                     bf16: bool, device: torch.device, bar) -> np.ndarray:
@@ -51,32 +64,27 @@ def _embed_modality(model: MultiTowerCLIP, m: Modality, pieces: list[tuple], bat
 
     Args:
         pieces: consecutive sub-ranges of the range, each (chosen slots (n, C), slot names
-            (n, C), stored pixels (n, C, H, W)).
+            (n, C), the chosen images (k, H, W) in stored dtype, in `np.nonzero` order).
 
-    Every selected (chip, channel) image goes through the tower in batches of `batch_size`
-    (batches run across pieces); a chip's vectors are summed on the device (float64) and
-    normalised once, so there is one device-to-host copy per range and the CPU prepares the
-    next batch while the GPU computes.
+    Each piece's images cross to the device in one copy; batches of `batch_size` run across
+    pieces; a chip's vectors are summed on the device (float64) and normalised once, so there
+    is one device-to-host copy per range and the CPU is free to read ahead.
     """
     offsets = np.cumsum([0] + [len(p[0]) for p in pieces])
-    refs = [(k, r, s) for k, (sel, _, _) in enumerate(pieces) for r, s in zip(*np.nonzero(sel), strict=True)]
+    rows = np.concatenate([np.nonzero(sel)[0] + o for (sel, _, _), o in zip(pieces, offsets, strict=False)])
+    mean, std = normalisation_stats(m, np.concatenate([names[sel] for sel, names, _ in pieces]))
+    images = [px.to(device, non_blocking=True) for _, _, px in pieces]
+    mean, std, rows = mean.to(device), std.to(device), torch.from_numpy(rows).to(device)
     acc = torch.zeros((offsets[-1], model.embed_dim), dtype=torch.float64, device=device)
-    for b in range(0, len(refs), batch_size):
-        chunk = np.array(refs[b : b + batch_size], dtype=np.int64).reshape(-1, 3)
-        pix, names = [], []
-        for k in np.unique(chunk[:, 0]):
-            r, s = chunk[chunk[:, 0] == k, 1], chunk[chunk[:, 0] == k, 2]
-            pix.append(pieces[k][2][r, s])
-            names.append(pieces[k][1][r, s])
-        x = torch.from_numpy(np.concatenate(pix))
-        if device.type == "cuda":
-            x = x.pin_memory()
-        x = model_input(m, x.to(device, non_blocking=True), *normalisation_stats(m, np.concatenate(names)))
+    done = 0
+    for x in _batches(images, batch_size):
+        k = slice(done, done + len(x))
+        x = model_input(m, x, mean[k], std[k])
         with autocast_for(device, bf16):
             emb = model.encode(m.name, x, normalize=True)
-        rows = torch.from_numpy(offsets[chunk[:, 0]] + chunk[:, 1])
-        acc.index_add_(0, rows.to(device), emb.double())
-        bar.update(len(chunk))
+        acc.index_add_(0, rows[k], emb.double())
+        done += len(x)
+        bar.update(len(x))
     out = acc.cpu().numpy()
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     out = np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
@@ -85,28 +93,27 @@ def _embed_modality(model: MultiTowerCLIP, m: Modality, pieces: list[tuple], bat
     return out.astype(np.float32)
 
 
-def _read_pixels(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> np.ndarray:
-    """Stored pixels (N, C, H, W) of chips [lo, hi), read only where `sel` (N, C) needs them.
-
-    With one channel per chip (random or fixed policy) only those chunks are read, a ninth of
-    the bytes of the whole block; unselected slots stay 0.
-    """
-    if sel.sum() > 0.5 * sel.size:
-        return np.asarray(pixels[lo:hi])
-    out = np.zeros((hi - lo, *pixels.shape[1:]), dtype=pixels.dtype)
-    for row, slot in zip(*np.nonzero(sel), strict=True):  # chunk by chunk: faster than an
-        out[row, slot] = pixels[lo + row, slot]           # orthogonal selection in zarr 3
-    return out
+def _read_selected(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> torch.Tensor:
+    """The stored images (k, H, W) of chips [lo, hi) chosen by `sel` (N, C), in `np.nonzero`
+    order: a block read when most slots are chosen, else only those chunks (with one channel
+    per chip, a ninth of the bytes)."""
+    rows, slots = np.nonzero(sel)
+    if len(rows) > 0.5 * sel.size:
+        return torch.from_numpy(np.asarray(pixels[lo:hi])[rows, slots])
+    out = np.empty((len(rows), *pixels.shape[2:]), dtype=pixels.dtype)
+    for i, (row, slot) in enumerate(zip(rows, slots, strict=True)):  # chunk by chunk: faster
+        out[i] = pixels[lo + row, slot]                                # than zarr 3's orthogonal selection
+    return torch.from_numpy(out)
 
 
 def _load_range(store: ChipStore, policies: dict[str, str], seed: int, lo: int, hi: int) -> dict:
-    """I/O of a chip range, per modality: (chosen slots (N, C), slot names (N, C), pixels)."""
+    """I/O of a chip range, per modality: (chosen slots (N, C), slot names (N, C), images)."""
     loaded = {}
     for mod, policy in policies.items():
         valid = store.valid_mask(mod)[lo:hi]
         names = slot_names(store, mod, lo, hi)
         sel = select_channels(policy, valid, names, np.arange(lo, hi), seed, mod)
-        loaded[mod] = (sel, names, _read_pixels(store.arrays(mod)["pixels"], lo, hi, sel))
+        loaded[mod] = (sel, names, _read_selected(store.arrays(mod)["pixels"], lo, hi, sel))
     return loaded
 
 
@@ -121,8 +128,7 @@ class _RangeReader(Dataset):
         return len(self.ranges)
 
     def __getitem__(self, i: int) -> dict:
-        loaded = _load_range(self.store, self.policies, self.seed, *self.ranges[i])
-        return {m: (sel, names, torch.from_numpy(px)) for m, (sel, names, px) in loaded.items()}
+        return _load_range(self.store, self.policies, self.seed, *self.ranges[i])
 
 
 def reader_processes(requested: int | None, device: torch.device) -> int:
@@ -138,20 +144,23 @@ def _as_is(item):
 
 
 def _read_ahead(store: ChipStore, policies: dict[str, str], seed: int, ranges: list,
-                num_workers: int) -> Iterator[dict]:
+                num_workers: int, pin: bool) -> Iterator[dict]:
     """The loads of `ranges`, in order, read ahead by `num_workers` processes (0: one thread)."""
     if num_workers > 0:
-        loader = DataLoader(_RangeReader(store, policies, seed, ranges), batch_size=None,
-                            num_workers=num_workers, prefetch_factor=2, collate_fn=_as_is)
-        for item in loader:
-            yield {m: (sel, names, px.numpy()) for m, (sel, names, px) in item.items()}
+        yield from DataLoader(_RangeReader(store, policies, seed, ranges), batch_size=None,
+                              num_workers=num_workers, prefetch_factor=2, collate_fn=_as_is,
+                              pin_memory=pin)
         return
+    def load(lo: int, hi: int) -> dict:
+        loaded = _load_range(store, policies, seed, lo, hi)
+        return {m: (s, n, px.pin_memory() if pin else px) for m, (s, n, px) in loaded.items()}
+
     with ThreadPoolExecutor(1) as reader:  # read range k + 1 while range k is embedded
-        ahead = reader.submit(_load_range, store, policies, seed, *ranges[0]) if ranges else None
+        ahead = reader.submit(load, *ranges[0]) if ranges else None
         for k in range(len(ranges)):
             loaded = ahead.result()
             if k + 1 < len(ranges):
-                ahead = reader.submit(_load_range, store, policies, seed, *ranges[k + 1])
+                ahead = reader.submit(load, *ranges[k + 1])
             yield loaded
 
 
@@ -184,7 +193,8 @@ def iter_part_tables(model: MultiTowerCLIP, store: ChipStore, policies: dict[str
     """
     step = read_chips if num_workers > 0 else max((hi - lo for lo, hi in bounds), default=1)
     subs = [[(a, min(a + step, hi)) for a in range(lo, hi, step)] for lo, hi in bounds]
-    loads = _read_ahead(store, policies, seed, [s for part in subs for s in part], num_workers)
+    loads = _read_ahead(store, policies, seed, [s for part in subs for s in part], num_workers,
+                        device.type == "cuda")
     for (lo, hi), part in zip(bounds, subs, strict=True):
         pieces = [next(loads) for _ in part]
         cols = {"chip_id": pa.array(store.index["chip_id"].iloc[lo:hi].astype(str).tolist())}
