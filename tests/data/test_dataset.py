@@ -79,3 +79,21 @@ def test_works_in_dataloader_workers(tiny_store):
     batches = list(loader)
     assert sum(len(b["chip_id"]) for b in batches) == 10
     assert torch.equal(batches[0]["s1grdm"][0], ds[0]["s1grdm"])
+
+
+@pytest.mark.parametrize("channels", ["random", "all", "01_vv", 0])
+def test_cached_split_yields_the_same_samples(tiny_store, channels):
+    cached = ChipDataset(tiny_store[0], "train", channels=channels, seed=3, cache=True)
+    direct = ChipDataset(tiny_store[0], "train", channels=channels, seed=3, cache=False)
+    assert cached._pixels is not None and direct._pixels is None
+    assert ChipDataset(tiny_store[0], "train")._pixels is not None  # small: cached by default
+    cached.set_epoch(2)
+    direct.set_epoch(2)
+    for i in range(len(direct)):
+        a, b = cached[i], direct[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            if torch.is_tensor(a[key]):
+                torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True)
+            else:
+                assert a[key] == b[key]

@@ -47,12 +47,26 @@ def test_layout_is_sharded_and_compact(tiny_store):
     g = zarr.open_group(str(path / "data.zarr"), mode="r")
     pix = g["s2rgbm/pixels"]
     assert pix.dtype == np.uint8 and g["s1grdm/pixels"].dtype == np.int16
-    assert pix.chunks == (1, 1, 8, 8) and pix.shards == (4, 1, 8, 8)
-    # 10 chips in shards of 4 chips: 3 shard files per channel, not 10
+    # Small chips: one chunk per chip with all its channels (zarr's per-chunk cost dominates).
+    assert pix.chunks == (1, 9, 8, 8) and pix.shards == (4, 9, 8, 8)
+    # 10 chips in shards of 4 chips: 3 shard files, not 10 x 9 chunk files
     files = list((path / "data.zarr" / "s2rgbm" / "pixels" / "c").rglob("*"))
-    assert len([f for f in files if f.is_file()]) == 3 * 9
+    assert len([f for f in files if f.is_file()]) == 3
     meta = json.loads((path / "store.json").read_text())
     assert meta["format"] == "eoclip-chipstore" and meta["chip_px"] == 8
+
+
+def test_large_chips_get_one_chunk_per_channel(tmp_path):
+    # 448 px: a random-channel read then decompresses a ninth of the chip.
+    from eoclip.data.modalities import get_modality
+    from eoclip.data.store import chunk_channels
+
+    store = ChipStore.create(tmp_path / "s", ["s2rgbm", "s1grdm", "gunw"], chip_px=448)
+    for name in store.modalities:
+        pix = store.arrays(name)["pixels"]
+        assert pix.chunks == (1, 1, 448, 448) and pix.shards == (256, 1, 448, 448)
+    assert chunk_channels(get_modality("s1grdm"), 128) == 9  # 9 x 128^2 x int16 = 288 KiB
+    assert chunk_channels(get_modality("s1grdm"), 256) == 1  # 1.1 MiB
 
 
 def test_unknown_chip_and_bad_modality(tiny_store):

@@ -17,7 +17,9 @@ from torch.utils.data import Dataset
 
 from .store import ChipStore
 
-__all__ = ["ChipDataset", "collate_samples"]
+__all__ = ["CACHE_BYTES", "ChipDataset", "collate_samples"]
+
+CACHE_BYTES = 2 * 2**30  # a split's stored pixels up to this size are held in memory by default
 
 
 class ChipDataset(Dataset):
@@ -31,6 +33,10 @@ class ChipDataset(Dataset):
         seed: with ``set_epoch``, fixes the random channel choices: the same (seed, epoch, chip)
             always picks the same channel, in any worker and on any rank.
         aoi: restrict to one AOI (or a list of AOIs).
+        cache: hold the split's stored pixels in memory (read once, a shard at a time):
+            ``None`` (default) does so when they take at most ``CACHE_BYTES``, as for the
+            synthetic demo world, where per-chunk read costs would otherwise dominate
+            training on a CPU. Worker processes share the cache (fork).
     """
 
     def __init__(
@@ -41,6 +47,7 @@ class ChipDataset(Dataset):
         channels: str | int = "random",
         seed: int = 0,
         aoi: str | Sequence[str] | None = None,
+        cache: bool | None = None,
     ):
         self.store = store if isinstance(store, ChipStore) else ChipStore.open(store)
         self.modalities = list(modalities or self.store.modalities)
@@ -62,6 +69,29 @@ class ChipDataset(Dataset):
             keep &= idx["aoi"].isin(aois).to_numpy()
         self.positions = np.flatnonzero(keep)
         self._valid = {m: self.store.valid_mask(m) for m in self.modalities}
+        if cache is None:
+            cache = self.cache_bytes() <= CACHE_BYTES
+        self._pixels = self._load_pixels() if cache else None
+
+    def cache_bytes(self) -> int:
+        """Bytes the split's stored pixels take (what ``cache=True`` holds in memory)."""
+        per_chip = sum(m.max_channels * np.dtype(m.dtype).itemsize
+                       for m in (self.store.modalities[n] for n in self.modalities))
+        return len(self.positions) * per_chip * self.store.chip_px**2
+
+    def _load_pixels(self) -> dict[str, np.ndarray]:
+        """Stored pixels of the split's chips per modality, read a shard block at a time."""
+        out = {}
+        step = self.store.shard_chips
+        for name in self.modalities:
+            arr = self.store.arrays(name)["pixels"]
+            rows = []
+            for lo in range(0, len(self.store), step):
+                mine = self.positions[(self.positions >= lo) & (self.positions < lo + step)]
+                if len(mine):
+                    rows.append(np.asarray(arr[int(mine[0]) : int(mine[-1]) + 1])[mine - mine[0]])
+            out[name] = np.concatenate(rows) if rows else np.zeros((0, *arr.shape[1:]), arr.dtype)
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         """Choose new random channels (call once per epoch, like DistributedSampler.set_epoch)."""
@@ -83,10 +113,17 @@ class ChipDataset(Dataset):
                 continue
             m = self.store.modalities[name]
             if slot == "all":
-                chip = self.store.read_chip(pos, [name])[name]
-                x, names, ok = chip.data, chip.names, chip.valid
+                if self._pixels is None:
+                    chip = self.store.read_chip(pos, [name])[name]
+                    x, names, ok = chip.data, chip.names, chip.valid
+                else:
+                    x, ok = m.decode(self._pixels[name][i], valid), valid.copy()
+                    names = self.store.channel_names(name, pos)
             else:
-                x = self.store.read_channel(pos, name, slot)[None]
+                if self._pixels is None:
+                    x = self.store.read_channel(pos, name, slot)[None]
+                else:
+                    x = m.decode(self._pixels[name][i, slot], valid[slot])[None]
                 names, ok = [self.store.slot_name(name, pos, slot)], np.ones(1, dtype=bool)
             sample[name] = torch.from_numpy(m.normalize(x, names))
             sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))

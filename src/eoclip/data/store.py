@@ -7,7 +7,8 @@ Layout (docs/design.md, "Contracts")::
       index.parquet   GeoParquet (EPSG:4326), one row per chip: chip_id, geometry, aoi, split,
                       label_* means, <mod>_channels (the chip's valid channel names)
       data.zarr/      zarr v3; per modality: pixels (N, C, H, W) compact dtype, one chunk per
-                      (chip, channel) inside shards of ``shard_chips`` chips; valid (N, C) bool;
+                      (chip, channel) -- per chip for small chips, see `chunk_channels` --
+                      inside shards of ``shard_chips`` chips; valid (N, C) bool;
                       names (N, C) str for variable modalities (per-chip slot names)
 
 The index is the commit record: arrays may run ahead of it after an interrupted append, and
@@ -35,10 +36,12 @@ from eoclip import fsio
 
 from .modalities import MAX_NAN_FRACTION, Modality, get_modality
 
-__all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS"]
+__all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS",
+           "chunk_channels"]
 
 FORMAT = "eoclip-chipstore"
 VERSION = 1
+WHOLE_CHIP_CHUNK_BYTES = 512 * 2**10  # a chip's channels in one chunk up to this size
 LABEL_COLUMNS = ("label_tree", "label_built", "label_crop", "label_water")
 _REQUIRED = ("chip_id", "geometry", "aoi", "split")
 
@@ -451,13 +454,23 @@ class ChipStore:
         return f"ChipStore({self.url!r}, chips={len(self)}, modalities={list(self.modalities)})"
 
 
+def chunk_channels(m: Modality, chip_px: int) -> int:
+    """Channels per zarr chunk: 1 (a random-channel read reads a ninth of the chip), or all
+    of them when a chip's channels together take at most ``WHOLE_CHIP_CHUNK_BYTES``: zarr
+    spends ~0.3 ms per chunk whatever its size, which dominates small chips (measured on
+    64 px chips: a shard read 8x faster, a single-channel read as fast)."""
+    whole = m.max_channels * chip_px * chip_px * np.dtype(m.dtype).itemsize
+    return m.max_channels if whole <= WHOLE_CHIP_CHUNK_BYTES else 1
+
+
 def _create_arrays(group, m: Modality, chip_px: int, shard_chips: int) -> None:
     c = m.max_channels
     g = group.create_group(m.name)
     g.attrs.update({"channels": list(m.channels) if m.channels else None, "units": m.units})
+    k = chunk_channels(m, chip_px)
     g.create_array(
         "pixels", shape=(0, c, chip_px, chip_px), dtype=m.dtype, fill_value=0,
-        chunks=(1, 1, chip_px, chip_px), shards=(shard_chips, 1, chip_px, chip_px),
+        chunks=(1, k, chip_px, chip_px), shards=(shard_chips, k, chip_px, chip_px),
         dimension_names=("chip", "channel", "y", "x"),
     )
     g.create_array("valid", shape=(0, c), dtype="bool", fill_value=False,
