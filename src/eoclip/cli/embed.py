@@ -18,11 +18,18 @@ from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store
 
 __all__ = ["register"]
 
+HELP = (
+    "Embed every chip of a store (one vector per modality, null where a modality is absent).\n\n"
+    "Cost: `mean` embeds every valid channel (about 20-23 images per chip), `random` or a fixed "
+    "channel 3, about 7x less. Measured on one H100, paper model, bf16, --compile: 78 chips/s "
+    "with mean (3.0 h for 845 K chips), 439 chips/s with random (0.5 h)."
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add the `embed` command to `app`."""
 
-    @app.command("embed")
+    @app.command("embed", help=HELP)
     def embed(
         checkpoint: Annotated[str, typer.Option(help="checkpoint folder (runs/<name>/best) or run folder")],
         store: Annotated[str, typer.Option(help="ChipStore folder or fsspec URL")],
