@@ -7,7 +7,7 @@ callers caught before (``ValueError``), so existing ``except ValueError`` code k
 
 from __future__ import annotations
 
-__all__ = ["EmbedError", "EoclipError"]
+__all__ = ["EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
 
 
 class EoclipError(Exception):
@@ -16,3 +16,11 @@ class EoclipError(Exception):
 
 class EmbedError(EoclipError, ValueError):
     """Bad embed input: checkpoint, store, channel policy or stale parts."""
+
+
+class OutputLockedError(EoclipError, RuntimeError):
+    """Another process is writing the same output folder or file."""
+
+
+class ResumeMismatchError(EoclipError, ValueError):
+    """A run resumed with another store or changed settings."""

@@ -166,3 +166,20 @@ def test_slot_name_matches_the_stored_names_for_valid_slots(tiny_store):
                 assert store.slot_name(mod, pos, int(slot)) == names[slot]
     with pytest.raises(ValueError, match="holds no data"):
         store.slot_name("s2rgbm", 1, 4)  # the clouded channel
+
+
+def test_fingerprint_follows_the_content_version(tiny_store):
+    import geopandas as gpd
+    import shapely
+
+    path = tiny_store[0]
+    first = ChipStore.open(path).fingerprint()
+    assert len(first) == 64 and ChipStore.open(path).fingerprint() == first  # reading: same
+    store = ChipStore.open(path, mode="a")
+    rows = gpd.GeoDataFrame({"chip_id": ["new0"], "aoi": ["conus"], "split": ["train"]},
+                            geometry=[shapely.box(9, 0, 9.04, 0.04)], crs="EPSG:4326")
+    store.append(rows, {"s2rgbm": np.full((1, 9, 8, 8), 0.1, np.float32),
+                        "gunw": np.full((1, 1, 8, 8), 0.5, np.float32)},
+                 channel_names={"gunw": [["20200312_20200217"]]})
+    store.close()
+    assert ChipStore.open(path).fingerprint() != first  # two more chips: another version

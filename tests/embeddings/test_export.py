@@ -250,3 +250,33 @@ def test_reader_processes_give_the_same_table(setup, tmp_path):
         assert a.equals(b)
     with pytest.raises(EmbedError, match="num_workers"):
         embed_store(_cfg(setup, tmp_path / "d.parquet", num_workers=-1))
+
+
+def test_an_export_of_another_store_is_not_taken_as_up_to_date(setup, tmp_path):
+    import geopandas as gpd
+
+    out = tmp_path / "t.parquet"
+    embed_store(_cfg(setup, out))
+    # Another store with the same checkpoint and chip count: the old table must not be reused.
+    other = tmp_path / "other"
+    _store(other)
+    assert ChipStore.open(other).fingerprint() == ChipStore.open(setup[0]).fingerprint()
+    gdf = gpd.read_parquet(other / "index.parquet")
+    gdf["chip_id"] = "x" + gdf["chip_id"]
+    gdf.to_parquet(other / "index.parquet")
+    with pytest.raises(EmbedError, match="store_fingerprint"):
+        embed_store(_cfg((str(other), setup[1], setup[2]), out))
+
+
+def test_overwrite_discards_leftover_parts_and_a_second_writer_is_refused(setup, tmp_path):
+    from eoclip.errors import OutputLockedError
+    from eoclip.lock import output_lock
+
+    out = tmp_path / "t.parquet"
+    parts = tmp_path / "t.parquet.parts"
+    parts.mkdir()
+    (parts / "part-00009.parquet").write_bytes(b"stray part of another run")
+    embed_store(_cfg(setup, out, overwrite=True))
+    assert out.is_file() and not parts.exists()
+    with output_lock(out), pytest.raises(OutputLockedError, match="being written"):
+        embed_store(_cfg(setup, out, overwrite=True))

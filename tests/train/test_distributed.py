@@ -48,7 +48,7 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, 
     assert "2 process(es) x batch 4" in proc.stdout
 
     run = tmp_path / "ddp" / "run"
-    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml"}
+    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml", ".eoclip.lock"}
     records = MetricsLog(run / "metrics.jsonl").read()
     # Rank 0 alone wrote the log: each step once (two writers would double the lines).
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]

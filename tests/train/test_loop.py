@@ -21,7 +21,8 @@ def test_pretrain_learns_and_writes_run_folder(tiny_store, tmp_path):
     result = pretrain(tiny_config(tiny_store, tmp_path, epochs=6, lr=5e-3))
     assert result.step == 6 * 3 and result.epoch == 6
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml"}
+    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml",
+                                          ".eoclip.lock"}  # the writer lock stays, released
     first, last = result.history[0], result.history[-1]
     # Learned: validation loss well under chance (log 8 - per-pair n) and under epoch 1's.
     assert last["val_loss"] < first["val_loss"]
@@ -36,7 +37,7 @@ def test_pretrain_learns_and_writes_run_folder(tiny_store, tmp_path):
     records = MetricsLog(run / "metrics.jsonl").read()
     assert sum(r["kind"] == "epoch" for r in records) == 6
     assert sum(r["kind"] == "train" for r in records) == 18
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert not [p for p in run.iterdir() if p.name.startswith(".tmp")]  # no temporary folders left
 
 
 def test_resume_mid_epoch_gives_identical_weights(tiny_store, tmp_path):
@@ -85,10 +86,49 @@ def test_train_order_is_a_deterministic_partition():
     assert ranks[0] == one[0::2] and ranks[1] == one[1::2]
 
 
-def test_mid_epoch_resume_refuses_another_batch_layout(tiny_store, tmp_path):
+def test_resume_refuses_another_store_or_changed_settings(tiny_store, tmp_path):
+    from train_helpers import make_store
+
+    from eoclip.errors import ResumeMismatchError
+
     pretrain(tiny_config(tiny_store, tmp_path, epochs=2, max_steps=1))
-    with pytest.raises(ValueError, match="same"):
+    with pytest.raises(ResumeMismatchError, match=r"batch_size: 8 -> 4"):
         pretrain(tiny_config(tiny_store, tmp_path, epochs=2, batch_size=4), resume=True)
+    with pytest.raises(ResumeMismatchError, match=r"lr: 0.003 -> 0.001"):
+        pretrain(tiny_config(tiny_store, tmp_path, epochs=2, lr=1e-3), resume=True)
+    other = make_store(tmp_path / "other", n=40, seed=1)  # same size, other chips
+    with pytest.raises(ResumeMismatchError, match="store content"):
+        pretrain(tiny_config(other.url, tmp_path, epochs=2), resume=True)
+    # Extending the run is allowed, and so is the same store under another path.
+    import shutil
+    shutil.copytree(tiny_store, tmp_path / "copy")
+    result = pretrain(tiny_config(tmp_path / "copy", tmp_path, epochs=3, max_steps=4), resume=True)
+    assert result.step == 4
+
+
+def test_resume_cleans_a_killed_attempt(tiny_store, tmp_path):
+    pretrain(tiny_config(tiny_store, tmp_path, epochs=2, max_steps=3))
+    run = tmp_path / "run"
+    # What a kill leaves: a half-written checkpoint folder and log lines past the checkpoint.
+    (run / ".tmp-last-deadbeef").mkdir()
+    log = MetricsLog(run / "metrics.jsonl")
+    log.write({"kind": "train", "step": 5, "epoch": 1, "loss": 1.0})
+    log.write({"kind": "epoch", "epoch": 2, "step": 6, "train_loss": 1.0})
+    pretrain(tiny_config(tiny_store, tmp_path, epochs=2), resume=True)
+    records = log.read()
+    assert not (run / ".tmp-last-deadbeef").exists()
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 7))
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+
+
+def test_a_second_writer_is_refused_at_once(tiny_store, tmp_path):
+    from eoclip.errors import OutputLockedError
+    from eoclip.lock import output_lock
+
+    with output_lock(tmp_path / "run"):  # another process's pretrain, as far as the lock goes
+        with pytest.raises(OutputLockedError, match=r"being written by pid \d+"):
+            pretrain(tiny_config(tiny_store, tmp_path))
+    pretrain(tiny_config(tiny_store, tmp_path, epochs=1))  # released: the next writer goes on
 
 
 def test_compiled_towers_and_grad_checkpointing_train_like_eager(tiny_store, tmp_path):

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from eoclip.embeddings.export import EmbedConfig, EmbedError, embed_store
+from eoclip.embeddings.export import EmbedConfig, embed_store
+from eoclip.errors import EoclipError
 
 __all__ = ["register"]
 
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         )
         try:
             path = embed_store(config)
-        except (EmbedError, FileNotFoundError) as err:
+        except (EoclipError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
         if int(os.environ.get("RANK", 0)) == 0:

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         Several processes: torchrun --nproc_per_node=N -m eoclip.train [same options].
         """
         from eoclip.data.store import StoreError
+        from eoclip.errors import EoclipError
         from eoclip.train import CheckpointError, load_pretrain_config, parse_overrides, pretrain
         from eoclip.train.distributed import print0
 
@@ -47,7 +48,8 @@ def register(app: typer.Typer) -> None:
                 values["progress"] = False
             cfg = load_pretrain_config(config, values)
             result = pretrain(cfg, resume=resume)
-        except (ValueError, StoreError, CheckpointError, FileExistsError, FileNotFoundError) as err:
+        except (ValueError, StoreError, CheckpointError, FileExistsError, FileNotFoundError,
+                EoclipError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
         best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"

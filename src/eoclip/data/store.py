@@ -23,7 +23,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -355,6 +357,19 @@ class ChipStore:
     @property
     def chip_ids(self) -> list[str]:
         return self._index["chip_id"].tolist()
+
+    def fingerprint(self) -> str:
+        """A sha256 of the store's content version: store.json (modalities, chip size) and the
+        index's chip ids, splits and valid channels. Appending or re-ingesting changes it;
+        outputs record it so that a rerun on another store is never taken as up to date."""
+        h = hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode())
+        for col in ["chip_id", "split", *(f"{m}_channels" for m in self.modalities)]:
+            values = self._index[col].tolist()
+            if col.endswith("_channels"):  # lists or arrays, as read: compare their items
+                values = [",".join(map(str, v)) for v in values]
+            h.update(col.encode())
+            h.update("\x1f".join(map(str, values)).encode())
+        return h.hexdigest()
 
     def position(self, chip: str | int) -> int:
         """Row position of a chip id (or a checked integer position)."""

@@ -44,6 +44,7 @@ from eoclip.embeddings.channels import count_images, parse_channel_policy
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
 from eoclip.errors import EmbedError
+from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
 from eoclip.train.checkpoint import CheckpointError, load_checkpoint, read_meta
 from eoclip.train.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
@@ -131,10 +132,9 @@ def _write_part(table: pa.Table, path: Path) -> None:
 
 def _manifest(cfg: EmbedConfig, store: ChipStore, ckpt_hash: str, policies: dict, dim: int,
               part_chips: int) -> dict:
-    return {"store": store.url, "n_chips": len(store), "checkpoint_hash": ckpt_hash,
-            "channel_policies": policies, "seed": cfg.seed, "dim": dim, "part_chips": part_chips,
-            "first_chip": store.chip_ids[0] if len(store) else None,
-            "last_chip": store.chip_ids[-1] if len(store) else None}
+    return {"store": store.url, "store_fingerprint": store.fingerprint(), "n_chips": len(store),
+            "checkpoint_hash": ckpt_hash, "channel_policies": policies, "seed": cfg.seed,
+            "dim": dim, "part_chips": part_chips}
 
 
 def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: bool) -> None:
@@ -157,18 +157,21 @@ def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: boo
 
 
 def _up_to_date(out: str, manifest: dict, policy: str) -> bool:
-    """True when `out` already holds this export; raises when it holds another one."""
+    """True when `out` already holds this export; raises when it holds another one.
+
+    An export is the same when its checkpoint, channel policy, seed and store content
+    (`ChipStore.fingerprint`) all are: a table of another store with as many chips is not.
+    """
     try:
         gdf, meta = read_embedding_table(out)
     except FileNotFoundError:
         return False
-    same = (meta.get("checkpoint_hash") == manifest["checkpoint_hash"]
-            and meta.get("channel_policy") == policy and meta.get("seed") == manifest["seed"]
-            and len(gdf) == manifest["n_chips"])
-    if not same:
-        raise EmbedError(f"{out} exists and holds another export (checkpoint "
-                         f"{meta.get('checkpoint_hash')}, policy {meta.get('channel_policy')!r});"
-                         " pass --overwrite to replace it")
+    wanted = {"checkpoint_hash": manifest["checkpoint_hash"], "channel_policy": policy,
+              "seed": manifest["seed"], "store_fingerprint": manifest["store_fingerprint"]}
+    changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
+    if changed or len(gdf) != manifest["n_chips"]:
+        raise EmbedError(f"{out} exists and holds another export ({'; '.join(changed) or 'chips'}"
+                         f"); pass overwrite (--overwrite) to replace it")
     return True
 
 
@@ -206,7 +209,8 @@ def embed_store(cfg: EmbedConfig) -> str:
     cfg.validate()
     env = setup_distributed(cfg.device)
     try:
-        return _embed(cfg, env)
+        with output_lock(cfg.out, enabled=env.master):
+            return _embed(cfg, env)
     finally:
         cleanup_distributed(env)
 
@@ -236,12 +240,13 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
     part_chips = int(cfg.part_chips or store.shard_chips)
     manifest = _manifest(cfg, store, ckpt_hash, policies, model.embed_dim, part_chips)
     out = Path(cfg.out)
-    if cfg.overwrite and env.master and out.exists():
-        out.unlink()
+    parts_dir = out.with_name(out.name + ".parts")
+    if cfg.overwrite and env.master:  # start from scratch: no part of an earlier run survives
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts_dir, ignore_errors=True)
     barrier(env)
     if _up_to_date(cfg.out, manifest, cfg.channels):
         return cfg.out
-    parts_dir = out.with_name(out.name + ".parts")
     if env.master:
         _prepare_parts(parts_dir, manifest, cfg.overwrite, True)
     barrier(env)
@@ -266,7 +271,8 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
         meta = {"source": "untrained" if cfg.untrained else "pretrained",
                 "channel_policy": cfg.channels, "channel_policies": policies,
                 "checkpoint_hash": ckpt_hash, "checkpoint": str(_checkpoint_dir(cfg.checkpoint)),
-                "store": store.url, "seed": cfg.seed, "modalities": mods, "dim": model.embed_dim,
+                "store": store.url, "store_fingerprint": manifest["store_fingerprint"],
+                "seed": cfg.seed, "modalities": mods, "dim": model.embed_dim,
                 "model_config": ckpt_meta.get("model_config"), "embed_config": asdict(cfg)}
         _merge(cfg, store, paths, meta)
     barrier(env)

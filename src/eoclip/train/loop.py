@@ -17,6 +17,7 @@ loss"), and cross-modal retrieval recall. Rank 0 alone writes the run folder.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,16 @@ from tqdm.auto import tqdm
 
 from eoclip.data.dataset import ChipDataset, collate_samples
 from eoclip.data.store import ChipStore
+from eoclip.errors import ResumeMismatchError
 from eoclip.fsio import write_text_atomic
+from eoclip.lock import output_lock
 from eoclip.model import MultiModalClipLoss, autocast_for, create_model
-from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
+from eoclip.train.checkpoint import (
+    find_resume_checkpoint,
+    read_meta,
+    restore_training_state,
+    save_checkpoint,
+)
 from eoclip.train.config import PretrainConfig
 from eoclip.train.distributed import (
     DistEnv,
@@ -138,7 +146,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult:
     config.validate()
     env = setup_distributed(config.device)
     try:
-        return _pretrain(config, env, resume)
+        with output_lock(config.run_dir, enabled=env.master):
+            return _pretrain(config, env, resume)
     finally:
         cleanup_distributed(env)
 
@@ -165,9 +174,15 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
     model.set_grad_checkpointing(config.grad_checkpointing)
     optimizer = make_optimizer(model, config)
     run_dir = config.run_dir
-    step, epoch, skip, best = _start_or_resume(run_dir, resume, model, optimizer, env, config.batch_size)
+    if env.master:  # temporary checkpoint folders of a killed run (we hold the lock)
+        for leftover in run_dir.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    fingerprint = store.fingerprint()
+    step, epoch, skip, best = _start_or_resume(run_dir, resume, model, optimizer, env, config,
+                                               fingerprint)
 
     log = MetricsLog(run_dir / "metrics.jsonl" if env.master else None)
+    log.truncate(step, epoch)  # a killed attempt's lines past the checkpoint
     if env.master:
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     model.compile_towers(config.compile)  # after restoring: compiled modules keep their keys
@@ -183,7 +198,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
                             pretrain_config=config.to_dict(), optimizer=optimizer,
                             data_state={"epoch": at_epoch, "batch_in_epoch": in_epoch,
                                         "world_size": env.world_size, "batch_size": config.batch_size},
-                            extra=extra)
+                            extra={"store_fingerprint": fingerprint, **(extra or {})})
         barrier(env)
 
     history: list[dict[str, Any]] = []
@@ -241,8 +256,22 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
                           time.time() - t0)
 
 
-def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv, batch_size: int):
-    """(step, epoch, batches done in that epoch, best val loss) to start from."""
+# Settings a resumed run may change: they do not change what the checkpoint was trained on
+# (`epochs` extends the run; its cosine schedule then spans the new length).
+RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
+                     "num_workers", "device", "progress", "compile", "grad_checkpointing",
+                     "recall_max_chips")
+
+
+def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv,
+                     config: PretrainConfig, fingerprint: str):
+    """(step, epoch, batches done in that epoch, best val loss) to start from.
+
+    Raises:
+        FileExistsError: a run is there and `resume` is False.
+        ResumeMismatchError: the run was trained on another store, or with settings outside
+            `RESUMABLE_CHANGES` that differ (each named with its old and new value).
+    """
     ckpt = find_resume_checkpoint(run_dir)
     if ckpt is None:
         if resume:
@@ -253,17 +282,38 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
             f"{run_dir} already holds a run ({ckpt.name}/); pass --resume to continue it, or "
             "choose another --name / --out"
         )
+    _check_resumable(ckpt, config, fingerprint)
     state = restore_training_state(ckpt, model, optimizer, map_location=env.device)
     data = state["data"]
-    layout = (data.get("world_size", env.world_size), data.get("batch_size", batch_size))
-    if data.get("batch_in_epoch") and layout != (env.world_size, batch_size):
-        raise ValueError(
+    layout = (data.get("world_size", env.world_size), data.get("batch_size", config.batch_size))
+    if data.get("batch_in_epoch") and layout != (env.world_size, config.batch_size):
+        raise ResumeMismatchError(
             f"{ckpt} stopped mid-epoch with {layout[0]} process(es) x batch {layout[1]}; resume "
-            f"it with the same (not {env.world_size} x {batch_size}) so the data order matches"
+            f"it with the same (not {env.world_size} x {config.batch_size}) so the data order "
+            "matches"
         )
     epoch, skip = data.get("epoch", state["epoch"]), data.get("batch_in_epoch", 0)
     print0(f"resuming {ckpt} at step {state['step']} (epoch {epoch}, batch {skip})")
     return state["step"], epoch, skip, state["best_val_loss"]
+
+
+def _check_resumable(ckpt: Path, config: PretrainConfig, fingerprint: str) -> None:
+    meta = read_meta(ckpt, verify=False)
+    old = meta.get("pretrain_config") or {}
+    new = config.to_dict()
+    changed = {k: (old[k], new[k]) for k in new
+               if k in old and k not in RESUMABLE_CHANGES and old[k] != new[k]}
+    changed.pop("store", None)  # the same store under another path is fine: compared below
+    if meta.get("store_fingerprint") not in (None, fingerprint):
+        changed["store content"] = (f"{old.get('store')} (fingerprint "
+                                    f"{meta['store_fingerprint'][:12]})",
+                                    f"{config.store} ({fingerprint[:12]})")
+    if changed:
+        diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ResumeMismatchError(
+            f"{ckpt} was trained with other settings ({diff}); resume with the run's own "
+            f"settings (only {', '.join(RESUMABLE_CHANGES)} may change) or start a new run "
+            "under another name")
 
 
 def _val_dataset(store: ChipStore, mods: list[str], config: PretrainConfig) -> ChipDataset | None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from eoclip.fsio import write_text_atomic
+
 __all__ = ["MetricsLog", "clip_chance_loss", "cross_modal_recall", "retrieval_recall"]
 
 
@@ -115,6 +117,18 @@ class MetricsLog:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(_round(record)) + "\n")
+
+    def truncate(self, step: int, epoch: int) -> None:
+        """Drop records past a resumed checkpoint: train lines after `step` and epoch lines
+        after `epoch` (what a killed attempt logged before it died). Rewritten atomically."""
+        if self.path is None or not self.path.exists():
+            return
+        records = self.read()
+        keep = [r for r in records if not (
+            (r.get("kind") == "train" and r.get("step", 0) > step)
+            or (r.get("kind") == "epoch" and r.get("epoch", 0) > epoch))]
+        if len(keep) < len(records):
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def read(self) -> list[dict[str, Any]]:
         """All records so far."""
