@@ -41,7 +41,7 @@ from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from tqdm.auto import tqdm
 
-from eoclip.embeddings.table import embedding_modalities
+from eoclip.embeddings.table import embedding_modalities, table_identity
 from eoclip.fewshot.config import FewshotConfig, FewshotError
 from eoclip.fewshot.data import (
     GroupData,
@@ -203,7 +203,7 @@ def _existing(
     if out_dir is None:
         return empty
     fs, root = fsspec.core.url_to_fs(str(out_dir))
-    hashes = {s: meta.get("checkpoint_hash") for s, (_, meta) in sources.items()}
+    hashes = {s: table_identity(meta) for s, (_, meta) in sources.items()}
     stored = {"result_key": config.result_key(), "sources": {}, "config": config.to_dict()}
     cfg_path, res_path = f"{root}/{CONFIG_FILE}", f"{root}/{RESULTS_FILE}"
     if not overwrite and fs.exists(cfg_path):
