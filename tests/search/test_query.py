@@ -6,7 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from search_helpers import N, NO_S1, make_table
+from search_helpers import NO_S1, N, make_table
 from typer.testing import CliRunner
 
 from eoclip.cli import app
