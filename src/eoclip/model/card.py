@@ -180,6 +180,14 @@ def model_card(config: dict[str, Any], fewshot: str | Path | None = None) -> str
         "### Cross-modal retrieval on the validation split", "",
         *_recall_rows(tr.get("recall")), "",
         "## Few-shot evaluation", "", *_fewshot_rows(fewshot), "",
+        *_usage_lines(world is not None),
+    ]
+    return "\n".join(lines)
+
+
+def _usage_lines(synthetic: bool) -> list[str]:
+    """How to use, intended use and limitations."""
+    return [
         "## How to use", "",
         "```python",
         "from eoclip.model import from_pretrained",
@@ -199,9 +207,9 @@ def model_card(config: dict[str, Any], fewshot: str | Path | None = None) -> str
         "normalisation above); other sensors, seasons or pixel sizes are out of distribution.",
         "- Embeddings are only as general as the training data: " + (
             "this model saw synthetic chips only and shows the machinery, not real-world skill."
-            if world else "regions and land covers absent from the training AOIs are not covered."),
+            if synthetic else "regions and land covers absent from the training AOIs are not "
+            "covered."),
         "- Cross-modal retrieval above chance does not mean the modalities are interchangeable; "
         "validate on your task with labels.",
         "- No guarantees for safety-critical decisions.", "",
     ]
-    return "\n".join(lines)
