@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import rasterio.windows
 from import_fixtures import (
     BANDS,
     COLS,
@@ -131,6 +132,29 @@ def test_interrupted_import_resumes_from_its_parts(files, tmp_path, monkeypatch)
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_folder_of_tiles_with_few_open_files(files, tmp_path, monkeypatch):
+    """The raster cut into 3 tiles in a folder, at most one file open: the same vectors."""
+    import eoclip.embeddings.import_raster as mod
+
+    monkeypatch.setattr(mod._open_datasets, "size", 1)
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    with rasterio.open(files["tif"]) as src:
+        cuts = np.linspace(0, src.width, 4).astype(int)
+        for i, (c0, c1) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+            win = rasterio.windows.Window(c0, 0, c1 - c0, src.height)
+            profile = src.profile | {"width": c1 - c0, "transform": src.window_transform(win)}
+            with rasterio.open(tiles / f"t{i}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=win))
+                dst.scales, dst.offsets = src.scales, src.offsets
+    gdf, meta = _run(files, str(tiles), tmp_path / "t.parquet")
+    X, present = embedding_matrix(gdf, "aef")
+    assert len(meta["provenance"]["rasters"]) == 3 and len(mod._open_datasets.open) == 1
+    np.testing.assert_array_equal(X[present], chip_vectors()[present])
+    single, _ = _run(files, files["tif"], tmp_path / "s.parquet")
+    assert gdf["aef_count"].tolist() == single["aef_count"].tolist()
+
+
 def test_bad_rasters(files, tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00garbage")
@@ -140,7 +164,7 @@ def test_bad_rasters(files, tmp_path):
         _run(files, files["tif"], tmp_path / "o.parquet", bands=(1, 9))
     nocrs = tmp_path / "nocrs.tif"
     with rasterio.open(nocrs, "w", driver="GTiff", width=4, height=4, count=2,
-                       dtype="float32") as dst:
+                       dtype="float32", transform=from_origin(0, 4, 1, 1)) as dst:
         dst.write(np.zeros((2, 4, 4), np.float32))
     with pytest.raises(ImportEmbeddingsError, match="nocrs.tif has no CRS"):
         _run(files, str(nocrs), tmp_path / "o.parquet")

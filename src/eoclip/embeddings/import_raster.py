@@ -86,15 +86,21 @@ class PixelSource:
     scales: np.ndarray
     offsets: np.ndarray
     footprint: shapely.Geometry
-    _handle: object = None
+    _handle: object = None  # an xarray DataArray (zarr); GeoTIFFs go through _open_datasets
     _to_crs: pyproj.Transformer | None = None
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Stored values (B, h, w) of `window` and a bool (h, w) mask of pixels with all bands."""
         r0, c0 = int(window.row_off), int(window.col_off)
         r1, c1 = r0 + int(window.height), c0 + int(window.width)
-        if isinstance(self._handle, rasterio.io.DatasetReader):
-            data = self._handle.read([b + 1 for b in self.bands], window=window, masked=True)
+        if self._handle is None:
+            try:
+                ds = _open_datasets.get(self.path)
+                data = ds.read([b + 1 for b in self.bands], window=window, masked=True)
+            except (rasterio.errors.RasterioError, OSError) as err:
+                raise ImportEmbeddingsError(
+                    f"{self.path}: cannot read rows {r0}-{r1}, columns {c0}-{c1} ({err}); the "
+                    "file is damaged, replace it and rerun (finished parts are kept)") from err
             raw, bad = np.asarray(data.data), np.ma.getmaskarray(data)
         else:  # an xarray DataArray (band, y, x) of a zarr store
             raw = np.asarray(self._handle.isel(band=self.bands, y=slice(r0, r1), x=slice(c0, c1)))
@@ -110,6 +116,23 @@ class PixelSource:
         if self._to_crs is None:
             self._to_crs = pyproj.Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
         return shapely.transform(geom, lambda xy: np.column_stack(self._to_crs.transform(xy[:, 0], xy[:, 1])))
+
+
+class _DatasetCache:
+    """At most `size` GeoTIFFs open at once (an AOI may touch thousands of product tiles)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size, self.open = size, {}
+
+    def get(self, path: str) -> rasterio.io.DatasetReader:
+        ds = self.open.pop(path, None) or rasterio.open(path)
+        self.open[path] = ds  # most recently used last
+        while len(self.open) > self.size:
+            self.open.pop(next(iter(self.open))).close()
+        return ds
+
+
+_open_datasets = _DatasetCache()
 
 
 def dequantize(raw: np.ndarray, src: PixelSource, mode: str) -> np.ndarray:
@@ -159,16 +182,18 @@ def _bands(cfg: ImportConfig, count: int, path: str) -> list[int]:
 
 def _open_geotiff(path: str, cfg: ImportConfig) -> PixelSource:
     try:
-        ds = rasterio.open(path)
+        with rasterio.open(path) as ds:
+            crs, transform, width, height = ds.crs, ds.transform, ds.width, ds.height
+            count, file_scales, file_offsets, nodata = ds.count, ds.scales, ds.offsets, ds.nodata
     except rasterio.errors.RasterioIOError as err:
         raise ImportEmbeddingsError(f"{path}: not a readable raster ({err})") from err
-    if ds.crs is None:
+    if crs is None:
         raise ImportEmbeddingsError(f"{path} has no CRS; pixel embeddings need a georeferenced raster")
-    bands = _bands(cfg, ds.count, path)
-    scales = cfg.scale if cfg.scale is not None else [ds.scales[b] for b in bands]
-    offsets = cfg.offset if cfg.offset is not None else [ds.offsets[b] for b in bands]
-    return _source(path, pyproj.CRS.from_wkt(ds.crs.to_wkt()), ds.transform, ds.width, ds.height,
-                   bands, cfg.nodata if cfg.nodata is not None else ds.nodata, scales, offsets, ds)
+    bands = _bands(cfg, count, path)
+    scales = cfg.scale if cfg.scale is not None else [file_scales[b] for b in bands]
+    offsets = cfg.offset if cfg.offset is not None else [file_offsets[b] for b in bands]
+    return _source(path, pyproj.CRS.from_wkt(crs.to_wkt()), transform, width, height, bands,
+                   cfg.nodata if cfg.nodata is not None else nodata, scales, offsets, None)
 
 
 def _zarr_crs(ds, var) -> pyproj.CRS:
