@@ -76,7 +76,8 @@ def test_neighbour_strips_and_report_sections(tmp_path):
     # The same pretrained rows in a second folder are counted once.
     _results()[lambda d: d["source"] == "pretrained"].to_parquet(
         tmp_path / "fewshot" / "own" / "results.parquet")
-    page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(tmp_path))).read_text()
+    page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(tmp_path),
+                                     n_search_queries=2, n_neighbours=3)).read_text()
     assert "id='search'" in page and "figures/neighbours_0.png" in page
     assert (tmp_path / "rep" / "figures" / "neighbours_1.png").is_file()
     assert "<td class='l'>aef aef</td>" in page and "<td class='l'>stats concat</td>" in page
