@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
             help="leave the query chip out of its own neighbours")] = False,
         index_cache: Annotated[str | None, typer.Option(
             help="hnsw: 'auto' (beside the table) or a path to cache the index")] = None,
-        ef_search: Annotated[int, typer.Option(help="hnsw: query beam width")] = 64,
+        ef_search: Annotated[int, typer.Option(help="hnsw: query beam width")] = 128,
         out: Annotated[str | None, typer.Option(
             help=".csv or .parquet (GeoParquet) to write; default: print CSV")] = None,
     ) -> None:
