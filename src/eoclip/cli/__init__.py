@@ -26,7 +26,8 @@ def _root() -> None:
 
 
 # Each module exposes register(app); the order is the data flow of docs/design.md.
-VERB_MODULES = ["describe", "world", "ingest", "pretrain", "embed", "fewshot", "tsne", "report", "demo"]
+VERB_MODULES = ["describe", "world", "ingest", "pretrain", "embed", "export_model",
+                "import_embeddings", "search", "fewshot", "tsne", "report", "demo"]
 
 for _name in VERB_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="few-shot results folder or results.parquet (repeatable)"),
         ] = None,
         tsne: Annotated[str | None, typer.Option(help="tsne.parquet of `eoclip tsne`")] = None,
+        search_table: Annotated[str | None, typer.Option(
+            help="EmbeddingTable for the neighbour strips (default: the run's pretrained one)")
+        ] = None,
         title: Annotated[str, typer.Option()] = "eoclip report",
         main_source: Annotated[str, typer.Option(help="source of the learned embeddings")] = "pretrained",
     ) -> None:
@@ -39,7 +42,7 @@ def register(app: typer.Typer) -> None:
         if run is None and not (store or fewshot or tsne):
             raise typer.BadParameter("give --run or at least one of --store, --fewshot, --tsne")
         cfg = ReportConfig(out=out, run=run, store=store, fewshot=list(fewshot or []), tsne=tsne,
-                           title=title, main_source=main_source)
+                           search_table=search_table, title=title, main_source=main_source)
         try:
             path = build_report(cfg)
         except (FileNotFoundError, ValueError) as err:

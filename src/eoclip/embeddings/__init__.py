@@ -1,5 +1,8 @@
-"""Embedding tables: one vector per chip and modality, stored as GeoParquet."""
+"""Embedding tables: one vector per chip and modality, stored as GeoParquet; exported from a
+checkpoint (`eoclip.embeddings.export`) or imported from another product
+(`eoclip.embeddings.importing`)."""
 
+from eoclip.embeddings.importing import ImportConfig, ImportEmbeddingsError, import_embeddings
 from eoclip.embeddings.table import (
     EMB_PREFIX,
     META_KEY,
@@ -7,6 +10,7 @@ from eoclip.embeddings.table import (
     embedding_matrix,
     embedding_modalities,
     read_embedding_table,
+    table_identity,
     write_embedding_table,
 )
 
@@ -14,8 +18,12 @@ __all__ = [
     "EMB_PREFIX",
     "META_KEY",
     "EmbeddingTableError",
+    "ImportConfig",
+    "ImportEmbeddingsError",
     "embedding_matrix",
     "embedding_modalities",
+    "import_embeddings",
     "read_embedding_table",
+    "table_identity",
     "write_embedding_table",
 ]

@@ -46,7 +46,7 @@ from eoclip.embeddings.table import read_embedding_table, write_embedding_table
 from eoclip.errors import EmbedError
 from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
-from eoclip.train.checkpoint import CheckpointError, load_checkpoint, read_meta
+from eoclip.model.pretrained import ModelLoadError, from_pretrained, model_folder, read_model_meta
 from eoclip.train.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
 
 __all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
@@ -86,12 +86,10 @@ class EmbedConfig:
 
 
 def _checkpoint_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise EmbedError(f"checkpoint {path} does not exist (expected e.g. runs/<name>/best)")
-    if not (path / "checkpoint.json").is_file() and (path / "best" / "checkpoint.json").is_file():
-        return path / "best"
-    return path
+    try:
+        return model_folder(path)
+    except ModelLoadError as err:
+        raise EmbedError(str(err)) from err
 
 
 def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0,
@@ -99,7 +97,8 @@ def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0
     """The model that embeds, its hash and the checkpoint metadata.
 
     Args:
-        checkpoint: checkpoint folder, or a run folder holding `best/`.
+        checkpoint: checkpoint folder, a run folder holding `best/`, or an exported model
+            (`eoclip.model.export_model`; same weights, same hash, same embeddings).
         untrained: build the same architecture with random weights (`torch.manual_seed(seed)`).
         seed: seed of the untrained initialisation.
         device: where the model lives.
@@ -113,14 +112,14 @@ def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0
     path = _checkpoint_dir(checkpoint)
     try:
         if untrained:
-            meta = read_meta(path, verify=False)
+            meta = read_model_meta(path, verify=False)
             config = ModelConfig.from_dict(meta["model_config"], source=str(path))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = MultiTowerCLIP(config)
             return model.to(device).eval(), f"untrained-{seed}", meta
-        model, meta = load_checkpoint(path, map_location=device)
-    except (CheckpointError, KeyError, ValueError) as err:
+        model, meta = from_pretrained(path, map_location=device, with_meta=True)
+    except (ModelLoadError, KeyError, ValueError) as err:
         raise EmbedError(f"cannot load checkpoint {path}: {err}") from err
     return model, str(meta["weights_sha256"]), meta
 

@@ -17,6 +17,7 @@ half-written table. Paths may be local or fsspec URLs (`s3://`, `memory://`, ...
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,12 @@ __all__ = [
     "embedding_matrix",
     "embedding_modalities",
     "read_embedding_table",
+    "read_vectors",
+    "table_identity",
     "write_embedding_table",
 ]
+
+log = logging.getLogger(__name__)
 
 EMB_PREFIX = "emb_"
 META_KEY = "eoclip"
@@ -172,22 +177,87 @@ def read_embedding_table(path: str | Path) -> tuple[gpd.GeoDataFrame, dict]:
     except (pa.ArrowException, OSError) as err:
         raise EmbeddingTableError(f"{path}: not a readable Parquet file ({err})") from err
     raw = (schema.metadata or {}).get(META_KEY.encode())
-    if raw is None:
-        raise EmbeddingTableError(
-            f"{path}: Parquet file has no '{META_KEY}' metadata; is it an EmbeddingTable "
-            "written by `eoclip embed`?"
-        )
-    meta = json.loads(raw)
     if b"geo" not in (schema.metadata or {}):
-        raise EmbeddingTableError(f"{path}: missing GeoParquet 'geo' metadata")
+        raise EmbeddingTableError(
+            f"{path}: missing GeoParquet 'geo' metadata; import another product's embeddings "
+            "for a ChipStore's chips with eoclip.embeddings.import_embeddings"
+        )
     with fs.open(fs_path, "rb") as f:
         gdf = gpd.read_parquet(f)
+    meta = json.loads(raw) if raw is not None else _infer_meta(gdf, path)
     for m in meta.get("modalities", []):
         col = f"{EMB_PREFIX}{m}"
         if col not in gdf.columns:
             raise EmbeddingTableError(f"{path}: metadata lists modality {m!r} but no {col!r}")
     gdf.attrs[META_KEY] = meta
     return gdf, meta
+
+
+def read_vectors(path: str | Path, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One modality's vectors straight from the Parquet columns (no Python object per row).
+
+    Args:
+        path: an EmbeddingTable (local path or fsspec URL).
+        modality: `m` of the column `emb_<m>`.
+
+    Returns:
+        `(X, present, chip_ids)`: float32 (N, D) with NaN rows where the chip has no vector,
+        bool (N,), and the chip ids (N,) as an object array.
+
+    Raises:
+        FileNotFoundError: no file; KeyError: no such column (lists the modalities).
+    """
+    fs, fs_path = _fs_and_path(path)
+    if not fs.exists(fs_path):
+        raise FileNotFoundError(f"EmbeddingTable not found: {path}")
+    col = f"{EMB_PREFIX}{modality}"
+    with fs.open(fs_path, "rb") as f:
+        names = pq.read_schema(f).names
+    if col not in names:
+        mods = [c[len(EMB_PREFIX):] for c in names
+                if c.startswith(EMB_PREFIX) and not c.endswith("_channels")]
+        raise KeyError(f"{path} has no vectors of modality {modality!r}; it has {mods}")
+    with fs.open(fs_path, "rb") as f:
+        table = pq.read_table(f, columns=["chip_id", col])
+    arr = table[col].combine_chunks()
+    if isinstance(arr, pa.ChunkedArray):  # an empty table stays chunked
+        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], arr.type)
+    dim = arr.type.list_size if pa.types.is_fixed_size_list(arr.type) else None
+    if dim is None:
+        raise EmbeddingTableError(f"{path}: column {col!r} is not a fixed-size list of floats")
+    # `.values` keeps the slots of null rows (`.flatten()` would drop them).
+    values = arr.values.slice(arr.offset * dim, len(arr) * dim)
+    X = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32)
+    X = X.reshape(len(arr), dim).copy()
+    present = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    X[~present] = np.nan
+    return X, present, np.asarray(table["chip_id"].to_pylist(), dtype=object)
+
+
+def table_identity(meta: dict) -> str | None:
+    """What identifies the vectors of a table: the checkpoint hash of an export, the
+    `source_hash` of an imported product (`eoclip.embeddings.importing`), else None."""
+    return meta.get("checkpoint_hash") or meta.get("source_hash")
+
+
+def _infer_meta(gdf: gpd.GeoDataFrame, path: str | Path) -> dict:
+    """Metadata of a GeoParquet table in the EmbeddingTable layout written by another tool.
+
+    Such a table is usable when it has the required columns and `emb_<m>` vector columns; its
+    source is the file name. Anything else is refused with the way to import it.
+    """
+    mods = embedding_modalities(gdf)
+    missing = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]
+    if missing or not mods:
+        raise EmbeddingTableError(
+            f"{path}: Parquet file has no '{META_KEY}' metadata and is not in the EmbeddingTable "
+            f"layout (missing {missing or 'emb_<modality> columns'}); import it for a "
+            "ChipStore's chips with eoclip.embeddings.import_embeddings"
+        )
+    log.warning("%s has no '%s' metadata; reading modalities %s from its columns", path,
+                META_KEY, mods)
+    return {"format": FORMAT, "version": VERSION, "source": Path(str(path)).stem,
+            "modalities": mods, "checkpoint_hash": None, "inferred": True}
 
 
 def embedding_matrix(gdf: pd.DataFrame, modality: str) -> tuple[np.ndarray, np.ndarray]:

@@ -104,6 +104,8 @@ class FewshotConfig:
                     "max_test": self.max_test,
                     "max_val": self.max_val,
                     "max_resample": self.max_resample,
+                    # 2: train samples no longer depend on the feature set (paired sources)
+                    "sampling": 2,
                 }
             )
         )

@@ -14,9 +14,11 @@ Missing features: a chip lacking a modality has a NaN row for that modality and 
 `concat`; it stays in every split (the whole test split is scored). The paper's forest takes NaN
 natively (scikit-learn >= 1.4); `logreg` and `knn` impute the train-sample mean first.
 
-Every sample and fit is seeded with `derive_seed(seed, aoi, task, features, train_size, repeat)`:
-same seed, same numbers, whatever `n_jobs`; the source is not part of the seed, so two tables of
-the same chips are scored on the same samples (a paired comparison).
+Every sample and fit is seeded with `derive_seed(seed, aoi, task, train_size, repeat)`:
+same seed, same numbers, whatever `n_jobs`; neither the source nor the feature set is part of
+the seed, so every table of the same chips and every feature set (an imported product's own
+vector against eoclip's concatenation) is scored on the same train samples (a paired
+comparison).
 
 Resuming: with `out_dir`, results are rewritten (temporary name, then rename) after each group
 of (source, aoi, task, features). On a rerun, groups (source, aoi, task, features, train_size)
@@ -41,7 +43,7 @@ from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from tqdm.auto import tqdm
 
-from eoclip.embeddings.table import embedding_modalities
+from eoclip.embeddings.table import embedding_modalities, table_identity
 from eoclip.fewshot.config import FewshotConfig, FewshotError
 from eoclip.fewshot.data import (
     GroupData,
@@ -203,7 +205,7 @@ def _existing(
     if out_dir is None:
         return empty
     fs, root = fsspec.core.url_to_fs(str(out_dir))
-    hashes = {s: meta.get("checkpoint_hash") for s, (_, meta) in sources.items()}
+    hashes = {s: table_identity(meta) for s, (_, meta) in sources.items()}
     stored = {"result_key": config.result_key(), "sources": {}, "config": config.to_dict()}
     cfg_path, res_path = f"{root}/{CONFIG_FILE}", f"{root}/{RESULTS_FILE}"
     if not overwrite and fs.exists(cfg_path):
@@ -245,7 +247,7 @@ def _run_group(
     jobs = []
     for label, n in g.todo:
         for rep in range(config.repeats):
-            seed = derive_seed(config.seed, g.aoi, g.task, g.features, label, rep)
+            seed = derive_seed(config.seed, g.aoi, g.task, label, rep)
             jobs.append(
                 delayed(_evaluate)(
                     data, config.head, params, label, n, rep, seed, config.max_resample

@@ -5,10 +5,12 @@ from eoclip.model.config import ModelConfig, TowerConfig, list_models, load_mode
 from eoclip.model.factory import create_model
 from eoclip.model.loss import MultiModalClipLoss, clip_pair_loss, gather_features
 from eoclip.model.precision import autocast_for
+from eoclip.model.pretrained import ModelLoadError, export_model, from_pretrained, read_model_meta
 from eoclip.model.tower import Tower
 
 __all__ = [
     "ModelConfig",
+    "ModelLoadError",
     "MultiModalClipLoss",
     "MultiTowerCLIP",
     "Tower",
@@ -16,7 +18,10 @@ __all__ = [
     "autocast_for",
     "clip_pair_loss",
     "create_model",
+    "export_model",
+    "from_pretrained",
     "gather_features",
     "list_models",
     "load_model_config",
+    "read_model_meta",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "fig_label_quantiles",
     "fig_retrieval",
     "pick_example_chips",
+    "single_features",
 ]
 
 # Paper Fig. 1: "train (yellow), validation (blue) and test (pink)".
@@ -170,6 +171,7 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
     tasks = [t for t in ("tree", "built", "crop", "water") if t in set(summary["task"])]
     tasks += sorted(set(summary["task"]) - set(tasks))
     aois = sorted(summary["aoi"].unique())
+    single = single_features(summary)
     fig = Figure(figsize=(2.9 * len(aois) + 2.4, 2.4 * len(tasks) + 0.6), layout="constrained")
     axes = fig.subplots(len(tasks), len(aois), squeeze=False, sharex=True)
     for i, task in enumerate(tasks):
@@ -179,10 +181,11 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
             for feats, g in cell[cell["source"] == main].groupby("features", sort=False):
                 _plot_curve(ax, g, FEATURE_COLORS.get(feats, "tab:gray"), "-", f"{main} {feats}")
             for k, src in enumerate(baselines):
-                g = cell[(cell["source"] == src) & (cell["features"] == "concat")]
+                feats = single.get(src, "concat")
+                g = cell[(cell["source"] == src) & (cell["features"] == feats)]
                 if not g.empty:
                     color = BASELINE_COLORS.get(src, f"C{k + 5}")
-                    _plot_curve(ax, g, color, "--", f"{src} concat")
+                    _plot_curve(ax, g, color, "--", f"{src} {feats}")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -198,6 +201,17 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     fig.suptitle("Few-shot accuracy vs labels (dot: 95 % of full-data accuracy)")
     return _save(fig, path)
+
+
+def single_features(summary: pd.DataFrame, features: str = "concat") -> dict[str, str]:
+    """Sources without `features` but with exactly one feature set (an imported product's
+    own vector) -> that feature set, so they are compared like the baselines' concat."""
+    out = {}
+    for src, g in summary.groupby("source"):
+        feats = set(g["features"])
+        if features not in feats and len(feats) == 1:
+            out[str(src)] = feats.pop()
+    return out
 
 
 def fig_retrieval(records: list[dict], path: str | Path) -> str:

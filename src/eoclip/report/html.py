@@ -43,10 +43,13 @@ class ReportConfig:
     pretrain_run: str | None = None  # folder with metrics.jsonl (retrieval, loss curves)
     fewshot: list[str] = field(default_factory=list)  # results.parquet files or their folders
     tsne: str | None = None  # tsne.parquet of `eoclip tsne`
+    search_table: str | None = None  # EmbeddingTable for the neighbour strips (search section)
     title: str = "eoclip report"
     main_source: str = "pretrained"  # source of the learned embeddings in the results
     baselines: tuple[str, ...] = ("stats", "untrained")  # compared sources (concat features)
     n_examples: int = 4  # chips in Fig. 6
+    n_search_queries: int = 3  # query chips of the search section
+    n_neighbours: int = 5  # neighbours per strip
     seed: int = 0  # which example chips
 
 
@@ -58,6 +61,7 @@ class ReportInputs:
     pretrain_run: str | None = None
     fewshot: list[str] = field(default_factory=list)
     tsne: str | None = None
+    search_table: str | None = None
 
 
 def find_inputs(cfg: ReportConfig) -> ReportInputs:
@@ -67,7 +71,7 @@ def find_inputs(cfg: ReportConfig) -> ReportInputs:
     or an `eoclip demo` folder (`world/`, `runs/*/metrics.jsonl`, `fewshot/**/results.parquet`,
     `tsne/tsne.parquet`).
     """
-    inp = ReportInputs(cfg.store, cfg.pretrain_run, list(cfg.fewshot), cfg.tsne)
+    inp = ReportInputs(cfg.store, cfg.pretrain_run, list(cfg.fewshot), cfg.tsne, cfg.search_table)
     run = Path(cfg.run) if cfg.run else None
     if run is not None and not run.is_dir():
         raise FileNotFoundError(f"run folder {run} does not exist")
@@ -82,6 +86,9 @@ def find_inputs(cfg: ReportConfig) -> ReportInputs:
             inp.fewshot = [str(p) for p in sorted((run / "fewshot").rglob("results.parquet"))]
         if inp.tsne is None and (run / "tsne" / "tsne.parquet").is_file():
             inp.tsne = str(run / "tsne" / "tsne.parquet")
+        table = run / "embeddings" / f"{cfg.main_source}.parquet"
+        if inp.search_table is None and table.is_file():
+            inp.search_table = str(table)
     if inp.store is None and inp.pretrain_run and (Path(inp.pretrain_run) / "config.yaml").is_file():
         store = (yaml.safe_load((Path(inp.pretrain_run) / "config.yaml").read_text()) or {}).get("store")
         inp.store = store or None
@@ -105,12 +112,15 @@ def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "co
     """
     rows = []
     sub = summary[summary["features"] == features]
+    # An imported product has one feature set (its own vector, no concat): compare that.
+    sub = pd.concat([sub, *[summary[(summary["source"] == s) & (summary["features"] == f)]
+                            for s, f in figures.single_features(summary, features).items()]])
     for task in [t for t in ("tree", "built", "crop", "water") if t in set(sub["task"])]:
         for src in sources:
             g = sub[(sub["task"] == task) & (sub["source"] == src)]
             if g.empty:
                 continue
-            row = {"task": task, "source": src}
+            row = {"task": task, "source": src, "features": g["features"].iloc[0]}
             for s in sizes:
                 at = g[g["train_size"].astype(str) == s]
                 row[f"acc@{s}"] = at["accuracy_mean"].mean() if len(at) == g["aoi"].nunique() else float("nan")
@@ -128,7 +138,7 @@ def _table_html(df: pd.DataFrame, main: str) -> str:
     for _, r in df.iterrows():
         cls = " class='main'" if r["source"] == main else ""
         cells = "".join(f"<td>{_fmt_acc(r[c])}</td>" for c in cols)
-        out.append(f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} concat</td>"
+        out.append(f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} {r['features']}</td>"
                    f"{cells}<td>{r['n95_max']:.0f}</td><td>{r['n95_median']:.0f}</td></tr>")
     return "\n".join(out) + "</table>"
 
@@ -159,6 +169,10 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     if not inp.fewshot:
         return _note("No few-shot results found (run `eoclip fewshot`).")
     results = pd.concat([read_results(p) for p in inp.fewshot], ignore_index=True)
+    # The same source evaluated in two result folders (e.g. a comparison run with an imported
+    # product next to the demo's own): keep one copy of each repeat.
+    results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
+                                       "repeat"], keep="first")
     summary = summarize(results)
     sources = [cfg.main_source, *[b for b in cfg.baselines if b != cfg.main_source]]
     sources += sorted(set(summary["source"]) - set(sources))
@@ -228,6 +242,27 @@ def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     return "\n".join(parts) or _note("the t-SNE table has no labels to colour by")
 
 
+def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
+    if not inp.search_table or not inp.store:
+        return _note("No EmbeddingTable and ChipStore for the neighbour strips (pass "
+                     "--search-table and --store).")
+    from eoclip.report.neighbours import fig_neighbours
+
+    try:
+        store = ChipStore.open(inp.store)
+        drawn = fig_neighbours(store, inp.search_table, fig_dir, cfg.n_search_queries,
+                               cfg.n_neighbours, cfg.seed)
+    except (StoreError, ValueError, KeyError) as err:
+        return _note(f"cannot draw the neighbour strips: {err}")
+    parts = [f"<p>Nearest chips by cosine similarity of the embeddings in "
+             f"<code>{html.escape(inp.search_table)}</code> (<code>eoclip search</code>): per "
+             "row one search, within a modality or across modalities (query modality → searched "
+             "modality); the query chip itself is left out; numbers are cosine distances.</p>"]
+    for path, chip in drawn:
+        parts.append(_figure(f"figures/{Path(path).name}", f"Neighbours of {chip}."))
+    return "\n".join(parts)
+
+
 def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.store:
         return _note("No ChipStore found (pass --store).")
@@ -267,6 +302,8 @@ def build_report(cfg: ReportConfig) -> Path:
         _section("pretraining", "Pretraining: CLIP loss and cross-modal retrieval",
                  _pretrain_section(inp, fig_dir)),
         _section("tsne", "Embedding space (t-SNE)", _tsne_section(inp, cfg, fig_dir)),
+        _section("search", "Similarity search: query chips and their nearest neighbours",
+                 _search_section(inp, cfg, fig_dir)),
         _section("data", "Data: AOIs, splits, labels and example chips",
                  _data_section(inp, cfg, fig_dir)),
     ]
