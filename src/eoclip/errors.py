@@ -7,11 +7,15 @@ callers caught before (``ValueError``), so existing ``except ValueError`` code k
 
 from __future__ import annotations
 
-__all__ = ["EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
+__all__ = ["CheckpointError", "EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
 
 
 class EoclipError(Exception):
     """Root of every error eoclip raises on purpose; the message names the input and the fix."""
+
+
+class CheckpointError(EoclipError, RuntimeError):
+    """A model or checkpoint folder is missing a file, corrupt, or does not fit the model."""
 
 
 class EmbedError(EoclipError, ValueError):

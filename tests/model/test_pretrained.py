@@ -18,7 +18,7 @@ from eoclip.cli import app
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.export import EmbedConfig, embed_store
 from eoclip.embeddings.table import read_embedding_table
-from eoclip.model import ModelLoadError, create_model, export_model, from_pretrained
+from eoclip.model import CheckpointError, create_model, export_model, from_pretrained
 from eoclip.train.checkpoint import save_checkpoint
 
 PX, DIM, N = 16, 12, 10
@@ -126,7 +126,7 @@ def test_hub_ids_load_lazily_and_never_download_here(exported, monkeypatch):
     assert calls[0][:2] == ("eoclip/demo-model", "v1") and "model.safetensors" in calls[0][2]
     assert loaded.embed_dim == DIM
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
-    with pytest.raises(ModelLoadError, match=r"eoclip\[hub\]"):
+    with pytest.raises(CheckpointError, match=r"eoclip\[hub\]"):
         from_pretrained("eoclip/other-model")
 
 
@@ -139,11 +139,11 @@ def test_bad_folders(exported, tmp_path):
     weights = bytearray((out / "model.safetensors").read_bytes())
     weights[-1] ^= 0xFF
     (bad / "model.safetensors").write_bytes(bytes(weights))
-    with pytest.raises(ModelLoadError, match="sha256 does not match config.json"):
+    with pytest.raises(CheckpointError, match="sha256 does not match config.json"):
         from_pretrained(bad)
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         from_pretrained(tmp_path / "nowhere")
-    with pytest.raises(ModelLoadError, match="not empty"):
+    with pytest.raises(CheckpointError, match="not empty"):
         export_model(ckpt, out)
     r = CliRunner().invoke(app, ["export-model", str(tmp_path / "nowhere"), str(tmp_path / "o")])
     assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output

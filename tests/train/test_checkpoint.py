@@ -1,4 +1,4 @@
-"""Checkpoint folders: round trip, hash check, tied tensors, atomic replacement, resume state."""
+"""Checkpoint folders: round trip, hash check, atomic replacement, resume state."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from train_helpers import CHIP_PX, TINY_MODEL
 
 from eoclip.model import create_model
-from eoclip.train import CheckpointError, load_checkpoint, resume, save_checkpoint
-from eoclip.train.checkpoint import _dedupe_shared, find_resume_checkpoint
+from eoclip.train import CheckpointError, load_checkpoint, save_checkpoint
+from eoclip.train.checkpoint import find_resume_checkpoint
+from eoclip.train.checkpoint import restore_training_state as resume
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_round_trip_restores_weights_and_metadata(model, tmp_path):
 
 def test_corrupt_or_missing_files_are_named(model, tmp_path):
     path = save_checkpoint(tmp_path / "ck", model, step=1, epoch=0)
-    with pytest.raises(CheckpointError, match="not an eoclip checkpoint"):
+    with pytest.raises(CheckpointError, match="is not an eoclip model"):
         load_checkpoint(tmp_path)
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF
@@ -58,14 +59,6 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
     _, meta = load_checkpoint(tmp_path / "last")
     assert meta["step"] == 2
-
-
-def test_tied_tensors_are_stored_once_and_restored():
-    shared = torch.nn.Parameter(torch.randn(4, 3))
-    state = {"a.weight": shared, "b.weight": shared, "c.bias": torch.zeros(3)}
-    tensors, tied = _dedupe_shared(state)
-    assert set(tensors) == {"a.weight", "c.bias"} and tied == {"b.weight": "a.weight"}
-    assert torch.equal(tensors["a.weight"], shared.detach())
 
 
 def test_resume_restores_optimizer_rng_and_data_state(model, tmp_path):

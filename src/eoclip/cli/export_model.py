@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
+from eoclip.errors import CheckpointError
 from eoclip.fewshot.config import FewshotError
-from eoclip.model.pretrained import ModelLoadError, export_model
+from eoclip.model.pretrained import export_model
 
 __all__ = ["register"]
 
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         try:
             path = export_model(checkpoint, out, fewshot=fewshot, timm_towers=timm,
                                 overwrite=overwrite)
-        except (ModelLoadError, FewshotError, FileNotFoundError) as err:
+        except (CheckpointError, FewshotError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
         typer.echo(str(path))

@@ -35,6 +35,7 @@ import pandas as pd
 import zarr
 
 from eoclip import fsio
+from eoclip.errors import EoclipError
 
 from .modalities import MAX_NAN_FRACTION, Modality, get_modality
 
@@ -48,11 +49,11 @@ LABEL_COLUMNS = ("label_tree", "label_built", "label_crop", "label_water")
 _REQUIRED = ("chip_id", "geometry", "aoi", "split")
 
 
-class StoreError(RuntimeError):
+class StoreError(EoclipError, RuntimeError):
     """A store that is missing, corrupt or used wrongly; the message names the store."""
 
 
-class UnknownChipError(KeyError):
+class UnknownChipError(EoclipError, KeyError):
     """A chip id or position that the store does not hold."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

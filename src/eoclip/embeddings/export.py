@@ -43,10 +43,10 @@ from eoclip.data.store import ChipStore
 from eoclip.embeddings.channels import count_images, parse_channel_policy
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
-from eoclip.errors import EmbedError
+from eoclip.errors import CheckpointError, EmbedError
 from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
-from eoclip.model.pretrained import ModelLoadError, from_pretrained, model_folder, read_model_meta
+from eoclip.model.pretrained import from_pretrained, model_folder, read_model_meta
 from eoclip.train.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
 
 __all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
@@ -88,7 +88,7 @@ class EmbedConfig:
 def _checkpoint_dir(path: str | Path) -> Path:
     try:
         return model_folder(path)
-    except ModelLoadError as err:
+    except CheckpointError as err:
         raise EmbedError(str(err)) from err
 
 
@@ -119,7 +119,7 @@ def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0
                 model = MultiTowerCLIP(config)
             return model.to(device).eval(), f"untrained-{seed}", meta
         model, meta = from_pretrained(path, map_location=device, with_meta=True)
-    except (ModelLoadError, KeyError, ValueError) as err:
+    except (CheckpointError, KeyError, ValueError) as err:
         raise EmbedError(f"cannot load checkpoint {path}: {err}") from err
     return model, str(meta["weights_sha256"]), meta
 

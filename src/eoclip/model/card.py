@@ -71,7 +71,6 @@ def export_config(model: MultiTowerCLIP, meta: dict[str, Any], source: Path) -> 
         "model_config": model.config.to_dict(), "modalities": list(model.modalities),
         "embed_dim": model.embed_dim, "img_size": model.config.tower.img_size,
         "parameters": int(n_params), "weights_sha256": meta["weights_sha256"],
-        "tied": meta.get("tied") or {},
         "modality_specs": _modality_specs(model, store),
         "input": "one channel per image, (B, 1, H, W), physical values normalised per channel "
                  "kind as (x - mean) / std (modality_specs[m].normalize); output L2-normalised",

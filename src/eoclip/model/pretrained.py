@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_model
 
+from eoclip.errors import CheckpointError
 from eoclip.model.clip import MultiTowerCLIP
 from eoclip.model.config import ModelConfig
 
-__all__ = ["EXPORT_FORMAT", "ModelLoadError", "export_model", "from_pretrained",
-           "model_folder", "read_model_meta"]
+__all__ = ["EXPORT_FORMAT", "CheckpointError", "export_model", "from_pretrained",
+           "load_checkpoint", "load_weights", "model_folder", "read_model_meta", "weights_sha256"]
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +47,21 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the Hub spel
 WEIGHTS, CONFIG, CHECKPOINT_META, CARD = "model.safetensors", "config.json", "checkpoint.json", "README.md"
 
 
-class ModelLoadError(RuntimeError):
-    """A model folder that is missing a file, corrupt, or does not match its weights."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def weights_sha256(path: str | Path) -> str:
+    """Hex sha256 of a weights file (what the metadata's ``weights_sha256`` records)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def model_folder(path: str | Path) -> Path:
     """The folder holding the weights: `path`, or `path/best` for a pretraining run folder.
 
     Raises:
-        ModelLoadError: no such folder, or neither an exported model nor a checkpoint.
+        CheckpointError: no such folder, or neither an exported model nor a checkpoint.
     """
     path = Path(path)
     if not path.exists():
-        raise ModelLoadError(f"model folder {path} does not exist (expected an exported model, "
+        raise CheckpointError(f"model folder {path} does not exist (expected an exported model, "
                              "a checkpoint such as runs/<name>/best, or a run folder)")
     if not (path / WEIGHTS).is_file() and (path / "best" / WEIGHTS).is_file():
         return path / "best"
@@ -84,22 +79,22 @@ def read_model_meta(path: str | Path, verify: bool = True) -> dict[str, Any]:
         The metadata dict; it always has `model_config`, `weights_sha256` and `format`.
 
     Raises:
-        ModelLoadError: missing files, corrupt JSON, unknown format, hash mismatch.
+        CheckpointError: missing files, corrupt JSON, unknown format, hash mismatch.
     """
     path = model_folder(path)
     meta_file = path / CONFIG if (path / CONFIG).is_file() else path / CHECKPOINT_META
     if not meta_file.is_file() or not (path / WEIGHTS).is_file():
-        raise ModelLoadError(
+        raise CheckpointError(
             f"{path} is not an eoclip model: it needs {WEIGHTS} and {CONFIG} (exported) or "
             f"{CHECKPOINT_META} (checkpoint)")
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
-        raise ModelLoadError(f"{meta_file}: corrupt JSON ({err})") from err
+        raise CheckpointError(f"{meta_file}: corrupt JSON ({err})") from err
     if meta.get("format") not in (EXPORT_FORMAT, CHECKPOINT_FORMAT) or "model_config" not in meta:
-        raise ModelLoadError(f"{meta_file}: not an eoclip model (format={meta.get('format')!r})")
-    if verify and _sha256(path / WEIGHTS) != meta.get("weights_sha256"):
-        raise ModelLoadError(
+        raise CheckpointError(f"{meta_file}: not an eoclip model (format={meta.get('format')!r})")
+    if verify and weights_sha256(path / WEIGHTS) != meta.get("weights_sha256"):
+        raise CheckpointError(
             f"{path / WEIGHTS}: sha256 does not match {meta_file.name}; the file is corrupt or "
             "was replaced (copy the model folder again)")
     return meta
@@ -112,30 +107,47 @@ def _load_local(path: Path, map_location: str | torch.device, verify: bool
     try:
         config = ModelConfig.from_dict(meta["model_config"], source=str(path))
     except ValueError as err:
-        raise ModelLoadError(str(err)) from err
+        raise CheckpointError(str(err)) from err
     model = MultiTowerCLIP(config)
-    state = load_file(str(path / WEIGHTS), device=str(map_location))
-    for alias, kept in (meta.get("tied") or {}).items():
-        state[alias] = state[kept]
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ModelLoadError(f"{path / WEIGHTS} does not fit the model: {err}") from err
+    load_weights(model, path / WEIGHTS, map_location)
     return model.to(map_location).eval(), meta
+
+
+def load_weights(model: torch.nn.Module, weights: str | Path,
+                 map_location: str | torch.device = "cpu") -> None:
+    """Load a ``model.safetensors`` into `model` (strict: every tensor, no extra one).
+
+    Raises:
+        CheckpointError: the file does not fit the model (names or shapes differ).
+    """
+    try:
+        load_model(model, str(weights), strict=True, device=str(map_location))
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights} does not fit the model: {err}") from err
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    verify: bool = True) -> tuple[MultiTowerCLIP, dict[str, Any]]:
+    """The model of a local checkpoint or exported folder and its metadata (eval mode).
+
+    Raises:
+        CheckpointError: missing files, corrupt JSON, hash mismatch, weights not fitting.
+    """
+    return _load_local(Path(path), map_location, verify)
 
 
 def _hub_folder(repo_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:
-        raise ModelLoadError(
+        raise CheckpointError(
             f"{repo_id!r} is not a local folder; loading from the Hugging Face Hub needs "
             "pip install 'eoclip[hub]'") from err
     patterns = [WEIGHTS, CONFIG, CARD, "timm/*"]
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except Exception as err:  # the Hub client raises many types (network, auth, not found)
-        raise ModelLoadError(f"{repo_id!r} is no local folder and the Hugging Face Hub could "
+        raise CheckpointError(f"{repo_id!r} is no local folder and the Hugging Face Hub could "
                              f"not provide it: {err}") from err
 
 
@@ -159,7 +171,7 @@ def from_pretrained(path_or_repo: str | Path, map_location: str | torch.device =
         >>> z = model.encode("s2rgbm", x)  # x: (B, 1, H, W) normalised -> (B, D) unit rows
 
     Raises:
-        ModelLoadError: not a model, corrupt, or a Hub id without `huggingface_hub`.
+        CheckpointError: not a model, corrupt, or a Hub id without `huggingface_hub`.
     """
     local = Path(path_or_repo)
     if local.exists() or not _HUB_ID.fullmatch(str(path_or_repo)):
@@ -172,7 +184,7 @@ def from_pretrained(path_or_repo: str | Path, map_location: str | torch.device =
 def _copy_folder_atomic(build, out: Path, overwrite: bool) -> Path:
     """Run `build(tmp)` into a temporary sibling of `out`, then rename it onto `out`."""
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ModelLoadError(f"{out} exists and is not empty; choose another folder or overwrite")
+        raise CheckpointError(f"{out} exists and is not empty; choose another folder or overwrite")
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
@@ -201,7 +213,7 @@ def export_model(checkpoint: str | Path, out: str | Path, fewshot: str | Path | 
         The folder written.
 
     Raises:
-        ModelLoadError: not a checkpoint, hash mismatch, `out` exists.
+        CheckpointError: not a checkpoint, hash mismatch, `out` exists.
     """
     from eoclip.model.card import export_config, model_card
     from eoclip.model.timm_tower import save_timm_tower

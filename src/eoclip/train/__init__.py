@@ -5,14 +5,9 @@
 >>> model, meta = load_checkpoint(result.best)
 """
 
-from eoclip.train.checkpoint import (
-    CheckpointError,
-    find_resume_checkpoint,
-    load_checkpoint,
-    restore_training_state,
-    resume,
-    save_checkpoint,
-)
+from eoclip.errors import CheckpointError
+from eoclip.model.pretrained import load_checkpoint  # loading is the model layer's job
+from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
 from eoclip.train.config import (
     PretrainConfig,
     list_pretrain_configs,
@@ -38,7 +33,6 @@ __all__ = [
     "parse_overrides",
     "pretrain",
     "restore_training_state",
-    "resume",
     "retrieval_recall",
     "save_checkpoint",
     "train_order",

@@ -4,17 +4,18 @@
 <checkpoint>/
   model.safetensors   weights (readable without eoclip: safetensors.torch.load_file)
   checkpoint.json     format, model_config, modalities, img_size, embed_dim, step, epoch,
-                      best_val_loss, weights_sha256, tied (alias -> kept name), pretrain_config
+                      best_val_loss, weights_sha256, pretrain_config, store_fingerprint
   optimizer.pt        optimizer state, scheduler step, RNG states (torch, numpy, python, cuda),
                       data order state (epoch, batches done in it): what `resume` needs
 ```
 A checkpoint is written to a temporary sibling folder and renamed into place, so `last/`
-is either the old or the new checkpoint, never half of one.
+is either the old or the new checkpoint, never half of one. Loading a checkpoint is the model
+layer's job (`eoclip.model.load_checkpoint`, `from_pretrained`): inference never imports this
+module; training writes checkpoints and restores its own state from them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,19 +26,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_model
 from torch import nn
 
-from eoclip.model import ModelConfig, MultiTowerCLIP
+from eoclip.errors import CheckpointError
+from eoclip.model import MultiTowerCLIP
+from eoclip.model.pretrained import load_weights, read_model_meta, weights_sha256
 
 __all__ = [
     "CheckpointError",
     "find_resume_checkpoint",
-    "load_checkpoint",
     "restore_training_state",
-    "resume",
     "save_checkpoint",
-    "sha256_file",
+    "unwrap",
 ]
 
 FORMAT = "eoclip-checkpoint"
@@ -45,39 +46,11 @@ VERSION = 1
 WEIGHTS, META, OPTIM = "model.safetensors", "checkpoint.json", "optimizer.pt"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing a file, corrupt, or does not match the model."""
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DDP (or torch.compile) wrapper, else the model itself."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _dedupe_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Keep one name per shared storage (safetensors refuses tied tensors); return the aliases."""
-    kept: dict[tuple, str] = {}
-    tensors: dict[str, torch.Tensor] = {}
-    tied: dict[str, str] = {}
-    for name, t in state.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
-        if t.numel() and key in kept:
-            tied[name] = kept[key]
-            continue
-        kept[key] = name
-        tensors[name] = t.detach().cpu().contiguous().clone()
-    return tensors, tied
 
 
 def rng_state() -> dict[str, Any]:
@@ -136,8 +109,7 @@ def save_checkpoint(
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        tensors, tied = _dedupe_shared(net.state_dict())
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        save_model(net, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -148,8 +120,7 @@ def save_checkpoint(
             "step": int(step),
             "epoch": int(epoch),
             "best_val_loss": best_val_loss,
-            "weights_sha256": sha256_file(tmp / WEIGHTS),
-            "tied": tied,
+            "weights_sha256": weights_sha256(tmp / WEIGHTS),
             "pretrain_config": pretrain_config,
             "torch_version": torch.__version__,
             **(extra or {}),
@@ -183,65 +154,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_meta(path: str | Path, verify: bool = True) -> dict[str, Any]:
-    """checkpoint.json of a checkpoint folder, the weights' hash checked if `verify`."""
-    path = Path(path)
-    if not (path / META).is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"{path} is not an eoclip checkpoint: it needs {META} and {WEIGHTS} (a run folder "
-            "holds them in last/ and best/)"
-        )
-    try:
-        meta = json.loads((path / META).read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path / META}: corrupt JSON ({err})") from err
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path / META}: not an {FORMAT} (format={meta.get('format')!r})")
-    if verify and sha256_file(path / WEIGHTS) != meta.get("weights_sha256"):
-        raise CheckpointError(
-            f"{path / WEIGHTS}: sha256 does not match {META}; the file is corrupt or was "
-            "replaced (re-copy the checkpoint)"
-        )
-    return meta
-
-
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", verify: bool = True
-) -> tuple[MultiTowerCLIP, dict[str, Any]]:
-    """Rebuild the model of a checkpoint folder.
-
-    Args:
-        path: checkpoint folder (`runs/<name>/best` or `last`).
-        map_location: device the weights are loaded onto.
-        verify: check the weights' sha256 against checkpoint.json.
-
-    Returns:
-        (model in eval mode, metadata dict of checkpoint.json).
-
-    Raises:
-        CheckpointError: missing files, corrupt JSON, hash mismatch, weights not matching.
-    """
-    path = Path(path)
-    meta = read_meta(path, verify)
-    model = MultiTowerCLIP(ModelConfig.from_dict(meta["model_config"], source=str(path / META)))
-    load_weights(model, path, meta, map_location)
-    return model.to(map_location).eval(), meta
-
-
-def load_weights(
-    model: nn.Module, path: str | Path, meta: dict[str, Any], map_location: str | torch.device = "cpu"
-) -> None:
-    """Load a checkpoint's weights into `model` (strict; tied aliases restored)."""
-    path = Path(path)
-    state = load_file(str(path / WEIGHTS), device=str(map_location))
-    for alias, kept in meta.get("tied", {}).items():
-        state[alias] = state[kept]
-    try:
-        unwrap(model).load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path / WEIGHTS} does not fit the model: {err}") from err
-
-
 def restore_training_state(
     path: str | Path,
     model: nn.Module,
@@ -254,10 +166,10 @@ def restore_training_state(
         {"step", "epoch", "best_val_loss", "data": {...data order state...}, "meta": meta}.
     """
     path = Path(path)
-    meta = read_meta(path)
+    meta = read_model_meta(path)
     if not (path / OPTIM).is_file():
         raise CheckpointError(f"{path} has no {OPTIM}: it cannot be resumed (weights only)")
-    load_weights(model, path, meta, map_location)
+    load_weights(unwrap(model), path / WEIGHTS, map_location)
     state = torch.load(path / OPTIM, map_location=map_location, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     _set_rng_state(state["rng"])
@@ -268,9 +180,6 @@ def restore_training_state(
         "data": state.get("data", {}),
         "meta": meta,
     }
-
-
-resume = restore_training_state  # the name the issue uses
 
 
 def find_resume_checkpoint(run_dir: str | Path) -> Path | None:

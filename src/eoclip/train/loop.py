@@ -35,12 +35,8 @@ from eoclip.errors import ResumeMismatchError
 from eoclip.fsio import write_text_atomic
 from eoclip.lock import output_lock
 from eoclip.model import MultiModalClipLoss, autocast_for, create_model
-from eoclip.train.checkpoint import (
-    find_resume_checkpoint,
-    read_meta,
-    restore_training_state,
-    save_checkpoint,
-)
+from eoclip.model.pretrained import read_model_meta
+from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
 from eoclip.train.config import PretrainConfig
 from eoclip.train.distributed import (
     DistEnv,
@@ -298,7 +294,7 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
 
 
 def _check_resumable(ckpt: Path, config: PretrainConfig, fingerprint: str) -> None:
-    meta = read_meta(ckpt, verify=False)
+    meta = read_model_meta(ckpt, verify=False)
     old = meta.get("pretrain_config") or {}
     new = config.to_dict()
     changed = {k: (old[k], new[k]) for k in new
