@@ -7,7 +7,7 @@ callers caught before (``ValueError``), so existing ``except ValueError`` code k
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
+__all__ = ["CheckpointError", "ConfigError", "EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
 
 
 class EoclipError(Exception):
@@ -16,6 +16,10 @@ class EoclipError(Exception):
 
 class CheckpointError(EoclipError, RuntimeError):
     """A model or checkpoint folder is missing a file, corrupt, or does not fit the model."""
+
+
+class ConfigError(EoclipError, ValueError):
+    """A settings file or override that cannot work: unknown key, bad value, bad YAML."""
 
 
 class EmbedError(EoclipError, ValueError):

@@ -79,3 +79,17 @@ def test_bad_modality_yaml_names_the_file(tmp_path, text, match):
 def test_unknown_modality_lists_builtins():
     with pytest.raises(ValueError, match="s2rgbm"):
         get_modality("landsat")
+
+
+def test_unknown_keys_in_a_modality_file_are_refused(tmp_path):
+    from eoclip.data.modalities import load_modality
+    from eoclip.errors import ConfigError
+
+    spec = tmp_path / "ndvi.yaml"
+    spec.write_text("name: ndvi\nchannels: [01_ndvi]\nstorage: {dtype: int16, scale: 0.0001}\n"
+                    "valid_rnge: [-1, 1]\n")  # a typo must not be ignored
+    with pytest.raises(ConfigError, match=r"unknown keys \['valid_rnge'\]"):
+        load_modality(spec)
+    spec.write_text("name: ndvi\nchannels: [01_ndvi]\nstorage: {dtype: int16, scael: 0.0001}\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['scael'\]"):
+        load_modality(spec)

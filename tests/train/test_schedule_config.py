@@ -45,7 +45,7 @@ def test_demo_config_loads_and_overrides_merge():
 
 
 def test_config_errors_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match=r"unknown pretrain config 'nope'.*\['demo'"):
         load_pretrain_config("nope")
     with pytest.raises(ValueError, match="unknown keys"):
         load_pretrain_config("demo", {"epoch": 3})

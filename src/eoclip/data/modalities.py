@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from eoclip.config import check_keys, read_mapping
+from eoclip.errors import ConfigError
 
 __all__ = [
     "Modality",
@@ -30,6 +32,9 @@ MAX_NAN_FRACTION = 0.2
 
 _INT_DTYPES = ("uint8", "uint16", "int8", "int16", "int32")
 _STORAGE_DTYPES = (*_INT_DTYPES, "float16", "float32")
+# The keys of a modality YAML file (see the built-in ones in configs/modalities/).
+SPEC_KEYS = ("name", "description", "units", "channels", "max_channels", "pixel_size_m",
+             "storage", "valid_range", "normalize")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +104,9 @@ class Modality:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> Modality:
-        """Build from the YAML schema; errors name ``source``."""
+        """Build from the YAML schema; errors name ``source``; unknown keys are refused."""
+        check_keys(d, SPEC_KEYS, f"modality spec {source}")
+        check_keys(d.get("storage") or {}, ("dtype", "scale", "offset"), f"{source} (storage)")
         try:
             channels = d.get("channels")
             storage = d.get("storage", {})
@@ -123,7 +130,7 @@ class Modality:
                 description=str(d.get("description", "")),
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"invalid modality spec in {source}: {err}") from err
+            raise ConfigError(f"invalid modality spec in {source}: {err}") from err
 
     # -- storage ---------------------------------------------------------------------------
     def encode(
@@ -230,16 +237,7 @@ def list_modalities() -> list[str]:
 
 def load_modality(path: str | Path) -> Modality:
     """A modality from a YAML file (a user's own sensor, no code change needed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"modality spec {path} does not exist")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"modality spec {path} is not valid YAML: {err}") from err
-    if not isinstance(d, dict):
-        raise ValueError(f"modality spec {path} must be a YAML mapping")
-    return Modality.from_dict(d, source=str(path))
+    return Modality.from_dict(read_mapping(path), source=str(path))
 
 
 def get_modality(name_or_spec: str | Path | Modality | dict) -> Modality:

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+from eoclip.config import check_keys, read_mapping, resolve
+from eoclip.errors import ConfigError
 
 __all__ = [
     "MODELS_DIR",
@@ -45,26 +46,26 @@ class TowerConfig:
     drop_path_rate: float = 0.0  # stochastic depth, 0 = off
 
     def validate(self, source: str = "tower config") -> None:
-        """Raise ValueError naming `source` if the numbers cannot build a ViT."""
+        """Raise ConfigError naming `source` if the numbers cannot build a ViT."""
         for name in ("img_size", "patch_size", "width", "depth", "heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{source}: {name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
         if self.img_size % self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: img_size {self.img_size} is not a multiple of patch_size "
                 f"{self.patch_size}"
             )
         if self.width % self.heads:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: width {self.width} is not a multiple of heads {self.heads}"
             )
         if self.global_pool not in _GLOBAL_POOLS:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: global_pool must be one of {_GLOBAL_POOLS}, got {self.global_pool!r}"
             )
         if self.mlp_ratio <= 0 or not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"{source}: mlp_ratio must be > 0 and drop_path_rate in [0, 1)")
+            raise ConfigError(f"{source}: mlp_ratio must be > 0 and drop_path_rate in [0, 1)")
 
 
 @dataclass
@@ -86,22 +87,22 @@ class ModelConfig:
         self.modalities = tuple(self.modalities)
 
     def validate(self, source: str | None = None) -> None:
-        """Raise ValueError naming `source` (default: the config name) on a bad value."""
+        """Raise ConfigError naming `source` (default: the config name) on a bad value."""
         source = source or f"model config {self.name!r}"
         if not isinstance(self.embed_dim, int) or self.embed_dim < 1:
-            raise ValueError(f"{source}: embed_dim must be a positive integer")
+            raise ConfigError(f"{source}: embed_dim must be a positive integer")
         if not self.modalities:
-            raise ValueError(f"{source}: modalities must name at least one modality")
+            raise ConfigError(f"{source}: modalities must name at least one modality")
         if len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"{source}: modalities repeat a name: {list(self.modalities)}")
+            raise ConfigError(f"{source}: modalities repeat a name: {list(self.modalities)}")
         for mod in self.modalities:
             # "." is not allowed in a torch module name, "~" separates pair names in the loss.
             if not isinstance(mod, str) or not mod or "." in mod or "~" in mod:
-                raise ValueError(
+                raise ConfigError(
                     f"{source}: bad modality name {mod!r} (non-empty, no '.' and no '~')"
                 )
         if self.max_logit_scale < self.init_logit_scale:
-            raise ValueError(f"{source}: init_logit_scale exceeds max_logit_scale")
+            raise ConfigError(f"{source}: init_logit_scale exceeds max_logit_scale")
         self.tower.validate(source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,12 +115,12 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
         """Build and validate a config, rejecting unknown keys with a message naming `source`."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
-        _check_keys(data, {f.name for f in fields(cls)}, source)
+            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+        check_keys(data, {f.name for f in fields(cls)}, source)
         tower = data.get("tower", {})
         if not isinstance(tower, dict):
-            raise ValueError(f"{source}: 'tower' must be a mapping")
-        _check_keys(tower, {f.name for f in fields(TowerConfig)}, f"{source} (tower)")
+            raise ConfigError(f"{source}: 'tower' must be a mapping")
+        check_keys(tower, {f.name for f in fields(TowerConfig)}, f"{source} (tower)")
         config = cls(**{**data, "tower": TowerConfig(**tower)})
         config.validate(source)
         return config
@@ -128,19 +129,13 @@ class ModelConfig:
         """Copy with fields replaced; tower fields (`depth`, `img_size`...) may be given flat."""
         model_keys = {f.name for f in fields(ModelConfig)} - {"tower"}
         tower_keys = {f.name for f in fields(TowerConfig)}
-        _check_keys(overrides, model_keys | tower_keys, "model overrides")
+        check_keys(overrides, model_keys | tower_keys, "model overrides")
         tower = replace(self.tower, **{k: v for k, v in overrides.items() if k in tower_keys})
         config = replace(
             self, tower=tower, **{k: v for k, v in overrides.items() if k in model_keys}
         )
         config.validate()
         return config
-
-
-def _check_keys(data: dict, allowed: set[str], source: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; allowed: {sorted(allowed)}")
 
 
 def list_models() -> list[str]:
@@ -160,17 +155,7 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
     Raises:
         ValueError: unknown name (the message lists the registered ones) or a bad file.
     """
-    name = str(name_or_path)
-    path = MODELS_DIR / f"{name}.yaml" if name in list_models() else Path(name).expanduser()
-    if not path.is_file():
-        raise ValueError(
-            f"unknown model {name!r}: not a registered variant {list_models()} "
-            "and not an existing YAML file"
-        )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
-    if isinstance(data, dict):
-        data.setdefault("name", path.stem)
+    path = resolve(name_or_path, MODELS_DIR, "model")
+    data = read_mapping(path)
+    data.setdefault("name", path.stem)
     return ModelConfig.from_dict(data, source=str(path))

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from eoclip.config import check_keys, merge, parse_overrides, read_mapping, resolve
+from eoclip.errors import ConfigError
 
 __all__ = [
     "PRETRAIN_CONFIGS_DIR",
@@ -67,35 +68,35 @@ class PretrainConfig:
         self.model_overrides = dict(self.model_overrides or {})
 
     def validate(self) -> None:
-        """Raise ValueError naming the field and the fix for a value that cannot train."""
+        """Raise ConfigError naming the field and the fix for a value that cannot train."""
         positive = ("epochs", "batch_size", "log_every")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"pretrain config: {name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"pretrain config: {name} must be a positive integer, got {value!r}")
         for name in ("warmup_steps", "num_workers", "eval_every", "seed", "val_seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"pretrain config: {name} must be an integer >= 0, got {value!r}")
+                raise ConfigError(f"pretrain config: {name} must be an integer >= 0, got {value!r}")
         for name in ("max_steps", "checkpoint_every", "recall_max_chips", "img_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"pretrain config: {name} must be a positive integer or null")
+                raise ConfigError(f"pretrain config: {name} must be a positive integer or null")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"pretrain config: lr must be a positive number, got {self.lr!r}")
+            raise ConfigError(f"pretrain config: lr must be a positive number, got {self.lr!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"pretrain config: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ConfigError(f"pretrain config: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
-            raise ValueError("pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null")
+            raise ConfigError("pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}")
+            raise ConfigError(f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}")
         if not isinstance(self.compile, bool | str) or self.compile in ("", "true", "false"):
-            raise ValueError(f"pretrain config: compile must be true, false or a torch.compile "
+            raise ConfigError(f"pretrain config: compile must be true, false or a torch.compile "
                              f"backend name such as inductor, got {self.compile!r}")
         if not self.store:
-            raise ValueError("pretrain config: no store given (set `store:` or pass --store DIR)")
+            raise ConfigError("pretrain config: no store given (set `store:` or pass --store DIR)")
         if not self.name or "/" in self.name:
-            raise ValueError(f"pretrain config: name must be a folder name, got {self.name!r}")
+            raise ConfigError(f"pretrain config: name must be a folder name, got {self.name!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -111,52 +112,13 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "pretrain config") -> PretrainConfig:
         """Build from a mapping, rejecting unknown keys with a message naming `source`."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+        check_keys(data, {f.name for f in fields(cls)}, source)
         return cls(**data)
 
 
 def list_pretrain_configs() -> list[str]:
     """Names of the packaged pretraining settings (`configs/pretrain/*.yaml`)."""
     return sorted(p.stem for p in PRETRAIN_CONFIGS_DIR.glob("*.yaml"))
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`["epochs=3", "model_overrides.depth=2"]` -> {"epochs": 3, "model_overrides": {"depth": 2}}.
-
-    Values are parsed as YAML (`3` an int, `null` None, `[a, b]` a list, `1e-3` a float).
-    """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not key=value (e.g. --set epochs=3)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: value is not valid YAML ({err})") from err
-        if isinstance(value, str) and _is_float(value):
-            value = float(value)  # YAML 1.1 reads `1e-3` as a string
-        *parents, leaf = key.strip().split(".")
-        target = out
-        for p in parents:
-            target = target.setdefault(p, {})
-            if not isinstance(target, dict):
-                raise ValueError(f"override {item!r}: {p} is not a mapping")
-        target[leaf] = value
-    return out
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def load_pretrain_config(
@@ -177,23 +139,7 @@ def load_pretrain_config(
     data: dict[str, Any] = {}
     source = "defaults"
     if name_or_path is not None:
-        name = str(name_or_path)
-        named = PRETRAIN_CONFIGS_DIR / f"{name}.yaml"
-        path = named if name in list_pretrain_configs() else Path(name).expanduser()
-        if not path.is_file():
-            raise ValueError(
-                f"pretrain config {name!r}: no such file; packaged ones: {list_pretrain_configs()}"
-            )
-        source = str(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
+        path = resolve(name_or_path, PRETRAIN_CONFIGS_DIR, "pretrain config")
+        data, source = read_mapping(path), str(path)
+    data = merge(data, overrides)
     return PretrainConfig.from_dict(data, source=source)
