@@ -7,7 +7,17 @@ callers caught before (``ValueError``), so existing ``except ValueError`` code k
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "EmbedError", "EoclipError", "OutputLockedError", "ResumeMismatchError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "EmbedError",
+    "EoclipError",
+    "GeoError",
+    "ModelError",
+    "OutputLockedError",
+    "ResumeMismatchError",
+]
 
 
 class EoclipError(Exception):
@@ -20,6 +30,18 @@ class CheckpointError(EoclipError, RuntimeError):
 
 class ConfigError(EoclipError, ValueError):
     """A settings file or override that cannot work: unknown key, bad value, bad YAML."""
+
+
+class DataError(EoclipError, ValueError):
+    """Arrays, labels or samples that do not fit a modality or a task (shape, range, names)."""
+
+
+class GeoError(EoclipError, ValueError):
+    """An area of interest, a chip grid or a split that cannot be built."""
+
+
+class ModelError(EoclipError, ValueError):
+    """A batch or an input that the model cannot take (shape, modality, channels)."""
 
 
 class EmbedError(EoclipError, ValueError):

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from eoclip.errors import DataError
+
 __all__ = [
     "TASKS",
     "WORLDCOVER_CROPLAND",
@@ -87,17 +89,17 @@ def chip_means_from_raster(
     from rasterio.errors import RasterioIOError
 
     if kind not in ("fraction", "mean"):
-        raise ValueError(f"kind must be 'fraction' or 'mean', not {kind!r}")
+        raise DataError(f"kind must be 'fraction' or 'mean', not {kind!r}")
     if kind == "fraction" and code is None:
-        raise ValueError("kind='fraction' needs a class code")
+        raise DataError("kind='fraction' needs a class code")
     try:
         src = rasterio.open(path)
     except RasterioIOError as err:
-        raise ValueError(f"cannot read label raster {path}: {err}") from err
+        raise DataError(f"cannot read label raster {path}: {err}") from err
     out = np.full(len(chips), np.nan)
     with src:
         if src.crs is None:
-            raise ValueError(f"label raster {path} has no CRS")
+            raise DataError(f"label raster {path} has no CRS")
         geoms = chips.to_crs(src.crs).geometry
         for i, geom in enumerate(geoms):
             try:
@@ -138,10 +140,10 @@ def binarize(values, splits, train_split: str = "train") -> Binarized:
     v = np.asarray(values, dtype=np.float64)
     s = np.asarray(splits).astype(str)
     if v.shape != s.shape:
-        raise ValueError(f"values {v.shape} and splits {s.shape} differ in shape")
+        raise DataError(f"values {v.shape} and splits {s.shape} differ in shape")
     train = v[(s == train_split) & np.isfinite(v)]
     if train.size == 0:
-        raise ValueError(f"no labelled chips in the {train_split!r} split: cannot fit a threshold")
+        raise DataError(f"no labelled chips in the {train_split!r} split: cannot fit a threshold")
     thr = float(np.median(train))
     y = np.where(np.isfinite(v), (v > thr).astype(np.int8), np.int8(-1)).astype(np.int8)
     balance = {
@@ -159,7 +161,7 @@ def binarize_by_aoi(index: pd.DataFrame, task: str, train_split: str = "train") 
         DataFrame indexed like ``index`` with columns ``y``, ``threshold``.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; tasks are {list(TASKS)}")
+        raise DataError(f"unknown task {task!r}; tasks are {list(TASKS)}")
     col = TASKS[task]
     if col not in index:
         raise KeyError(f"index has no column {col} for task {task!r}")

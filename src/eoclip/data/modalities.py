@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from eoclip.config import check_keys, read_mapping
-from eoclip.errors import ConfigError
+from eoclip.errors import ConfigError, DataError
 
 __all__ = [
     "Modality",
@@ -70,18 +70,18 @@ class Modality:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"modality name {self.name!r} must be alphanumeric (with _ or -)")
+            raise ConfigError(f"modality name {self.name!r} must be alphanumeric (with _ or -)")
         if self.dtype not in _STORAGE_DTYPES:
-            raise ValueError(f"modality {self.name}: dtype {self.dtype!r} not in {_STORAGE_DTYPES}")
+            raise ConfigError(f"modality {self.name}: dtype {self.dtype!r} not in {_STORAGE_DTYPES}")
         if self.channels is not None and len(self.channels) != self.max_channels:
-            raise ValueError(f"modality {self.name}: max_channels must equal len(channels)")
+            raise ConfigError(f"modality {self.name}: max_channels must equal len(channels)")
         if self.max_channels < 1:
-            raise ValueError(f"modality {self.name}: needs at least one channel")
+            raise ConfigError(f"modality {self.name}: needs at least one channel")
         if self.scale <= 0:
-            raise ValueError(f"modality {self.name}: scale must be > 0")
+            raise ConfigError(f"modality {self.name}: scale must be > 0")
         for kind, st in self.normalize_stats.items():
             if st.get("std", 0) <= 0:
-                raise ValueError(f"modality {self.name}: normalize.{kind}.std must be > 0")
+                raise ConfigError(f"modality {self.name}: normalize.{kind}.std must be > 0")
 
     @property
     def variable(self) -> bool:
@@ -112,7 +112,7 @@ class Modality:
             storage = d.get("storage", {})
             max_ch = d.get("max_channels") or (len(channels) if channels else None)
             if max_ch is None:
-                raise ValueError("a variable modality (channels: null) needs max_channels")
+                raise ConfigError("a variable modality (channels: null) needs max_channels")
             return cls(
                 name=str(d["name"]),
                 channels=tuple(str(c) for c in channels) if channels is not None else None,
@@ -149,7 +149,7 @@ class Modality:
         """
         x = np.asarray(physical, dtype=np.float32)
         if x.ndim < 3:
-            raise ValueError(f"{self.name}: expected (..., C, H, W), got shape {x.shape}")
+            raise DataError(f"{self.name}: expected (..., C, H, W), got shape {x.shape}")
         nan = ~np.isfinite(x)
         nan_frac = nan.mean(axis=(-2, -1))
         valid = nan_frac <= max_nan_fraction
@@ -217,7 +217,7 @@ class Modality:
         """
         x = np.asarray(physical, dtype=np.float32)
         if x.shape[0] != len(channel_names):
-            raise ValueError(
+            raise DataError(
                 f"{self.name}: {x.shape[0]} channels but {len(channel_names)} channel names"
             )
         mean = np.array([self.stats_for(c)[0] for c in channel_names], dtype=np.float32)
@@ -251,7 +251,7 @@ def get_modality(name_or_spec: str | Path | Modality | dict) -> Modality:
         return load_modality(s)
     path = _builtin_dir() / f"{s}.yaml"
     if not path.is_file():
-        raise ValueError(
+        raise ConfigError(
             f"unknown modality {s!r}; built-in: {', '.join(list_modalities())} "
             "(or pass the path of a modality YAML file)"
         )

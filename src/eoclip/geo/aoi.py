@@ -38,6 +38,8 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from eoclip.errors import GeoError
+
 __all__ = ["AOI", "PAPER_CHIP_COUNTS", "list_aois", "load_aoi", "validate_geometry"]
 
 # Paper, Fig. 1 caption: chips of 4480 m per AOI.
@@ -109,29 +111,29 @@ def validate_geometry(geometry: BaseGeometry, source: str) -> Polygon | MultiPol
         ValueError: Empty, not polygonal, invalid, or coordinates outside lon/lat range.
     """
     if geometry is None or geometry.is_empty:
-        raise ValueError(f"AOI {source}: the geometry is empty")
+        raise GeoError(f"AOI {source}: the geometry is empty")
     if geometry.geom_type == "GeometryCollection":
         parts = [g for g in geometry.geoms if g.geom_type in ("Polygon", "MultiPolygon")]
         if len(parts) != len(geometry.geoms):
-            raise ValueError(f"AOI {source}: only polygons are allowed, got {geometry.geom_type}")
+            raise GeoError(f"AOI {source}: only polygons are allowed, got {geometry.geom_type}")
         geometry = shapely.union_all(parts)
     if geometry.geom_type not in ("Polygon", "MultiPolygon"):
-        raise ValueError(
+        raise GeoError(
             f"AOI {source}: expected a Polygon or MultiPolygon, got {geometry.geom_type}"
         )
     if not geometry.is_valid:
         reason = shapely.is_valid_reason(geometry)
-        raise ValueError(
+        raise GeoError(
             f"AOI {source}: invalid polygon ({reason}); fix it, e.g. with shapely.make_valid"
         )
     x0, y0, x1, y1 = geometry.bounds
     if x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
-        raise ValueError(
+        raise GeoError(
             f"AOI {source}: coordinates {geometry.bounds} are outside longitude/latitude range; "
             "AOIs must be in EPSG:4326 (reproject it first, e.g. GeoDataFrame.to_crs(4326))"
         )
     if geometry.area <= 0:
-        raise ValueError(f"AOI {source}: the polygon has zero area")
+        raise GeoError(f"AOI {source}: the polygon has zero area")
     return geometry
 
 
@@ -139,16 +141,16 @@ def _geojson_geometry(text: str, source: str) -> BaseGeometry:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"AOI {source}: not valid JSON ({err})") from err
+        raise GeoError(f"AOI {source}: not valid JSON ({err})") from err
     if not isinstance(obj, dict) or "type" not in obj:
-        raise ValueError(f"AOI {source}: not a GeoJSON object (no 'type' member)")
+        raise GeoError(f"AOI {source}: not a GeoJSON object (no 'type' member)")
     crs = obj.get("crs")
     if crs is not None:
         crs_name = (
             str((crs.get("properties") or {}).get("name", "")) if isinstance(crs, dict) else ""
         )
         if crs_name.lower() not in _LONLAT_CRS_NAMES:
-            raise ValueError(
+            raise GeoError(
                 f"AOI {source}: CRS {crs_name or crs!r} is not EPSG:4326; reproject the file "
                 "to longitude/latitude (e.g. ogr2ogr -t_srs EPSG:4326)"
             )
@@ -160,11 +162,11 @@ def _geojson_geometry(text: str, source: str) -> BaseGeometry:
         geoms = [obj]
     geoms = [g for g in geoms if g]
     if not geoms:
-        raise ValueError(f"AOI {source}: the GeoJSON holds no geometry")
+        raise GeoError(f"AOI {source}: the GeoJSON holds no geometry")
     try:
         shapes = [shape(g) for g in geoms]
     except Exception as err:  # shapely raises several types for malformed GeoJSON
-        raise ValueError(f"AOI {source}: malformed GeoJSON geometry ({err})") from err
+        raise GeoError(f"AOI {source}: malformed GeoJSON geometry ({err})") from err
     return shapes[0] if len(shapes) == 1 else shapely.GeometryCollection(shapes)
 
 
@@ -172,7 +174,7 @@ def _wkt_geometry(text: str, source: str) -> BaseGeometry:
     try:
         return shapely.from_wkt(text.strip())
     except shapely.errors.GEOSException as err:
-        raise ValueError(f"AOI {source}: not valid WKT ({err})") from err
+        raise GeoError(f"AOI {source}: not valid WKT ({err})") from err
 
 
 def load_aoi(name_or_path: str | os.PathLike | AOI | BaseGeometry, name: str | None = None) -> AOI:
@@ -204,7 +206,7 @@ def load_aoi(name_or_path: str | os.PathLike | AOI | BaseGeometry, name: str | N
         return AOI(name or "custom", validate_geometry(_wkt_geometry(text, "WKT string"), "WKT"))
     path = Path(text)
     if not path.is_file():
-        raise ValueError(
+        raise GeoError(
             f"unknown AOI '{text}': not a built-in name ({', '.join(list_aois())}), "
             "not an existing GeoJSON/WKT file, and not a WKT string"
         )

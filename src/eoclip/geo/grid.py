@@ -23,6 +23,7 @@ import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from eoclip.errors import GeoError
 from eoclip.geo.aoi import AOI, load_aoi
 
 __all__ = ["GRID_COLUMNS", "PAPER_CHIP_SIZE_M", "chip_count", "make_grid", "subgrid", "utm_crs_for"]
@@ -45,10 +46,10 @@ def utm_crs_for(geometry: BaseGeometry | AOI) -> pyproj.CRS:
     if isinstance(geometry, AOI):
         geometry = geometry.geometry
     if geometry.is_empty:
-        raise ValueError("utm_crs_for: the geometry is empty")
+        raise GeoError("utm_crs_for: the geometry is empty")
     c = geometry.centroid
     if not (-180 <= c.x <= 180 and -90 <= c.y <= 90):
-        raise ValueError(f"utm_crs_for: centroid ({c.x}, {c.y}) is not longitude/latitude")
+        raise GeoError(f"utm_crs_for: centroid ({c.x}, {c.y}) is not longitude/latitude")
     zone = min(int((c.x + 180) // 6) + 1, 60)
     return pyproj.CRS.from_epsg((32600 if c.y >= 0 else 32700) + zone)
 
@@ -58,7 +59,7 @@ def _aoi_in_utm(aoi: AOI, bounds, crs: pyproj.CRS) -> BaseGeometry:
     if bounds is not None:
         lon0, lat0, lon1, lat1 = bounds
         if not (lon0 < lon1 and lat0 < lat1):
-            raise ValueError(f"bounds {bounds} must be (min_lon, min_lat, max_lon, max_lat)")
+            raise GeoError(f"bounds {bounds} must be (min_lon, min_lat, max_lon, max_lat)")
         geom = geom.intersection(box(lon0, lat0, lon1, lat1))
     if geom.is_empty:
         return geom
@@ -91,7 +92,7 @@ def _chip_indices(geom_utm: BaseGeometry, size: float) -> tuple[np.ndarray, np.n
 def _check_size(chip_size_m: float) -> float:
     size = float(chip_size_m)
     if not np.isfinite(size) or size <= 0:
-        raise ValueError(f"chip_size_m must be a positive number of metres, got {chip_size_m}")
+        raise GeoError(f"chip_size_m must be a positive number of metres, got {chip_size_m}")
     return size
 
 
@@ -183,7 +184,7 @@ def subgrid(
         holds fewer chips), sorted by (row, col).
     """
     if int(n_chips) < 1:
-        raise ValueError(f"n_chips must be >= 1, got {n_chips}")
+        raise GeoError(f"n_chips must be >= 1, got {n_chips}")
     n_chips = int(n_chips)
     aoi = load_aoi(aoi)
     size = _check_size(chip_size_m)

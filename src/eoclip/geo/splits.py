@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import geopandas as gpd
 import numpy as np
 
+from eoclip.errors import GeoError
 from eoclip.geo.grid import utm_crs_for
 
 __all__ = ["band_splits", "split_pattern"]
@@ -44,13 +45,13 @@ def split_pattern(
     """
     f = np.asarray(fractions, dtype=float)
     if f.ndim != 1 or len(f) != len(names) or len(f) == 0:
-        raise ValueError(f"need one fraction per split name {tuple(names)}, got {tuple(fractions)}")
+        raise GeoError(f"need one fraction per split name {tuple(names)}, got {tuple(fractions)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"split names must be unique, got {tuple(names)}")
+        raise GeoError(f"split names must be unique, got {tuple(names)}")
     if not np.all(np.isfinite(f)) or np.any(f < 0):
-        raise ValueError(f"fractions must be finite and >= 0, got {tuple(fractions)}")
+        raise GeoError(f"fractions must be finite and >= 0, got {tuple(fractions)}")
     if abs(f.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must sum to 1, got {tuple(fractions)} (sum {f.sum():g})")
+        raise GeoError(f"fractions must sum to 1, got {tuple(fractions)} (sum {f.sum():g})")
     for length in range(1, _MAX_CYCLE + 1):
         counts = _largest_remainder(f, length)
         if np.max(np.abs(counts / length - f)) < 1e-6:
@@ -73,7 +74,7 @@ def _chip_coords(grid: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
         return grid["col"].to_numpy(float) + 0.5, grid["row"].to_numpy(float) + 0.5
     # Any other chip table (e.g. a store index): project centroids, measure in chip sides.
     if grid.crs is None:
-        raise ValueError("band_splits: the grid has no CRS and no col/row columns")
+        raise GeoError("band_splits: the grid has no CRS and no col/row columns")
     lonlat = grid.geometry.to_crs(4326)
     crs = utm_crs_for(lonlat.union_all().envelope)
     centres = lonlat.to_crs(crs)
@@ -126,12 +127,12 @@ def band_splits(
         ValueError: Empty grid, bad fractions/names, or ``n_bands`` < 1.
     """
     if len(grid) == 0:
-        raise ValueError("band_splits: the grid is empty (no chips to split)")
+        raise GeoError("band_splits: the grid is empty (no chips to split)")
     pattern = np.asarray(split_pattern(fractions, names), dtype=object)
     if n_bands is not None and int(n_bands) < 1:
-        raise ValueError(f"n_bands must be >= 1, got {n_bands}")
+        raise GeoError(f"n_bands must be >= 1, got {n_bands}")
     if not math.isfinite(angle):
-        raise ValueError(f"angle must be a finite number of degrees, got {angle}")
+        raise GeoError(f"angle must be a finite number of degrees, got {angle}")
     x, y = _chip_coords(grid)
     theta = np.deg2rad(angle)
     proj = x * np.cos(theta) + y * np.sin(theta)

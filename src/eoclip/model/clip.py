@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eoclip.errors import ModelError
 from eoclip.model.config import ModelConfig
 from eoclip.model.tower import Tower
 
@@ -79,7 +80,7 @@ class MultiTowerCLIP(nn.Module):
 
     def _tower(self, modality: str) -> Tower:
         if modality not in self.towers:
-            raise ValueError(
+            raise ModelError(
                 f"no tower for modality {modality!r}; this model has {list(self.modalities)}"
             )
         return self.towers[modality]
@@ -97,7 +98,7 @@ class MultiTowerCLIP(nn.Module):
         """
         tower = self._tower(modality)
         if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(
+            raise ModelError(
                 f"modality {modality!r}: expected a tensor of shape (B, 1, H, W), got "
                 f"{tuple(x.shape)}; towers take one channel per sample (use "
                 "ChipDataset(channels='random') or select one channel)"
@@ -149,7 +150,7 @@ def _batch_size(batch: dict[str, Any], modalities: tuple[str, ...]) -> int:
                 return int(batch[key].shape[0])
     if "chip_id" in batch:
         return len(batch["chip_id"])
-    raise ValueError(
+    raise ModelError(
         f"batch has none of the model's modalities {list(modalities)} (keys: {sorted(batch)})"
     )
 
@@ -163,13 +164,13 @@ def _present_mask(batch: dict[str, Any], mod: str, batch_size: int) -> torch.Ten
     if mask is None:
         mask = torch.ones(x.shape[0], dtype=torch.bool)
     if mask.dtype != torch.bool or mask.shape != (batch_size,) or x.shape[0] != batch_size:
-        raise ValueError(
+        raise ModelError(
             f"modality {mod!r}: expected {mod}_present BoolTensor of shape ({batch_size},) "
             f"and {mod} with {batch_size} rows, got {tuple(mask.shape)} {mask.dtype} and "
             f"{tuple(x.shape)}"
         )
     if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(
+        raise ModelError(
             f"modality {mod!r}: batch tensor has shape {tuple(x.shape)}, expected (B, 1, H, W); "
             "towers take one channel per sample (use ChipDataset(channels='random'))"
         )

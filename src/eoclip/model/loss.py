@@ -28,6 +28,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from eoclip.errors import ModelError
+
 __all__ = ["MultiModalClipLoss", "clip_pair_loss", "gather_features"]
 
 
@@ -121,7 +123,7 @@ class MultiModalClipLoss(nn.Module):
     def __init__(self, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
+            raise ModelError(
                 f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
             )
         self.rank = rank
@@ -139,7 +141,7 @@ class MultiModalClipLoss(nn.Module):
         """
         features, present, scale = out["features"], out["present"], out["logit_scale"]
         if set(features) != set(present):
-            raise ValueError(
+            raise ModelError(
                 f"features {sorted(features)} and present {sorted(present)} name different modalities"
             )
         if self.world_size > 1:

@@ -10,6 +10,7 @@ import torch
 from timm.models import VisionTransformer
 from torch import nn
 
+from eoclip.errors import ModelError
 from eoclip.model.config import TowerConfig
 
 __all__ = ["Tower"]
@@ -60,7 +61,7 @@ class Tower(nn.Module):
             Tensor of shape (B, 1 + H*W/patch**2, width) (class token first).
         """
         if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(
+            raise ModelError(
                 f"a tower takes tensors of shape (B, 1, H, W), got {tuple(x.shape)}; "
                 "feed one channel per sample (ChipDataset(channels='random') or a named channel)"
             )
