@@ -156,7 +156,7 @@ def test_slot_name_matches_the_stored_names_for_valid_slots(tiny_store):
 
 def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, factories):
     """The parallel-ingest path: reserve, write whole shards from another handle, commit in order."""
-    from eoclip.data.store import PixelWriter
+    from eoclip.data.shardwriter import PixelWriter
 
     make_rows, make_arrays = factories
     arrays, names = make_arrays(6, 8, seed=3)

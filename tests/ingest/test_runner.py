@@ -27,6 +27,7 @@ OUT = dict(chip_px=16, shard_chips=2, progress=False)
 # workers so that the test can kill it from outside in the middle of a run.
 DRIVER = """
 import os, signal, sys
+import eoclip.data.shardwriter as sw
 import eoclip.data.store as st
 import eoclip.ingest.writer as wr
 from eoclip.ingest.executors import ExecutorSpec
@@ -52,7 +53,7 @@ def kill_at(cls, name, after=False):
     setattr(cls, name, wrapper)
 
 if point == "pixels":
-    kill_at(st.PixelWriter, "write")
+    kill_at(sw.PixelWriter, "write")
 elif point in ("index", "after"):
     kill_at(st.ChipStore, "flush", after=point == "after")
 cfg = M3LEOConfig(root=root)

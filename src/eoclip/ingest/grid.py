@@ -164,14 +164,19 @@ def reproject_to_chip(
     valid = np.isfinite(data)
     out = np.full((data.shape[0], grid.chip_px, grid.chip_px), np.nan, dtype=np.float32)
     for bands in _mask_groups(valid):
-        if not valid[bands[0]].any():
+        mask = valid[bands[0]]
+        if not mask.any():
             continue  # an empty band stays NaN
-        values = np.where(valid[bands], data[bands], np.float32(0.0))
-        weights = _warp(valid[bands[:1]].astype(np.float32), src_crs, src_transform, grid, method)
+        block = data if len(bands) == data.shape[0] else data[bands]
+        if mask.all():
+            out[bands] = _warp(block, src_crs, src_transform, grid, method)
+            continue
+        values = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        weights = _warp(mask[None].astype(np.float32), src_crs, src_transform, grid, method)[0]
         warped = _warp(values, src_crs, src_transform, grid, method)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            warped /= weights
-        warped[np.broadcast_to(weights <= 1e-3, warped.shape)] = np.nan  # no valid pixel under the kernel
+        some = weights > 1e-3  # a valid source pixel under the kernel
+        np.divide(warped, weights, out=warped, where=some)
+        warped[:, ~some] = np.nan
         out[bands] = warped
     return out
 

@@ -319,7 +319,7 @@ def load_m3leo_grid(cfg: M3LEOConfig, report: IngestReport) -> tuple[gpd.GeoData
     for name in (*cfg.modalities, *cfg.labels):
         products = MODALITY_PRODUCTS.get(name, (name,))
         if not any(ds.products.get(p) for ds in datasets for p in products):
-            looked = sorted({p.format(year=cfg.year) for p in products for p in _folder_names(cfg, p)})
+            looked = sorted({name.format(year=cfg.year) for key in products for name in _folder_names(cfg, key)})
             raise IngestError(f"{name}: no product folder ({', '.join(looked)}) with chip files in any AOI "
                               f"under {cfg.root}; leave {name} out of the "
                               f"{'modalities' if name in MODALITY_PRODUCTS else 'labels'} to ingest without it")

@@ -152,19 +152,20 @@ def read_geotiff(
             if layout is not None and not any(names) and src.count == len(layout):
                 names = list(layout)
             idx = list(range(len(names))) if bands is None else [names.index(b) for b in bands if b in names]
-            raw = src.read([i + 1 for i in idx]) if idx else np.empty((0, src.height, src.width), src.dtypes[0])
+            # GDAL converts to float32 while reading (integers of these files are exact in it)
+            data = src.read([i + 1 for i in idx], out_dtype="float32") if idx else \
+                np.empty((0, src.height, src.width), np.float32)
             nodata = [src.nodatavals[i] for i in idx]
             crs, transform, dtype = src.crs, src.transform, src.dtypes[0]
     except IngestFileError:
         raise
     except (rasterio.errors.RasterioError, OSError, ValueError) as err:
         raise IngestFileError(path, f"unreadable GeoTIFF (truncated or corrupt?): {err}") from err
-    data = raw.astype(np.float32)
     for k, nd in enumerate(nodata):
         if nd is not None and np.isfinite(nd):
-            data[k][raw[k] == nd] = np.nan
+            data[k][data[k] == np.float32(nd)] = np.nan
     if zero_is_nodata:
-        data[raw == 0] = np.nan
+        data[data == 0] = np.nan
     return RasterChip(path, data, [names[i] for i in idx], crs, transform, dtype)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eoclip import fsio
-from eoclip.data.store import PixelWriter
+from eoclip.data.shardwriter import PixelWriter
 from eoclip.ingest.grid import chip_grid
 from eoclip.ingest.report import IngestError, IngestFileError, IngestReport
 from eoclip.ingest.source import ChipSource

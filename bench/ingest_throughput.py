@@ -1,0 +1,129 @@
+"""Ingest throughput of the M3LEO path: chips/s and peak memory for 1, 2, ... worker processes.
+
+Writes (once, seeded) a sample of the authors' download in its real nested layout
+(``bench/m3leo_sample.py``: 448 x 448 px files, 36-band S2, 24-band S1, GUNW, three label
+rasters, two AOIs), ingests it at 448 px with each worker count into a fresh store, and prints
+chips/s (wall clock, pool start included), the speed-up over one worker, the peak resident
+memory of each worker process, and the hours 845 K chips would take on 64 cores at the
+measured per-worker rate.
+
+    python bench/ingest_throughput.py --chips 200 --workers 1,2 [--dir /tmp/eoclip_bench]
+
+``--baseline-src DIR`` also times an older eoclip (its ``src`` folder, e.g. from
+``git archive 2028023 src | tar -x -C /tmp/eoclip_old``) on the first AOI of the same sample,
+through that version's API (``M3LEOConfig(root=<stem folder>, store=..., chips=..., splits=...)``),
+in one process.
+
+Run benchmarks one at a time on a shared machine (``flock LOCKFILE python ...``) and note the
+load average it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from m3leo_sample import write_sample  # noqa: E402
+
+from eoclip.ingest import ExecutorSpec, M3LEOConfig, StoreSpec, ingest_m3leo  # noqa: E402
+
+PAPER_CHIPS = 845_000
+CORES = 64
+
+
+def run(sample: Path, store: Path, workers: int, chip_px: int, engine: str, batch_size: int) -> dict:
+    """One timed ingest into a fresh store."""
+    shutil.rmtree(store, ignore_errors=True)
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    report = ingest_m3leo(M3LEOConfig(root=sample),
+                          StoreSpec(str(store), chip_px=chip_px, batch_size=batch_size, progress=False),
+                          ExecutorSpec(workers=workers, engine=engine))
+    seconds = time.perf_counter() - t0
+    rss = sorted(report.worker_rss_mb.values())
+    return {"workers": workers, "chips": report.chips_written, "seconds": round(seconds, 1),
+            "chips_per_s": round(report.chips_written / seconds, 2), "worker_peak_rss_mb": rss,
+            "coordinator_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+BASELINE = """
+import json, resource, sys, time
+from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
+root, store, chips, splits, px = sys.argv[1:6]
+t0 = time.perf_counter()
+report = ingest_m3leo(M3LEOConfig(root=root, store=store, chips=chips, splits=splits, chip_px=int(px), progress=False))
+seconds = time.perf_counter() - t0
+print(json.dumps({"chips": report.chips_written, "seconds": round(seconds, 1),
+                  "chips_per_s": round(report.chips_written / seconds, 2),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def run_baseline(src: str, sample: Path, store: Path, chip_px: int) -> dict:
+    """Time the older eoclip at ``src`` on the sample's first AOI (flat-layout call)."""
+    import subprocess
+
+    shutil.rmtree(store, ignore_errors=True)
+    geojson = sorted(sample.glob("*.geojson"))[0]
+    folder = geojson.with_suffix("")
+    args = [str(folder), str(store), str(geojson), str(folder) + "_splits.csv", str(chip_px)]
+    load = os.getloadavg()[0]
+    out = subprocess.run([sys.executable, "-c", BASELINE, *args], env={**os.environ, "PYTHONPATH": src},
+                         capture_output=True, text=True, check=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(store, ignore_errors=True)
+    return {**row, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--chips", type=int, default=200, help="chips in the sample (>= 200 for the README)")
+    ap.add_argument("--chip-px", type=int, default=448)
+    ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
+    ap.add_argument("--engine", default="local", choices=("local", "dask"))
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--dir", default="/tmp/eoclip_bench", help="where the sample and the stores go")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--baseline-src", help="src folder of an older eoclip to time on the first AOI")
+    args = ap.parse_args(argv)
+    base = Path(args.dir)
+    t0 = time.perf_counter()
+    sample = write_sample(base / "sample", args.chips, args.chip_px, args.seed)
+    print(f"sample: {args.chips} chips of {args.chip_px} px in {sample} ({time.perf_counter() - t0:.0f} s to write "
+          f"or reuse); {os.cpu_count()} cores")
+    rows = [run(sample, base / "bench.store", int(w), args.chip_px, args.engine, args.batch_size)
+            for w in args.workers.split(",")]
+    one = rows[0]["chips_per_s"] / rows[0]["workers"]
+    print(f"{'workers':>7} {'chips':>6} {'seconds':>8} {'chips/s':>8} {'speed-up':>8} {'peak RSS/worker MB':>19} "
+          f"{'h for 845K on 64 cores':>23} {'load avg':>13}")
+    for r in rows:
+        per_worker = r["chips_per_s"] / r["workers"]
+        hours = PAPER_CHIPS / (per_worker * CORES) / 3600
+        r["speedup"] = round(r["chips_per_s"] / (one * rows[0]["workers"]), 2)
+        r["hours_845k_64_cores"] = round(hours, 2)
+        print(f"{r['workers']:>7} {r['chips']:>6} {r['seconds']:>8} {r['chips_per_s']:>8} {r['speedup']:>8} "
+              f"{max(r['worker_peak_rss_mb']):>19.0f} {hours:>23.2f} {r['load_before']:>6}/{r['load_after']:<6}")
+    if args.baseline_src:
+        old = run_baseline(args.baseline_src, sample, base / "baseline.store", args.chip_px)
+        print(f"baseline {args.baseline_src}: {old['chips']} chips (first AOI) in {old['seconds']} s = "
+              f"{old['chips_per_s']} chips/s, peak RSS {old['peak_rss_mb']:.0f} MB, load "
+              f"{old['load_before']}/{old['load_after']}")
+        rows.append({"baseline": args.baseline_src, **old})
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    shutil.rmtree(base / "bench.store", ignore_errors=True)
+    (base / "bench.store.ingest.json").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
