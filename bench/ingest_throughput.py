@@ -5,9 +5,11 @@ Writes (once, seeded) a sample of the authors' download in its real nested layou
 rasters, two AOIs), ingests it at 448 px with each worker count into a fresh store, and prints
 chips/s (wall clock, pool start included), the speed-up over one worker, the peak resident
 memory of each worker process, and the hours 845 K chips would take on 64 cores at the
-measured per-worker rate.
+measured per-worker rate. A task owns one store shard, so the timed runs use shards of
+``--shard-chips`` (32: 8 tasks for 256 chips); a last run with one worker writes all chips
+into one shard of ``--chips`` chips, the memory of the default 256-chip shards.
 
-    python bench/ingest_throughput.py --chips 200 --workers 1,2 [--dir /tmp/eoclip_bench]
+    python bench/ingest_throughput.py --chips 256 --workers 1,2 [--dir /tmp/eoclip_bench]
 
 ``--baseline-src DIR`` also times an older eoclip (its ``src`` folder, e.g. from
 ``git archive 2028023 src | tar -x -C /tmp/eoclip_old``) on the first AOI of the same sample,
@@ -39,13 +41,14 @@ PAPER_CHIPS = 845_000
 CORES = 64
 
 
-def run(sample: Path, store: Path, workers: int, chip_px: int, engine: str, batch_size: int) -> dict:
+def run(sample: Path, store: Path, workers: int, chip_px: int, engine: str, batch_size: int, shard_chips: int) -> dict:
     """One timed ingest into a fresh store."""
     shutil.rmtree(store, ignore_errors=True)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     report = ingest_m3leo(M3LEOConfig(root=sample),
-                          StoreSpec(str(store), chip_px=chip_px, batch_size=batch_size, progress=False),
+                          StoreSpec(str(store), chip_px=chip_px, batch_size=batch_size, progress=False,
+                                    shard_chips=shard_chips),
                           ExecutorSpec(workers=workers, engine=engine))
     seconds = time.perf_counter() - t0
     rss = sorted(report.worker_rss_mb.values())
@@ -86,11 +89,14 @@ def run_baseline(src: str, sample: Path, store: Path, chip_px: int) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chips", type=int, default=200, help="chips in the sample (>= 200 for the README)")
+    ap.add_argument("--chips", type=int, default=256, help="chips in the sample (>= 200 for the README)")
     ap.add_argument("--chip-px", type=int, default=448)
     ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     ap.add_argument("--engine", default="local", choices=("local", "dask"))
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--shard-chips", type=int, default=32,
+                    help="chips per store shard = per task in the timed runs (32: 8 tasks of the 256 chips)")
+    ap.add_argument("--no-memory-run", action="store_true", help="skip the one-shard memory run")
     ap.add_argument("--dir", default="/tmp/eoclip_bench", help="where the sample and the stores go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the rows to this JSON file")
@@ -101,7 +107,7 @@ def main(argv=None) -> None:
     sample = write_sample(base / "sample", args.chips, args.chip_px, args.seed)
     print(f"sample: {args.chips} chips of {args.chip_px} px in {sample} ({time.perf_counter() - t0:.0f} s to write "
           f"or reuse); {os.cpu_count()} cores")
-    rows = [run(sample, base / "bench.store", int(w), args.chip_px, args.engine, args.batch_size)
+    rows = [run(sample, base / "bench.store", int(w), args.chip_px, args.engine, args.batch_size, args.shard_chips)
             for w in args.workers.split(",")]
     one = rows[0]["chips_per_s"] / rows[0]["workers"]
     print(f"{'workers':>7} {'chips':>6} {'seconds':>8} {'chips/s':>8} {'speed-up':>8} {'peak RSS/worker MB':>19} "
@@ -113,6 +119,11 @@ def main(argv=None) -> None:
         r["hours_845k_64_cores"] = round(hours, 2)
         print(f"{r['workers']:>7} {r['chips']:>6} {r['seconds']:>8} {r['chips_per_s']:>8} {r['speedup']:>8} "
               f"{max(r['worker_peak_rss_mb']):>19.0f} {hours:>23.2f} {r['load_before']:>6}/{r['load_after']:<6}")
+    if not args.no_memory_run:
+        mem = run(sample, base / "bench.store", 1, args.chip_px, args.engine, args.batch_size, args.chips)
+        print(f"memory run, 1 worker, one shard of {args.chips} chips: peak RSS {max(mem['worker_peak_rss_mb']):.0f} MB, "
+              f"{mem['chips_per_s']} chips/s, load {mem['load_before']}/{mem['load_after']}")
+        rows.append({"memory_run": True, **mem})
     if args.baseline_src:
         old = run_baseline(args.baseline_src, sample, base / "baseline.store", args.chip_px)
         print(f"baseline {args.baseline_src}: {old['chips']} chips (first AOI) in {old['seconds']} s = "

@@ -175,7 +175,11 @@ def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, fact
     valid = {m: np.stack([e[1] for e in enc[m]]) for m in enc}
     slots = {m: np.stack([e[2] for e in enc[m]]) for m in enc}
     assert len(ChipStore.open(tmp_path / "s")) == 0  # written, not committed
-    store.commit(make_rows(6), valid, slots)
+    with pytest.raises(UnknownChipError):
+        store.position("chip0001")
+    store.commit(make_rows(2), {m: v[:2] for m, v in valid.items()}, {m: v[:2] for m, v in slots.items()})
+    store.commit(make_rows(4, 2), {m: v[2:] for m, v in valid.items()}, {m: v[2:] for m, v in slots.items()})
+    assert store.position("chip0005") == 5 and store.position("chip0001") == 1
     store.close()
     again = ChipStore.open(tmp_path / "s")
     np.testing.assert_allclose(again.read_chip("chip0005")["s1grdm"].data, arrays["s1grdm"][5], atol=0.006)

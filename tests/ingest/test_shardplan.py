@@ -86,3 +86,10 @@ def test_holes_are_filled_first_and_shards_stay_exclusive():
     c = plan.next_task()
     assert (c.start, len(c.rows)) == (4, 4)
     assert sorted(t // 4 for t in plan.running) == [0, 1]  # one task per shard
+
+
+def test_shard_size_gives_every_worker_tasks():
+    from eoclip.ingest.runner import shard_size
+
+    assert shard_size(845_000, 64) == 256  # the paper's scale: the default shard
+    assert shard_size(200, 2) == 25 and shard_size(7, 1) == 16  # small grids: ~4 tasks per worker

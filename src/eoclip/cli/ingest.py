@@ -97,7 +97,9 @@ def m3leo(
     workers: int = typer.Option(None, help=WORKERS_HELP),
     engine: str = typer.Option("local", help=ENGINE_HELP),
     scheduler: str = typer.Option(None, help=SCHEDULER_HELP),
-    batch_size: int = typer.Option(64, help="Chips per pixel write inside a shard (~7 MB each at 448 px)."),
+    batch_size: int = typer.Option(32, help="Chips per pixel write inside a shard (~7 MB each at 448 px)."),
+    shard_chips: int = typer.Option(None, help="Chips per store shard for a new store (default: 256, fewer "
+                                               "for a small grid so that every worker has tasks)."),
     resume: bool = typer.Option(False, help="Append to an existing store, skipping its chips."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
     limit: int = typer.Option(None, help="Ingest at most this many chips."),
@@ -109,7 +111,7 @@ def m3leo(
     cfg = M3LEOConfig(root=root, chips=chips, splits=splits, split_column=split_column, aoi=aoi, year=year,
                       months=_ints(months, "months"), s1_direction=s1_direction, s1_fallback=s1_fallback,
                       modalities=_names(modalities), labels=_names(labels))
-    out = StoreSpec(store, chip_px, batch_size, resume, overwrite, limit)
+    out = StoreSpec(store, chip_px, batch_size, resume, overwrite, limit, shard_chips=shard_chips)
     _print(ingest_m3leo(cfg, out, _executor(workers, engine, scheduler)))
 
 

@@ -311,7 +311,8 @@ class ChipStore:
                 self._valid[name] = np.concatenate([self._valid[name], ok])
         self._index = pd.concat([self._index, new], ignore_index=True)
         self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
-        self._positions = None
+        if self._positions is not None:  # extended, not rebuilt: ingest commits every shard
+            self._positions.update((c, start + i) for i, c in enumerate(new["chip_id"]))
         self._pending += 1
         if self._pending >= self.flush_every:
             self.flush()

@@ -27,7 +27,7 @@ from eoclip.ingest.source import ChipSource
 from eoclip.ingest.tasks import ShardTask, TaskContext, claim_store, run_shard_task
 from eoclip.ingest.writer import Committer, open_store, summary_path
 
-__all__ = ["GridSpec", "StoreSpec", "load_grid", "run_ingest"]
+__all__ = ["GridSpec", "StoreSpec", "load_grid", "run_ingest", "shard_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +62,30 @@ class StoreSpec:
     Attributes:
         path: Output ChipStore path or URL.
         chip_px: Pixels per chip side (448 = native 10 m for 4480 m chips).
-        batch_size: Chips per pixel write inside a shard (memory: ~7 MB per 448 px chip).
+        batch_size: Chips per pixel write inside a shard (memory: ~7 MB per 448 px chip, held
+            twice while zarr writes them).
         resume: Reopen an existing store and add only the chips it lacks.
         overwrite: Replace an existing store.
         limit: Ingest at most this many chips (a trial run).
         progress: Show a progress bar.
-        shard_chips: Chips per store shard file, for a new store.
+        shard_chips: Chips per store shard file, for a new store. A task writes one shard, so
+            shards bound the parallelism: None picks 256 (the paper's scale), fewer for a grid
+            of under 1024 chips per worker so that every worker gets about four tasks.
     """
 
     path: str
     chip_px: int = 448
-    batch_size: int = 64
+    batch_size: int = 32
     resume: bool = False
     overwrite: bool = False
     limit: int | None = None
     progress: bool = True
-    shard_chips: int = 256
+    shard_chips: int | None = None
 
     def __post_init__(self) -> None:
         self.path = str(self.path)
         for name in ("chip_px", "batch_size", "shard_chips"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"limit must be >= 0, not {self.limit}")
@@ -165,19 +168,7 @@ def run_ingest(
     t_start = time.perf_counter()
     executor = executor or ExecutorSpec()
     report = report or IngestReport(source.name)
-    report.chips_total = len(grid)
-    grid = _ordered(grid, source)
-    first = chip_grid(str(grid["chip_id"].iloc[0]), grid.geometry.iloc[0], out.chip_px) if len(grid) else None
-    pixel = round(first.pixel_size_m, 3) if first else 10.0
-    store = open_store(out.path, source.modalities, out.chip_px, pixel, out.resume, out.overwrite, out.shard_chips)
-    summary = summary_path(out.path)
-    done = set(store.chip_ids)
-    if out.resume:
-        report.merge_previous(summary, done, len(store))
-    todo = grid[~grid["chip_id"].astype(str).isin(done)]
-    report.chips_already_present = len(grid) - len(todo)
-    if out.limit is not None:
-        todo = todo.iloc[: out.limit]
+    store, todo, summary = _open(grid, out, source, report, executor.workers)
     report.start_run(workers=executor.workers, engine=executor.engine, chips_at_start=len(store))
     run_id = claim_store(store.url)
     committer = Committer(store, report, summary, run_id)
@@ -200,6 +191,30 @@ def run_ingest(
             raise NothingIngestedError(message, report)
         logger.warning("%s (the store already holds %d chips)", message, report.chips_in_store)
     return report
+
+
+def shard_size(n_chips: int, workers: int) -> int:
+    """Chips per shard for a new store: 256, or fewer so that each worker gets ~4 tasks (>= 16)."""
+    return int(min(256, max(16, -(-n_chips // (4 * workers)))))
+
+
+def _open(grid: gpd.GeoDataFrame, out: StoreSpec, source: ChipSource, report: IngestReport, workers: int):
+    """Open or create the store; returns (store, the chips it lacks in plan order, summary path)."""
+    report.chips_total = len(grid)
+    grid = _ordered(grid, source)
+    first = chip_grid(str(grid["chip_id"].iloc[0]), grid.geometry.iloc[0], out.chip_px) if len(grid) else None
+    pixel = round(first.pixel_size_m, 3) if first else 10.0
+    shards = out.shard_chips or shard_size(len(grid), workers)  # the whole grid: --limit trials keep 256
+    store = open_store(out.path, source.modalities, out.chip_px, pixel, out.resume, out.overwrite, shards)
+    summary = summary_path(out.path)
+    done = set(store.chip_ids)
+    if out.resume:
+        report.merge_previous(summary, done, len(store))
+    todo = grid[~grid["chip_id"].astype(str).isin(done)]
+    report.chips_already_present = len(grid) - len(todo)
+    if out.limit is not None:
+        todo = todo.iloc[: out.limit]
+    return store, todo, summary
 
 
 def _loop(plan: ShardPlan, ctx: TaskContext, spec: ExecutorSpec, committer: Committer,
