@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,8 @@ def write_sample(root: str | Path, n_chips: int = 200, chip_px: int = 448, seed:
     marker = root / "sample.json"
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return root
+    if marker.is_file():  # another sample: start afresh (its AOIs would be read too)
+        shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     per_aoi = -(-n_chips // len(AOIS))

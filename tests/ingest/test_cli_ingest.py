@@ -38,12 +38,6 @@ def test_cli_m3leo_and_stac(m3leo_fixture, stac_catalog, tmp_path):
     assert ChipStore.open(tmp_path / "s").chip_ids == ["a"]
 
 
-def test_cli_nested_download_with_no_flags(m3leo_nested, tmp_path):
-    r = _invoke("m3leo", m3leo_nested.root, "-o", tmp_path / "n", "--chip-px", 8, "--workers", 1)
-    assert r.exit_code == 0, r.output
-    assert "6 chips written" in r.output and "problem: gunw" in r.output
-    assert sorted(set(ChipStore.open(tmp_path / "n").index["aoi"])) == ["china", "conus"]
-
 
 def _one_line_error(r, *words):
     assert r.exit_code == 1, r.output
@@ -93,3 +87,20 @@ def test_cli_nothing_written_fails(m3leo_nested, tmp_path):
     r = _invoke("m3leo", root, "-o", tmp_path / "e", "--modalities", "s2rgbm", "--labels", "", "--workers", 1)
     _one_line_error(r, "no chip written", "unreadable GeoTIFF")
     assert "0 chips written" in r.output  # the summary comes first
+
+
+def test_python_m_eoclip_with_worker_processes(m3leo_nested, tmp_path):
+    """Through the real entry point: worker processes must not run the command line again."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    r = subprocess.run([sys.executable, "-m", "eoclip", "ingest", "m3leo", str(m3leo_nested.root), "-o",
+                        str(tmp_path / "w"), "--chip-px", "8", "--workers", "2"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "6 chips written" in r.stdout and "problem: gunw" in r.stdout and "Traceback" not in r.stderr
+    assert json.loads((tmp_path / "w.ingest.json").read_text())["runs"][-1]["workers"] == 2

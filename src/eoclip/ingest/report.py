@@ -82,6 +82,7 @@ class IngestReport:
         noted: (chip_id, note) remarks, e.g. which Sentinel-1 orbit direction was used.
         runs: One record per run (start, seconds, chips written, workers, peak memory).
         worker_rss_mb: Peak resident memory (MB) of each process that read chips in this run.
+        worker_cpu_s: CPU seconds each of those processes had used at its last task.
     """
 
     source: str
@@ -95,6 +96,7 @@ class IngestReport:
     noted: list[tuple[str, str]] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
     worker_rss_mb: dict[str, float] = field(default_factory=dict)
+    worker_cpu_s: dict[str, float] = field(default_factory=dict)
 
     # -- recording ------------------------------------------------------------------------
     def skip(self, chip_id: str | None, product: str, path, reason: str) -> None:
@@ -174,7 +176,8 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         if self.runs:
-            self.runs[-1].update(chips_written=self.chips_written, worker_peak_rss_mb=self.worker_rss_mb)
+            self.runs[-1].update(chips_written=self.chips_written, worker_peak_rss_mb=self.worker_rss_mb,
+                                 worker_cpu_s=self.worker_cpu_s)
         skips = _dedupe(self.skips)
         return {
             "source": self.source,

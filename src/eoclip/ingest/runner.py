@@ -249,8 +249,9 @@ def _loop(plan: ShardPlan, ctx: TaskContext, spec: ExecutorSpec, committer: Comm
                 plan.complete(task, result)
                 _, others = result.report.split_by_chips({r["chip_id"] for r in result.index})
                 report.extend(others)  # unwritten chips: final now (written ones: at commit)
-                report.worker_rss_mb[str(result.pid)] = round(max(
-                    report.worker_rss_mb.get(str(result.pid), 0.0), result.peak_rss_mb), 1)
+                pid = str(result.pid)
+                report.worker_rss_mb[pid] = round(max(report.worker_rss_mb.get(pid, 0.0), result.peak_rss_mb), 1)
+                report.worker_cpu_s[pid] = round(max(report.worker_cpu_s.get(pid, 0.0), result.cpu_s), 2)
                 bar.update(len(task.rows))
             committer.commit(plan.committable())
             committer.maybe_checkpoint()
