@@ -65,6 +65,38 @@ def run(sample: Path, store: Path, workers: int, chip_px: int, engine: str, batc
             "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
+def codec_check(store: Path, n: int = 32) -> list[dict]:
+    """Write the first ``n`` chips of each modality of ``store`` again with zarr's default zstd
+    and with the store's lz4 + bit shuffle (same chunks and shards): ms per chip, ratio."""
+    import tempfile
+
+    import numpy as np
+    import zarr
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    from eoclip.data.store import ChipStore
+
+    src = ChipStore.open(store)
+    rows = []
+    for name in src.modalities:
+        data = np.asarray(src.arrays(name)["pixels"][:n])
+        for label, codec in (("zstd (zarr default)", ZstdCodec(level=0)),
+                             ("lz4 + bitshuffle", BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"))):
+            best = float("inf")
+            with tempfile.TemporaryDirectory() as tmp:
+                for k in range(2):
+                    arr = zarr.create_array(f"{tmp}/{k}.zarr", shape=data.shape, dtype=data.dtype, fill_value=0,
+                                            chunks=(1, 1, *data.shape[2:]), shards=(256, 1, *data.shape[2:]),
+                                            compressors=codec)
+                    t0 = time.perf_counter()
+                    arr[:] = data
+                    best = min(best, time.perf_counter() - t0)
+                size = sum(f.stat().st_size for f in Path(f"{tmp}/1.zarr").rglob("*") if f.is_file())
+            rows.append({"modality": name, "dtype": str(data.dtype), "codec": label,
+                         "write_ms_per_chip": round(best * 1000 / len(data), 1), "ratio": round(data.nbytes / size, 2)})
+    return rows
+
+
 BASELINE = """
 import json, resource, sys, time
 from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
@@ -133,6 +165,10 @@ def main(argv=None) -> None:
         print(f"memory run, 1 worker, one shard of {args.chips} chips: peak RSS {max(mem['worker_peak_rss_mb']):.0f} MB, "
               f"{mem['chips_per_s']} chips/s, load {mem['load_before']}/{mem['load_after']}")
         rows.append({"memory_run": True, **mem})
+        for c in codec_check(base / "bench.store"):
+            print(f"  codec {c['modality']:>7} {c['dtype']:>6} {c['codec']:>20}: write {c['write_ms_per_chip']:>6} "
+                  f"ms/chip, compression ratio {c['ratio']}")
+            rows.append({"codec_check": True, **c})
     if args.baseline_src:
         old = run_baseline(args.baseline_src, sample, base / "baseline.store", args.chip_px)
         print(f"baseline {args.baseline_src}: {old['chips']} chips (first AOI) in {old['seconds']} s = "
