@@ -183,3 +183,73 @@ def test_fingerprint_follows_the_content_version(tiny_store):
                  channel_names={"gunw": [["20200312_20200217"]]})
     store.close()
     assert ChipStore.open(path).fingerprint() != first  # two more chips: another version
+
+
+def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, factories):
+    """The parallel-ingest path: reserve, write whole shards from another handle, commit in order."""
+    from eoclip.data.shardwriter import PixelWriter
+
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(6, 8, seed=3)
+    store = ChipStore.create(tmp_path / "s", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4)
+    store.reserve(6)
+    writer = PixelWriter(tmp_path / "s")
+    enc = {m: [writer.encode(m, arrays[m][i], names["gunw"][i] if m == "gunw" else None) for i in range(6)]
+           for m in writer.modalities}
+    block = {m: np.stack([e[0] for e in enc[m]]) for m in enc}
+    writer.write(4, {m: b[4:] for m, b in block.items()})  # shard 1 first: order does not matter
+    writer.write(0, {m: b[:4] for m, b in block.items()})
+    with pytest.raises(ValueError, match="span two shards"):
+        writer.write(2, {m: b[:4] for m, b in block.items()})
+    with pytest.raises(StoreError, match="not reserved"):
+        writer.write(8, {m: b[:1] for m, b in block.items()})
+    valid = {m: np.stack([e[1] for e in enc[m]]) for m in enc}
+    slots = {m: np.stack([e[2] for e in enc[m]]) for m in enc}
+    assert len(ChipStore.open(tmp_path / "s")) == 0  # written, not committed
+    with pytest.raises(UnknownChipError):
+        store.position("chip0001")
+    store.commit(make_rows(2), {m: v[:2] for m, v in valid.items()}, {m: v[:2] for m, v in slots.items()})
+    store.commit(make_rows(4, 2), {m: v[2:] for m, v in valid.items()}, {m: v[2:] for m, v in slots.items()})
+    assert store.position("chip0005") == 5 and store.position("chip0001") == 1
+    store.close()
+    again = ChipStore.open(tmp_path / "s")
+    np.testing.assert_allclose(again.read_chip("chip0005")["s1grdm"].data, arrays["s1grdm"][5], atol=0.006)
+    assert again.read_chip("chip0004")["gunw"].names[:1] == names["gunw"][4][:1]
+
+
+def test_uncommitted_reservation_is_trimmed(tmp_path, factories):
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(2, 8)
+    store = ChipStore.create(tmp_path / "s", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4)
+    store.append(make_rows(2), arrays, names)
+    store.reserve(300)  # an ingest that was killed after reserving
+    store.flush()
+    assert store.arrays("s2rgbm")["pixels"].shape[0] == 300
+    resumed = ChipStore.open(tmp_path / "s", mode="a")
+    assert len(resumed) == 2 and resumed.arrays("s2rgbm")["valid"].shape[0] == 2
+    with pytest.raises(StoreError, match="write them first"):
+        resumed.commit(make_rows(2, 2), {}, {})
+
+
+def test_store_written_with_zstd_still_opens(tmp_path, factories):
+    """Stores made before the lz4 default (zarr's zstd) read as before: codecs are metadata."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(3, 8, seed=4)
+    store = ChipStore.create(tmp_path / "s", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4)
+    store.append(make_rows(3), arrays, names)
+    store.close()
+    group = zarr.open_group(str(tmp_path / "s" / "data.zarr"), mode="r+")
+    for m in ("s2rgbm", "s1grdm", "gunw"):
+        old = group[m]["pixels"]
+        data, dims = old[:], old.metadata.dimension_names
+        del group[m]["pixels"]
+        new = group[m].create_array("pixels", shape=data.shape, dtype=data.dtype, fill_value=0,
+                                    chunks=(1, 1, 8, 8), shards=(4, 1, 8, 8), compressors=ZstdCodec(level=0),
+                                    dimension_names=dims)
+        new[:] = data
+    again = ChipStore.open(tmp_path / "s")
+    assert again.arrays("s1grdm")["pixels"].compressors[0].__class__.__name__ == "ZstdCodec"
+    np.testing.assert_allclose(again.read_chip(2)["s1grdm"].data, arrays["s1grdm"][2], atol=0.006)

@@ -1,9 +1,12 @@
-"""Seeded writer of a tiny M3LEO / geetiles dataset (no committed binaries).
+"""Seeded writers of tiny M3LEO / geetiles datasets (no committed binaries).
 
-``write_m3leo(root, seed)`` writes 4 chips of 640 m (64 px at 10 m) in UTM zone 32N as the
-authors' files are laid out, with values constant on each quarter of a chip so that a test
-can predict any pixel away from the quarter edges. Chip ``c0`` is complete and clean; the
-others carry the failures the ingest must report:
+``write_m3leo(root, seed)`` writes the older flat layout; ``write_m3leo_nested(root, seed)``
+the layout geetiles really writes (several AOIs, see its docstring). Chips are 640 m (64 px at
+10 m), with values constant on each quarter of a chip so that a test can predict any pixel
+away from the quarter edges.
+
+``write_m3leo``: 4 chips in UTM zone 32N. Chip ``c0`` is complete and clean; the others carry
+the failures the ingest must report:
 
 - ``c1``: truncated s2rgbm GeoTIFF; no modis file (label_tree NaN)
 - ``c2``: gunw netCDF without the /science/grids/data group
@@ -15,6 +18,8 @@ Run ``python tests/ingest/m3leo_fixtures.py OUT`` to write one for a manual look
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +37,14 @@ ORIGIN = (600_000.0, 5_020_000.0)  # UTM x, y of chip c0's lower-left corner
 PAIRS = ["20200105_20191124", "20200312_20200217", "20200220_20191201", "20200401_20200308"]
 PAIRS_SELECTED = ["20200105_20191124", "20200312_20200217"]  # second date in Q1, span <= 48 d
 YEAR = 2020
-_to_ll = pyproj.Transformer.from_crs(EPSG, 4326, always_xy=True)
+
+
+@functools.cache
+def _ll(epsg: int) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+
+
+_to_ll = _ll(EPSG)
 
 
 @dataclass
@@ -42,22 +54,25 @@ class M3LEOFixture:
     root: Path
     chips: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> UTM lower-left
     values: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (chip, product, band) -> 2x2
+    epsg: dict[str, int] = field(default_factory=dict)  # id -> UTM zone (default EPSG)
+    stems: dict[str, str] = field(default_factory=dict)  # AOI -> GeoJSON stem (nested layout)
 
     def quarter_lonlat(self, chip_id: str, qx: int, qy: int) -> tuple[float, float]:
         """Longitude/latitude of the centre of quarter (qx east, qy north) of a chip."""
         x0, y0 = self.chips[chip_id]
-        return _to_ll.transform(x0 + SIDE * (0.25 + 0.5 * qx), y0 + SIDE * (0.25 + 0.5 * qy))
+        tr = _ll(self.epsg.get(chip_id, EPSG))
+        return tr.transform(x0 + SIDE * (0.25 + 0.5 * qx), y0 + SIDE * (0.25 + 0.5 * qy))
 
 
-def _chip_polygon(x0: float, y0: float) -> list[list[float]]:
+def _chip_polygon(x0: float, y0: float, epsg: int = EPSG) -> list[list[float]]:
     xs, ys = [x0, x0 + SIDE, x0 + SIDE, x0, x0], [y0, y0, y0 + SIDE, y0 + SIDE, y0]
-    lon, lat = _to_ll.transform(xs, ys)
+    lon, lat = _ll(epsg).transform(xs, ys)
     return [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
 
 
-def _lonlat_grid(x0: float, y0: float, step_m: float):
+def _lonlat_grid(x0: float, y0: float, step_m: float, epsg: int = EPSG):
     """A lon/lat raster grid around a chip (2 px margin) with ~step_m pixels."""
-    ring = np.array(_chip_polygon(x0, y0))
+    ring = np.array(_chip_polygon(x0, y0, epsg))
     lat_c = ring[:, 1].mean()
     dlat = step_m / 111_320.0
     dlon = step_m / (111_320.0 * np.cos(np.radians(lat_c)))
@@ -69,9 +84,10 @@ def _lonlat_grid(x0: float, y0: float, step_m: float):
     return lon, lat, from_origin(west, north, dlon, dlat)
 
 
-def _quarters(values: np.ndarray, x0: float, y0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def _quarters(values: np.ndarray, x0: float, y0: float, lon: np.ndarray, lat: np.ndarray,
+              epsg: int = EPSG) -> np.ndarray:
     """Paint (B, 2, 2) quarter values [band, qy, qx] onto a lon/lat grid -> (B, h, w)."""
-    clon, clat = _to_ll.transform(x0 + SIDE / 2, y0 + SIDE / 2)
+    clon, clat = _ll(epsg).transform(x0 + SIDE / 2, y0 + SIDE / 2)
     qx = (lon[None, :] > clon).astype(int)
     qy = (lat[:, None] > clat).astype(int)
     return values[:, qy, qx]
@@ -88,6 +104,7 @@ def _write_tif(path: Path, data: np.ndarray, transform, names=None, crs="EPSG:43
 
 
 def _write_gunw(path: Path, coh: np.ndarray, lon, lat, group: str = "/science/grids/data"):
+    """A geetiles/sartiles GUNW chip file: coherence(datepair, lat, lon) in ``group``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = xr.Dataset(
         {"coherence": (("datepair", "lat", "lon"), coh.astype(np.float32))},
@@ -160,6 +177,96 @@ def write_m3leo(root: str | Path, seed: int = 0) -> M3LEOFixture:
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])
     src = fx.root / "s2rgbm-2020" / "c0.tif"
     (fx.root / "s2rgbm-2020" / "zz_orphan.tif").write_bytes(src.read_bytes())
+    return fx
+
+
+# The nested layout: AOI -> (UTM EPSG, lower-left corner of its chips, number of chips).
+NESTED_AOIS = {"conus": (32611, (400_000.0, 3_950_000.0), 4), "china": (32650, (300_000.0, 4_400_000.0), 3)}
+S2_12 = [f"{m:02d}_{b}" for m in range(1, 13) for b in ("red", "green", "blue")]
+S1_12 = [f"{m:02d}_{p}" for m in range(1, 13) for p in ("vv", "vh")]
+
+
+def _nested_chip(fx: M3LEOFixture, folder: Path, cid: str, aoi: str, rng: np.random.Generator) -> None:
+    x0, y0 = fx.chips[cid]
+    epsg = fx.epsg[cid]
+    lon, lat, transform = _lonlat_grid(x0, y0, 10.0, epsg)
+
+    def paint(values):
+        return _quarters(values, x0, y0, lon, lat, epsg)
+
+    s2 = rng.integers(1, 256, size=(len(S2_12), 2, 2)).astype(np.uint8)
+    if cid == "cn1":
+        s2[:] = 0  # masked everywhere: no valid pixel
+    if cid != "cn2":
+        _write_tif(folder / "s2rgbm-2020" / f"{cid}.tif", paint(s2), transform, S2_12)
+    for k, name in enumerate(S2_12):
+        fx.values[(cid, "s2rgbm", name)] = s2[k].astype(np.float64) * 0.3 / 255.0
+    desc = "s1grdm-2020-desc" if aoi == "conus" else "s1grdm-2020-des"
+    for product in ("s1grdm-2020-asc", desc):
+        s1 = rng.uniform(-25.0, -5.0, size=(len(S1_12), 2, 2)).astype(np.float32)
+        for k, name in enumerate(S1_12):
+            fx.values[(cid, product.replace("-2020", ""), name)] = s1[k].astype(np.float64)
+        data = paint(s1)
+        if product.endswith("asc") and cid == "us1":
+            data = np.round(data).astype(np.int16).view(np.uint16)  # geetiles' uint16 cast: not dB
+        if product.endswith("asc") and cid == "us2":
+            data[2:4] = 35.0  # month 2 VV, VH above the valid range (max 30 dB)
+        if cid != "cn2":
+            _write_tif(folder / product / f"{cid}.tif", data, transform, S1_12)
+    if aoi == "conus":
+        glon, glat, _ = _lonlat_grid(x0, y0, 90.0, epsg)
+        coh = rng.uniform(0.2, 0.95, size=(len(PAIRS), 2, 2))
+        _write_gunw(folder / "gunw" / f"{cid}.nc", _quarters(coh, x0, y0, glon, glat, epsg), glon, glat)
+        for k, name in enumerate(PAIRS):
+            fx.values[(cid, "gunw", name)] = coh[k]
+    wc = np.array([[[40, 10], [40, 80]]], dtype=np.uint8)
+    _write_tif(folder / "esaworldcover-2020" / f"{cid}.tif", paint(wc), transform)
+    tree = np.array([[[5, 5], [5, 5]], [[30, 60], [200, 10]]], dtype=np.uint8)
+    _write_tif(folder / "modis44b006veg" / f"{cid}.tif", paint(tree), transform,
+               ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"])
+    ghs = np.array([[[0, 5000], [10000, 1000]]], dtype=np.uint16)
+    _write_tif(folder / "ghsbuilts-2020" / f"{cid}.tif", paint(ghs), transform)
+
+
+def write_m3leo_nested(root: str | Path, seed: int = 0, split_variants: bool = False) -> M3LEOFixture:
+    """Write the layout geetiles writes, with two AOIs, under ``root``.
+
+    ``<aoi>_partitions_aschips_<hash>.geojson`` (with an extra ``*_proportions`` column), its
+    ``_splits.csv`` and its ``<stem>/`` product folders, 12-month files (S2 36 bands, S1 24
+    bands). conus: chips us0..us3 in UTM 11N, a ``-desc`` S1 folder, gunw. china: cn0..cn2
+    in UTM 50N, a ``-des`` folder, a gunw folder holding nothing readable. Failures:
+
+    - ``us1``: S1 ascending file stored as uint16 (values out of range) -> descending used
+    - ``us2``: S1 ascending month 2 at 35 dB (out of range) -> those channels invalid
+    - ``cn1``: S2 file all 0 (masked): no valid pixel -> s2rgbm absent, chip written
+    - ``cn2``: no S2 nor S1 file -> chip not written
+
+    With ``split_variants`` conus also gets ``<stem>_splits_8bands_45deg.csv``.
+    """
+    fx = M3LEOFixture(Path(root))
+    fx.root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for aoi, (epsg, (ox, oy), n) in NESTED_AOIS.items():
+        ids = [f"{'us' if aoi == 'conus' else 'cn'}{k}" for k in range(n)]
+        for k, cid in enumerate(ids):
+            fx.chips[cid], fx.epsg[cid] = (ox + SIDE * (k % 2), oy + SIDE * (k // 2)), epsg
+        stem = f"{aoi}_partitions_aschips_{hashlib.sha1(''.join(ids).encode()).hexdigest()[:13]}"
+        fx.stems[aoi] = stem
+        features = [{"type": "Feature", "properties": {"identifier": cid, "esaworldcover_proportions": "{}"},
+                     "geometry": {"type": "Polygon", "coordinates": [_chip_polygon(*fx.chips[cid], epsg)]}}
+                    for cid in ids]
+        (fx.root / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        splits = ["identifier,split"] + [f"{cid},{('train', 'val', 'test')[k % 3]}" for k, cid in enumerate(ids)]
+        (fx.root / f"{stem}_splits.csv").write_text("\n".join(splits) + "\n")
+        if split_variants and aoi == "conus":
+            (fx.root / f"{stem}_splits_8bands_45deg.csv").write_text(
+                "\n".join(["identifier,split"] + [f"{cid},test" for cid in ids]) + "\n")
+        for cid in ids:
+            _nested_chip(fx, fx.root / stem, cid, aoi, rng)
+    junk = fx.root / fx.stems["china"] / "gunw"
+    junk.mkdir(parents=True, exist_ok=True)
+    (junk / "README.txt").write_text("download failed\n")
+    (junk / "cn0.tif.msk").write_bytes(b"\0" * 16)
     return fx
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from eoclip.data.store import ChipStore
+from eoclip.ingest.report import IngestError
 from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
 from eoclip.ingest.stac import StacConfig, ingest_stac, load_stac_config, search_items
 
@@ -87,3 +88,96 @@ def test_default_config_is_planetary_computer():
     assert cfg.datetime_range() == "2020-01-01/2020-03-31"
     with pytest.raises(ValueError, match="cannot be imported"):
         StacConfig(modifier="no_such_pkg.sign").modifier_fn()
+
+
+def test_one_search_per_block_of_chips(stac_catalog, tmp_path, monkeypatch):
+    """Both chips fall in one shard: each collection is searched once, not once per chip."""
+    import eoclip.ingest.stac as stac_mod
+
+    calls = []
+    real = stac_mod.search_items
+
+    def counting(config, collection, bbox, datetime):
+        calls.append((collection, bbox))
+        return real(config, collection, bbox, datetime)
+
+    monkeypatch.setattr(stac_mod, "search_items", counting)
+    grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
+    report = ingest_stac(grid, StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False),
+                         StacConfig(catalog=str(stac_catalog)))
+    assert sorted(c for c, _ in calls) == ["esa-worldcover", "sentinel-1-rtc", "sentinel-2-l2a"]
+    west, south, east, north = calls[0][1]
+    for geom in grid.geometry:  # the block's box covers every chip of the block
+        assert west <= geom.bounds[0] and east >= geom.bounds[2] and south <= geom.bounds[1]
+    assert report.chips_written == 1  # chip b has no S1/S2 item: the items were filtered per chip
+    calls.clear()
+    ingest_stac(grid, StoreSpec(str(tmp_path / "t"), chip_px=16, progress=False, shard_chips=1),
+                StacConfig(catalog=str(stac_catalog)))
+    assert len(calls) == 6  # shards of one chip: one search per collection and chip
+
+
+class _FlakyStacApi:
+    """A STAC API on 127.0.0.1 serving the fixture's S2 items; the first search answers 503."""
+
+    def __init__(self, catalog):
+        import pystac
+
+        self.items = [i.to_dict() for i in pystac.read_file(str(catalog)).get_items(recursive=True)
+                      if i.collection_id == "sentinel-2-l2a"]
+        self.searches, self.fail = 0, 1
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                base = f"http://127.0.0.1:{self.server.server_port}"
+                self._send(200, {"type": "Catalog", "id": "flaky", "description": "test", "stac_version": "1.0.0",
+                                 "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                                                "https://api.stacspec.org/v1.0.0/item-search"],
+                                 "links": [{"rel": "self", "href": base + "/"}, {"rel": "root", "href": base + "/"},
+                                           {"rel": "search", "href": base + "/search", "method": "POST",
+                                            "type": "application/geo+json"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.searches += 1
+                if api.fail > 0:
+                    api.fail -= 1
+                    self._send(503, {"code": "busy"})
+                else:
+                    self._send(200, {"type": "FeatureCollection", "features": api.items, "links": []})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+
+def test_api_search_is_retried(stac_catalog):
+    with _FlakyStacApi(stac_catalog) as api:
+        cfg = StacConfig(catalog=api.url, modifier=None, retry_backoff=0.0)
+        items = search_items(cfg, "sentinel-2-l2a", (10.0, 45.0, 11.0, 46.0), "2020-01-01/2020-03-31")
+        assert api.searches == 2 and len(items) == len(api.items)  # a 503, then the answer
+        api.fail, api.searches = 5, 0  # longer than the retries allow
+        with pytest.raises(IngestError, match="search of sentinel-2-l2a .* failed after 1 retries"):
+            search_items(StacConfig(catalog=api.url, modifier=None, retry_backoff=0.0, max_retries=1),
+                         "sentinel-2-l2a", (10.0, 45.0, 11.0, 46.0), "2020-01-01/2020-03-31")
+        assert api.searches == 2

@@ -21,6 +21,8 @@ from eoclip.errors import ConfigError, DataError
 
 __all__ = [
     "Modality",
+    "default_slot_names",
+    "encode_chips",
     "get_modality",
     "list_modalities",
     "load_modality",
@@ -155,21 +157,22 @@ class Modality:
         valid = nan_frac <= max_nan_fraction
         # Fill small holes with the channel's median, computed only for the channels that have
         # holes and will stay valid (a full nanmedian over every channel dominated ingest time).
-        holes = nan.any(axis=(-2, -1)) & valid
+        holes = (nan_frac > 0) & valid
+        lo, hi = self.valid_range
+        x = np.clip(x, lo, hi)  # a new array: the steps below work in place on it
         if holes.any():
-            x = x.copy()
             flat = x.reshape(-1, *x.shape[-2:])
             for k in np.flatnonzero(holes.reshape(-1)):
                 ch = flat[k]
                 ch[~np.isfinite(ch)] = np.median(ch[np.isfinite(ch)])
-            x = flat.reshape(x.shape)
-        lo, hi = self.valid_range
-        x = np.clip(x, lo, hi)
         x[~valid] = 0.0 if lo <= 0.0 <= hi else lo
         if self.dtype in _INT_DTYPES:
             info = np.iinfo(self.dtype)
-            q = np.rint((x - self.offset) / self.scale)
-            stored = np.clip(q, info.min, info.max).astype(self.dtype)
+            if self.offset:
+                np.subtract(x, np.float32(self.offset), out=x)
+            np.divide(x, np.float32(self.scale), out=x)
+            np.rint(x, out=x)
+            stored = np.clip(x, info.min, info.max, out=x).astype(self.dtype)
         else:
             stored = x.astype(self.dtype)
         stored[~valid] = 0
@@ -226,6 +229,56 @@ class Modality:
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def encode_chips(m: Modality, x, names, n: int, chip_px: int, max_nan_fraction: float = MAX_NAN_FRACTION,
+                 where: str = "store"):
+    """Physical chips of one modality to what the store keeps.
+
+    Args:
+        m: The modality.
+        x: float (n, C, H, W) physical values, NaN = missing, C <= m.max_channels (the rest
+            are padded as missing); None = the modality is absent for all n chips.
+        names: for a variable modality, per chip the names of its C channels (may be None
+            when ``x`` is None).
+        n: Number of chips.
+        chip_px: H == W.
+        max_nan_fraction: see ``Modality.encode``.
+        where: Prefix of error messages (which store, which operation).
+
+    Returns:
+        (stored (n, m.max_channels, H, W) in ``m.dtype``, valid bool (n, max_channels),
+        slot names object (n, max_channels): ``''`` for an unused slot).
+    """
+    c, h = m.max_channels, chip_px
+    if x is None:
+        stored = np.zeros((n, c, h, h), dtype=m.dtype)
+        return stored, np.zeros((n, c), bool), default_slot_names(m, n)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4 or x.shape[0] != n or x.shape[2:] != (h, h) or x.shape[1] > c:
+        raise DataError(f"{where}: {m.name} array has shape {x.shape}, expected ({n}, <= {c}, {h}, {h})")
+    if x.shape[1] < c:
+        pad = np.full((n, c - x.shape[1], h, h), np.nan, dtype=np.float32)
+        x = np.concatenate([x, pad], axis=1)
+    stored, valid = m.encode(x, max_nan_fraction)
+    if not m.variable:
+        return stored, valid, default_slot_names(m, n)
+    if names is None or len(names) != n:
+        raise DataError(f"{where}: {m.name} needs channel_names for {n} chips")
+    slot_names = np.full((n, c), "", dtype=object)
+    for i, row in enumerate(names):
+        if len(row) > c:
+            raise DataError(f"{m.name}: chip {i} has {len(row)} channels > max {c}")
+        slot_names[i, : len(row)] = [str(s) for s in row]
+    valid &= slot_names != ""
+    return stored, valid, slot_names
+
+
+def default_slot_names(m: Modality, n: int) -> np.ndarray:
+    """(n, max_channels) slot names: the fixed channel names, or ``''`` for a variable modality."""
+    if m.variable:
+        return np.full((n, m.max_channels), "", dtype=object)
+    return np.tile(np.array(m.channels, dtype=object), (n, 1))
+
+
 def _builtin_dir() -> Path:
     return Path(str(resources.files("eoclip") / "configs" / "modalities"))
 
@@ -249,10 +302,15 @@ def get_modality(name_or_spec: str | Path | Modality | dict) -> Modality:
     s = str(name_or_spec)
     if s.endswith((".yaml", ".yml")):
         return load_modality(s)
-    path = _builtin_dir() / f"{s}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown modality {s!r}; built-in: {', '.join(list_modalities())} "
-            "(or pass the path of a modality YAML file)"
-        )
-    return load_modality(path)
+    if s not in _BUILTIN:  # parsed once per process: ingest asks for every chip
+        path = _builtin_dir() / f"{s}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown modality {s!r}; built-in: {', '.join(list_modalities())} "
+                "(or pass the path of a modality YAML file)"
+            )
+        _BUILTIN[s] = load_modality(path)
+    return _BUILTIN[s]
+
+
+_BUILTIN: dict[str, Modality] = {}

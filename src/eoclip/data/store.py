@@ -33,11 +33,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import zarr
+from zarr.codecs import BloscCodec
 
 from eoclip import fsio
 from eoclip.errors import EoclipError
 
-from .modalities import MAX_NAN_FRACTION, Modality, get_modality
+from .modalities import MAX_NAN_FRACTION, Modality, default_slot_names, encode_chips, get_modality
 
 __all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS",
            "chunk_channels"]
@@ -182,10 +183,9 @@ class ChipStore:
                     f"{self.url}: {name} holds {pix.shape[0]} chips but the index lists {n}; "
                     "the store is corrupt"
                 )
-            if pix.shape[0] > n and self.mode == "a":
-                # An append was interrupted after writing pixels but before the index: drop them.
-                for arr in self.arrays(name).values():
-                    arr.resize((n, *arr.shape[1:]))
+        if self.mode == "a":
+            # An append was interrupted after writing pixels but before the index: drop them.
+            self.trim()
 
     # -- zarr access (re-opened per process so DataLoader workers never share handles) ------
     def _zarr_group(self):
@@ -235,30 +235,90 @@ class ChipStore:
         """
         if self.mode != "a":
             raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
-        new = self._validate_new_rows(index)
-        n_new, start = len(new), len(self._index)
+        n_new, start = len(index), len(self._index)
         channel_names = channel_names or {}
         unknown = set(arrays) - set(self.modalities)
         if unknown:
             raise KeyError(f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}")
+        max_nan = self.meta.get("max_nan_fraction", MAX_NAN_FRACTION)
+        encoded = {
+            name: encode_chips(m, arrays.get(name), channel_names.get(name), n_new, self.chip_px,
+                               max_nan, where=f"append to {self.url}")
+            for name, m in self.modalities.items()
+        }
+        self.reserve(start + n_new)
+        for name, (stored, _, _) in encoded.items():
+            self.arrays(name)["pixels"][start : start + n_new] = stored
+        self.commit(index, {k: v[1] for k, v in encoded.items()}, {k: v[2] for k, v in encoded.items()})
+
+    def reserve(self, n: int) -> None:
+        """Grow every array to at least ``n`` chips, so that pixels can be written at positions
+        the index does not list yet (``eoclip.data.shardwriter.PixelWriter``); they count only once
+        committed."""
+        if self.mode != "a":
+            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
+        for name in self.modalities:
+            for arr in self.arrays(name).values():
+                if arr.shape[0] < n:
+                    arr.resize((n, *arr.shape[1:]))
+
+    def trim(self) -> None:
+        """Drop array rows beyond the index: pixels of an interrupted append, or positions
+        reserved and never committed."""
+        n = len(self._index)
+        for name in self.modalities:
+            for arr in self.arrays(name).values():
+                if arr.shape[0] > n:
+                    arr.resize((n, *arr.shape[1:]))
+
+    def commit(
+        self,
+        index: pd.DataFrame,
+        valid: Mapping[str, np.ndarray],
+        slot_names: Mapping[str, np.ndarray],
+    ) -> None:
+        """Add index rows for chips whose pixels are already written at the next positions.
+
+        The pixels of the ``n`` chips must already be at positions ``len(self)`` to
+        ``len(self) + n - 1`` (``append``, or ``eoclip.data.shardwriter.PixelWriter`` after ``reserve``). This writes
+        their channel validity and names and appends the rows; ``flush`` makes it durable.
+
+        Args:
+            index: n rows, as for ``append``.
+            valid: per modality bool (n, C) from ``encode_chips``; a modality left out is
+                absent for these chips.
+            slot_names: per modality (n, C) slot names from ``encode_chips``.
+        """
+        if self.mode != "a":
+            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
+        new = self._validate_new_rows(index)
+        n_new, start = len(new), len(self._index)
         for name, m in self.modalities.items():
-            enc, valid, names = self._encode(m, arrays.get(name), channel_names.get(name), n_new)
             arrs = self.arrays(name)
-            for arr in arrs.values():
-                arr.resize((start + n_new, *arr.shape[1:]))
-            arrs["pixels"][start:] = enc
-            arrs["valid"][start:] = valid
+            if arrs["pixels"].shape[0] < start + n_new:
+                raise StoreError(f"{self.url}: commit of {n_new} chips at {start} but {name} pixels "
+                                 f"hold only {arrs['pixels'].shape[0]}; write them first")
+            ok = valid.get(name)
+            ok = np.zeros((n_new, m.max_channels), bool) if ok is None else np.asarray(ok, bool)
+            names = slot_names.get(name)
+            if names is None:
+                names = default_slot_names(m, n_new)
+            if ok.shape != (n_new, m.max_channels) or np.shape(names) != ok.shape:
+                raise ValueError(f"commit to {self.url}: {name} validity/names of shape {ok.shape}, "
+                                 f"expected ({n_new}, {m.max_channels})")
+            arrs["valid"][start : start + n_new] = ok
             if m.variable:
-                arrs["names"][start:] = names
+                arrs["names"][start : start + n_new] = names
             new[f"{name}_channels"] = [
-                [str(nm) for nm, ok in zip(row_names, row_ok, strict=True) if ok]
-                for row_names, row_ok in zip(names, valid, strict=True)
+                [str(nm) for nm, v in zip(row_names, row_ok, strict=True) if v]
+                for row_names, row_ok in zip(names, ok, strict=True)
             ]
             if name in self._valid:
-                self._valid[name] = np.concatenate([self._valid[name], valid])
+                self._valid[name] = np.concatenate([self._valid[name], ok])
         self._index = pd.concat([self._index, new], ignore_index=True)
         self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
-        self._positions = None
+        if self._positions is not None:  # extended, not rebuilt: ingest commits every shard
+            self._positions.update((c, start + i) for i, c in enumerate(new["chip_id"]))
         self._pending += 1
         if self._pending >= self.flush_every:
             self.flush()
@@ -274,7 +334,9 @@ class ChipStore:
             new = new.to_crs("EPSG:4326")
         new = new.reset_index(drop=True)
         ids = new["chip_id"].astype(str)
-        dup = ids[ids.duplicated()].tolist() + sorted(set(ids) & set(self.chip_ids))
+        if self._positions is None:
+            self._positions = {c: i for i, c in enumerate(self._index["chip_id"])}
+        dup = ids[ids.duplicated()].tolist() + sorted(set(ids).intersection(self._positions))
         if dup:
             raise ValueError(f"append to {self.url}: duplicate chip ids {dup[:5]}")
         new["chip_id"] = ids
@@ -284,33 +346,6 @@ class ChipStore:
             new[col] = new[col].astype("float64") if col in new else np.nan
         keep = [*_REQUIRED, *LABEL_COLUMNS]
         return new[keep + [c for c in new.columns if c.startswith("label_") and c not in keep]]
-
-    def _encode(self, m: Modality, x, names, n: int):
-        c, h = m.max_channels, self.chip_px
-        if x is None:
-            x = np.full((n, c, h, h), np.nan, dtype=np.float32)
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[0] != n or x.shape[2:] != (h, h) or x.shape[1] > c:
-            raise ValueError(
-                f"append to {self.url}: {m.name} array has shape {x.shape}, expected "
-                f"({n}, <= {c}, {h}, {h})"
-            )
-        if x.shape[1] < c:
-            pad = np.full((n, c - x.shape[1], h, h), np.nan, dtype=np.float32)
-            x = np.concatenate([x, pad], axis=1)
-        stored, valid = m.encode(x, self.meta.get("max_nan_fraction", MAX_NAN_FRACTION))
-        if m.variable:
-            if names is None or len(names) != n:
-                raise ValueError(f"append to {self.url}: {m.name} needs channel_names for {n} chips")
-            slot_names = np.full((n, c), "", dtype=object)
-            for i, row in enumerate(names):
-                if len(row) > c:
-                    raise ValueError(f"{m.name}: chip {i} has {len(row)} channels > max {c}")
-                slot_names[i, : len(row)] = [str(s) for s in row]
-            valid &= slot_names != ""
-        else:
-            slot_names = np.tile(np.array(m.channels, dtype=object), (n, 1))
-        return stored, valid, slot_names
 
     def update_labels(self, labels: pd.DataFrame) -> None:
         """Merge ``label_*`` columns of ``labels`` (keyed by chip_id) into the index."""
@@ -484,9 +519,12 @@ def _create_arrays(group, m: Modality, chip_px: int, shard_chips: int) -> None:
     g = group.create_group(m.name)
     g.attrs.update({"channels": list(m.channels) if m.channels else None, "units": m.units})
     k = chunk_channels(m, chip_px)
+    # lz4 with bit shuffling: 3-4x faster than zarr's default zstd on int16 dB, and smaller
+    # (bench/ingest_throughput.py); stores made with zstd keep it (codecs are in the metadata).
     g.create_array(
         "pixels", shape=(0, c, chip_px, chip_px), dtype=m.dtype, fill_value=0,
         chunks=(1, k, chip_px, chip_px), shards=(shard_chips, k, chip_px, chip_px),
+        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
         dimension_names=("chip", "channel", "y", "x"),
     )
     g.create_array("valid", shape=(0, c), dtype="bool", fill_value=False,

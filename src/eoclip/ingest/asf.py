@@ -19,10 +19,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from eoclip.ingest.gunw import PAIR_MAX_DAYS, pair_from_name, select_pairs
+from eoclip.ingest.gunw import PAIR_MAX_DAYS, GunwLibrary, pair_from_name, select_pairs
+from eoclip.ingest.source import ChipData, ChipSource
 
-__all__ = ["choose_products", "download_products", "earthdata_credentials", "earthdata_session", "ingest_gunw",
-           "search_gunw"]
+__all__ = ["AsfGunwSource", "choose_products", "download_products", "earthdata_credentials",
+           "earthdata_session", "ingest_gunw", "search_gunw"]
 
 EARTHDATA_HOST = "urs.earthdata.nasa.gov"
 
@@ -113,8 +114,28 @@ def download_products(products: Iterable, folder: str | os.PathLike, processes: 
     return sorted(folder.glob("*.nc"))
 
 
+class AsfGunwSource(ChipSource):
+    """Coherence of ARIA GUNW products on disk, per chip (a gunw-only store)."""
+
+    name = "asf"
+    modalities = ("gunw",)
+
+    def __init__(self, library: GunwLibrary):
+        self.library = library
+
+    def open_block(self, rows: list[dict], report) -> None:
+        for path, problem in self.library.unreadable():
+            report.problem("gunw", path, problem)
+
+    def read(self, grid, row: dict, report) -> ChipData:
+        data, pairs = self.library.chip(grid)
+        if not pairs:
+            return ChipData(not_written=f"no GUNW pair of {self.library.folder} covers the chip")
+        return ChipData({"gunw": data}, {"gunw": pairs})
+
+
 def ingest_gunw(grid, out, gunw_dir: str | os.PathLike, start: dt.date, end: dt.date,
-                max_days: int = PAIR_MAX_DAYS):
+                max_days: int = PAIR_MAX_DAYS, executor=None):
     """Write a gunw-only ChipStore for ``grid`` from ARIA products in ``gunw_dir``.
 
     Args:
@@ -123,17 +144,8 @@ def ingest_gunw(grid, out, gunw_dir: str | os.PathLike, start: dt.date, end: dt.
         gunw_dir: Folder of GUNW ``.nc`` products.
         start, end: Window of the pairs' second date.
         max_days: Longest pair span.
+        executor: ``eoclip.ingest.executors.ExecutorSpec`` (default: this process).
     """
-    from eoclip.ingest.report import IngestReport
-    from eoclip.ingest.runner import GunwLibrary, run_chips
+    from eoclip.ingest.runner import run_ingest
 
-    report = IngestReport(source="asf")
-    library = GunwLibrary(Path(gunw_dir), start, end, report, max_days)
-
-    def read(cg, rep):
-        data, pairs = library.chip(cg)
-        if not pairs:
-            return {}, {}, {}
-        return {"gunw": data}, {"gunw": pairs}, {}
-
-    return run_chips(grid, out, ("gunw",), read, report)
+    return run_ingest(grid, out, AsfGunwSource(GunwLibrary(gunw_dir, start, end, max_days)), executor)

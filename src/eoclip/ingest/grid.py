@@ -131,7 +131,9 @@ def reproject_to_chip(
 
     Continuous data use bilinear resampling when upsampling and ``average`` when the chip grid
     is coarser than the source (so a 64 px chip averages the 10 m pixels it covers);
-    categorical data (class codes) use nearest neighbour.
+    categorical data (class codes) use nearest neighbour. No-data pixels do not contribute: an
+    output pixel is the weighted mean of the valid source pixels under the kernel, NaN where
+    there is none.
 
     Args:
         data: float array of shape (B, h, w), NaN = no data.
@@ -147,21 +149,55 @@ def reproject_to_chip(
     if data.ndim == 2:
         data = data[None]
     if categorical:
-        method = Resampling.nearest
-    elif _source_pixel_m(src_crs, src_transform, grid) < grid.pixel_size_m / 1.5:
+        out = np.full((data.shape[0], grid.chip_px, grid.chip_px), np.nan, dtype=np.float32)
+        rasterio.warp.reproject(source=data, destination=out, src_transform=src_transform, src_crs=src_crs,
+                                src_nodata=np.nan, dst_transform=grid.transform, dst_crs=grid.crs,
+                                dst_nodata=np.nan, resampling=Resampling.nearest)
+        return out
+    if _source_pixel_m(src_crs, src_transform, grid) < grid.pixel_size_m / 1.5:
         method = Resampling.average
     else:
         method = Resampling.bilinear
+    # GDAL's warp kernels are ~5x slower with a no-data mask; warp the zero-filled values and
+    # the validity weights without one and divide (the same weighted mean of valid pixels).
+    # Bands sharing a validity mask (the bands of one month, usually all) share one weight warp.
+    valid = np.isfinite(data)
     out = np.full((data.shape[0], grid.chip_px, grid.chip_px), np.nan, dtype=np.float32)
-    rasterio.warp.reproject(
-        source=data,
-        destination=out,
-        src_transform=src_transform,
-        src_crs=src_crs,
-        src_nodata=np.nan,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        dst_nodata=np.nan,
-        resampling=method,
-    )
+    for bands in _mask_groups(valid):
+        mask = valid[bands[0]]
+        if not mask.any():
+            continue  # an empty band stays NaN
+        block = data if len(bands) == data.shape[0] else data[bands]
+        if mask.all():
+            out[bands] = _warp(block, src_crs, src_transform, grid, method)
+            continue
+        values = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        weights = _warp(mask[None].astype(np.float32), src_crs, src_transform, grid, method)[0]
+        warped = _warp(values, src_crs, src_transform, grid, method)
+        some = weights > 1e-3  # a valid source pixel under the kernel
+        np.divide(warped, weights, out=warped, where=some)
+        warped[:, ~some] = np.nan
+        out[bands] = warped
+    return out
+
+
+def _mask_groups(valid: np.ndarray) -> list[list[int]]:
+    """Band indices grouped by identical validity masks, in order of first appearance."""
+    groups: list[list[int]] = []
+    for b in range(valid.shape[0]):
+        for g in groups:
+            if np.array_equal(valid[g[0]], valid[b]):
+                g.append(b)
+                break
+        else:
+            groups.append([b])
+    return groups
+
+
+def _warp(data: np.ndarray, src_crs: CRS, src_transform: Affine, grid: ChipGrid, method) -> np.ndarray:
+    """(B, h, w) float32 without no-data -> (B, chip_px, chip_px); 0 where the source is absent."""
+    out = np.zeros((data.shape[0], grid.chip_px, grid.chip_px), dtype=np.float32)
+    rasterio.warp.reproject(source=data, destination=out, src_transform=src_transform, src_crs=src_crs,
+                            dst_transform=grid.transform, dst_crs=grid.crs, src_nodata=None,
+                            dst_nodata=None, init_dest_nodata=False, resampling=method)
     return out

@@ -25,6 +25,7 @@ from eoclip.ingest.report import IngestFileError
 
 __all__ = [
     "GUNW_GROUP",
+    "GunwLibrary",
     "PAIR_MAX_DAYS",
     "merge_pairs_on_chip",
     "pair_from_name",
@@ -104,22 +105,53 @@ def _axis(values: np.ndarray, path: str, name: str) -> tuple[float, float]:
     return float(values[0]), float(steps[0])
 
 
-def _crs_of(ds, var, lat: str, path: str) -> CRS:
+def _crs_of(group, var, lat: str, path: str) -> CRS:
     if lat in ("lat", "latitude"):
         return CRS.from_epsg(4326)
     mapping_name = var.attrs.get("grid_mapping")
-    if mapping_name and mapping_name in ds:
-        attrs = ds[mapping_name].attrs
+    if mapping_name and mapping_name in group.variables:
+        attrs = group.variables[mapping_name].attrs
         for key in ("crs_wkt", "spatial_ref"):
             if key in attrs:
-                return CRS.from_wkt(attrs[key])
+                return CRS.from_wkt(_text(attrs[key]))
     raise IngestFileError(path, "coherence has x/y coordinates but no grid_mapping CRS")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _coordinate(group, name: str, path: str) -> np.ndarray:
+    """A coordinate variable of ``group`` or of a parent group (netCDF scoping)."""
+    g = group
+    while g is not None:
+        if name in g.variables:
+            return np.asarray(g.variables[name][...])
+        g = g.parent if g.name != "/" else None
+    raise IngestFileError(path, f"no coordinate variable {name!r}")
+
+
+def _decoded(var) -> np.ndarray:
+    """CF decoding of a numeric variable: fill and missing values to NaN, scale and offset."""
+    raw = np.asarray(var[...])
+    data = raw.astype(np.float32)
+    for key in ("_FillValue", "missing_value"):
+        fill = var.attrs.get(key)
+        if fill is not None and np.all(np.isfinite(fill)):
+            data[np.isin(raw, np.atleast_1d(fill))] = np.nan
+    scale, offset = var.attrs.get("scale_factor"), var.attrs.get("add_offset")
+    if scale is not None:
+        data *= np.float32(scale)
+    if offset is not None:
+        data += np.float32(offset)
+    return data
 
 
 def read_gunw(path: str | os.PathLike, variable: str = "coherence") -> tuple[RasterChip, list[str]]:
     """Read coherence layers of a GUNW netCDF (chip file or whole ARIA product).
 
-    Coherence 0 is ARIA's fill outside the swath and becomes NaN.
+    Read with h5netcdf (about 4x faster than through xarray for these small files).
+    Coherence 0 is ARIA's fill outside the swath and becomes NaN, as do values above 1.
 
     Returns:
         (RasterChip with data (P, h, w) float32 0..1, pair names).
@@ -129,42 +161,46 @@ def read_gunw(path: str | os.PathLike, variable: str = "coherence") -> tuple[Ras
             coherence variable, unrecognised dimensions, or a 2-D layer whose pair cannot be
             told from the file name.
     """
-    import xarray as xr
+    import h5netcdf
 
     path = str(path)
     if not Path(path).is_file():
         raise IngestFileError(path, "missing file")
     try:
-        ds = xr.open_dataset(path, group=GUNW_GROUP, engine="h5netcdf")
-    except (OSError, ValueError, KeyError) as err:
-        problem = f"no group {GUNW_GROUP} (not a GUNW coherence file?)" if "group" in str(err).lower() \
-            or isinstance(err, KeyError) else f"unreadable netCDF (truncated or corrupt?): {err}"
-        raise IngestFileError(path, problem) from err
-    with ds:
-        if variable not in ds:
-            raise IngestFileError(path, f"no variable {variable!r} in {GUNW_GROUP}; has {list(ds.data_vars)}")
-        var = ds[variable]
-        lat = next((d for d in var.dims if d in _LAT_NAMES), None)
-        lon = next((d for d in var.dims if d in _LON_NAMES), None)
-        others = [d for d in var.dims if d not in (lat, lon)]
+        f = h5netcdf.File(path, "r")
+    except (OSError, ValueError) as err:
+        raise IngestFileError(path, f"unreadable netCDF (truncated or corrupt?): {err}") from err
+    with f:
+        try:
+            group = f[GUNW_GROUP]
+        except KeyError as err:
+            raise IngestFileError(path, f"no group {GUNW_GROUP} (not a GUNW coherence file?)") from err
+        if variable not in group.variables:
+            raise IngestFileError(path, f"no variable {variable!r} in {GUNW_GROUP}; has {list(group.variables)}")
+        var = group.variables[variable]
+        dims = tuple(var.dimensions)
+        lat = next((d for d in dims if d in _LAT_NAMES), None)
+        lon = next((d for d in dims if d in _LON_NAMES), None)
+        others = [d for d in dims if d not in (lat, lon)]
         if lat is None or lon is None or len(others) > 1:
-            raise IngestFileError(path, f"unrecognised coherence dimensions {var.dims}")
+            raise IngestFileError(path, f"unrecognised coherence dimensions {dims}")
+        data = _decoded(var)
+        order = [dims.index(d) for d in (*others, lat, lon)]
+        data = np.transpose(data, order) if others else np.transpose(data, order)[None]
         if others:
-            var = var.transpose(others[0], lat, lon)
-            coord = var[others[0]].values
-            pairs = [v.decode() if isinstance(v, bytes) else str(v) for v in coord]
+            pairs = [_text(v) for v in _coordinate(group, others[0], path)]
         else:
-            var = var.transpose(lat, lon).expand_dims("pair")
-            pairs = [var.attrs.get("datepair") or pair_from_name(path)]
+            pairs = [_text(var.attrs["datepair"]) if "datepair" in var.attrs else pair_from_name(path)]
             if pairs[0] is None:
                 raise IngestFileError(path, "2-D coherence and no YYYYMMDD_YYYYMMDD pair in the file name")
-        data = np.asarray(var.values, dtype=np.float32)
-        y0, dy = _axis(var[lat].values, path, lat)
-        x0, dx = _axis(var[lon].values, path, lon)
-        crs = _crs_of(ds, ds[variable], lat, path)
+        y0, dy = _axis(_coordinate(group, lat, path), path, lat)
+        x0, dx = _axis(_coordinate(group, lon, path), path, lon)
+        crs = _crs_of(group, var, lat, path)
     if dy > 0:  # south-up storage: flip so the transform has a negative y step
         data, y0, dy = data[:, ::-1, :], y0 + dy * (data.shape[1] - 1), -dy
-    data = np.where((data > 0) & np.isfinite(data), data, np.nan).astype(np.float32)
+    # 0 is ARIA's fill; values above 1 are not coherence (a wrongly scaled or typed file)
+    with np.errstate(invalid="ignore"):
+        data = np.where((data > 0) & (data <= 1), data, np.float32(np.nan)).astype(np.float32)
     transform = Affine(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2)
     return RasterChip(path, np.ascontiguousarray(data), pairs, crs, transform), pairs
 
@@ -181,16 +217,75 @@ def merge_pairs_on_chip(
     """
     layers: dict[str, np.ndarray] = {}
     for raster in rasters:
-        for i, name in enumerate(raster.names):
-            if name not in wanted:
-                continue
-            try:
-                layer = raster.to_chip(grid, raster.data[i : i + 1])[0]
-            except IngestFileError:
-                continue  # a frame that misses this chip
+        idx = [i for i, name in enumerate(raster.names) if name in wanted]
+        if not idx:
+            continue
+        try:
+            warped = raster.to_chip(grid, raster.data[idx])  # one warp for all pairs of the file
+        except IngestFileError:
+            continue  # a frame that misses this chip
+        for k, i in enumerate(idx):
+            name, layer = raster.names[i], warped[k]
             prev = layers.get(name)
             layers[name] = layer if prev is None else np.where(np.isnan(prev), layer, prev)
     names = [n for n in wanted if n in layers and np.isfinite(layers[n]).any()]
     if not names:
         return np.empty((0, grid.chip_px, grid.chip_px), np.float32), []
     return np.stack([layers[n] for n in names]), names
+
+
+class GunwLibrary:
+    """ARIA GUNW products on disk (e.g. downloaded by ``ingest asf``), read once per process.
+
+    Pickled to worker processes as its settings only; each process reads the products on
+    first use. Products whose footprint misses a chip are not resampled for it.
+
+    Args:
+        folder: Folder searched recursively for ``*.nc``.
+        start, end: Second-date window of the pairs.
+        max_days: Longest pair span.
+    """
+
+    _loaded: dict[tuple, tuple[list[RasterChip], list[str], list[tuple[str, str]]]] = {}
+
+    def __init__(self, folder: str | os.PathLike, start: dt.date, end: dt.date, max_days: int = PAIR_MAX_DAYS):
+        self.folder, self.start, self.end, self.max_days = str(folder), start, end, max_days
+
+    def _load(self):
+        key = (self.folder, self.start, self.end, self.max_days)
+        if key not in self._loaded:
+            rasters, bad = [], []
+            for path in sorted(Path(self.folder).rglob("*.nc")):
+                try:
+                    rasters.append(read_gunw(path)[0])
+                except IngestFileError as err:
+                    bad.append((str(path), err.problem))
+            names = [n for r in rasters for n in r.names]
+            self._loaded[key] = (rasters, select_pairs(names, self.start, self.end, self.max_days), bad)
+        return self._loaded[key]
+
+    def unreadable(self) -> list[tuple[str, str]]:
+        """(path, problem) of every product that could not be read."""
+        return self._load()[2]
+
+    def chip(self, grid: ChipGrid) -> tuple[np.ndarray, list[str]]:
+        """Coherence of the selected pairs on a chip grid (P, H, W) and their names."""
+        from eoclip.data.modalities import get_modality
+
+        rasters, pairs, _ = self._load()
+        lon0, lat0, lon1, lat1 = grid.geometry.bounds
+        near = [r for r in rasters if not r.crs.is_geographic or _bounds_overlap(r, (lon0, lat0, lon1, lat1))]
+        data, names = merge_pairs_on_chip(near, grid, pairs)
+        max_pairs = get_modality("gunw").max_channels
+        if len(names) > max_pairs:
+            keep = set(select_pairs(names, dt.date.min, dt.date.max, 10**6, max_pairs))
+            idx = [i for i, n in enumerate(names) if n in keep]
+            data, names = data[idx], [names[i] for i in idx]
+        return data, names
+
+
+def _bounds_overlap(raster: RasterChip, bounds: tuple[float, float, float, float]) -> bool:
+    h, w = raster.data.shape[1:]
+    (x0, y0), (x1, y1) = raster.transform @ (0, 0), raster.transform @ (w, h)
+    return not (max(x0, x1) < bounds[0] or min(x0, x1) > bounds[2] or max(y0, y1) < bounds[1]
+                or min(y0, y1) > bounds[3])

@@ -1,170 +1,119 @@
-"""Ingest the paper authors' M3LEO / geetiles chip files into a ChipStore.
+"""Ingest the paper authors' M3LEO / geetiles download into a ChipStore.
 
-Layout of a dataset folder (one AOI)::
+The download, as geetiles writes it (``eoclip.ingest.layout``; several AOIs per root)::
 
     root/
-      <name>.geojson               chips: `identifier` + EPSG:4326 polygon (one per chip)
-      <name>_splits.csv            `identifier,split` (train / val / test)
-      s2rgbm-2020/<identifier>.tif       uint8, bands 01_red 01_green 01_blue 02_red ... (0..0.3 -> 0..255)
-      s1grdm-2020-asc/<identifier>.tif   dB, bands 01_vv 01_vh 02_vv ...   (also -des)
-      gunw/<identifier>.nc               group /science/grids/data, coherence(datepair, lat, lon)
-      esaworldcover-2020/<identifier>.tif   class codes (40 cropland, 80 permanent water)
-      modis44b006veg/<identifier>.tif       band Percent_Tree_Cover_2020 (200 = water)
-      ghsbuilts-2020/<identifier>.tif       built-up m2 per 100 m cell
+      <aoi>_partitions_aschips_<hash>.geojson      identifier + EPSG:4326 polygon per chip
+      <aoi>_partitions_aschips_<hash>_splits*.csv  identifier,split
+      <aoi>_partitions_aschips_<hash>/
+        s2rgbm-2020/<id>.tif           uint8, 36 bands 01_red 01_green 01_blue ... 12_blue (0..0.3 -> 0..255)
+        s1grdm-2020-asc/<id>.tif       dB, 24 bands 01_vv 01_vh ... 12_vh (any dtype: range-checked)
+        s1grdm-2020-desc/<id>.tif      (or -des) used when the ascending file is missing or unusable
+        gunw/<id>.nc                   group /science/grids/data, coherence(datepair, lat, lon)
+        esaworldcover-2020/<id>.tif    class codes (40 cropland, 80 permanent water)
+        modis44b006veg/<id>.tif        band Percent_Tree_Cover_2020 (200 = water)
+        ghsbuilts-2020/<id>.tif        built-up m2 per 100 m cell
 
-A missing or unreadable file makes that modality absent (or that label NaN) for that chip and
-is listed, with its reason, in ``<store>.ingest.json``; a missing chips GeoJSON or splits CSV
-is an error. Sentinel-1 uses the ascending orbit by default and falls back to descending for
-a chip whose ascending file is missing or unreadable (counted in the summary's notes).
+A missing, unreadable, all-no-data or out-of-range file makes that modality absent (or that
+label NaN) for that chip and is listed with its reason in ``<store>.ingest.json``; a product
+folder missing for a whole AOI is listed once as a problem of that AOI, and one of the store's
+modalities missing in every AOI stops the run before anything is read.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from eoclip.data.modalities import get_modality
+from eoclip.data.modalities import MAX_NAN_FRACTION, get_modality
 from eoclip.ingest import readers
-from eoclip.ingest.grid import ChipGrid, chip_grid
+from eoclip.ingest.executors import ExecutorSpec
+from eoclip.ingest.grid import ChipGrid
 from eoclip.ingest.gunw import PAIR_MAX_DAYS, merge_pairs_on_chip, read_gunw, select_pairs
-from eoclip.ingest.report import IngestFileError, IngestReport
-from eoclip.ingest.writer import StoreWriter, open_store, summary_path
+from eoclip.ingest.layout import Dataset, find_datasets, read_chips, read_splits
+from eoclip.ingest.report import IngestError, IngestFileError, IngestReport
+from eoclip.ingest.runner import StoreSpec, run_ingest
+from eoclip.ingest.source import ChipData, ChipSource
 
-__all__ = ["M3LEOConfig", "ingest_m3leo", "read_chips", "read_splits"]
+__all__ = ["LABEL_PRODUCTS", "M3LEOConfig", "M3LEOSource", "ingest_m3leo", "load_m3leo_grid"]
 
-DEFAULT_FOLDERS = {
-    "s2rgbm": "s2rgbm-{year}",
-    "s1grdm-asc": "s1grdm-{year}-asc",
-    "s1grdm-des": "s1grdm-{year}-des",
-    "gunw": "gunw",
-    "esaworldcover": "esaworldcover-{year}",
-    "modis": "modis44b006veg",
-    "ghsbuilts": "ghsbuilts-{year}",
-}
+# Store modality -> the product folders it is read from.
+MODALITY_PRODUCTS = {"s2rgbm": ("s2rgbm",), "s1grdm": ("s1grdm-asc", "s1grdm-des"), "gunw": ("gunw",)}
+# Label product -> the index columns it fills.
+LABEL_PRODUCTS = {"esaworldcover": ("label_crop", "label_water"), "modis": ("label_tree",),
+                  "ghsbuilts": ("label_built",)}
 
 
 @dataclass
 class M3LEOConfig:
-    """Settings of ``eoclip ingest m3leo``.
+    """What to read from an M3LEO / geetiles download (where to write: ``StoreSpec``).
 
     Attributes:
-        root: Dataset folder (see the module docstring for its layout).
-        store: Output ChipStore path or URL.
-        chips: Chips GeoJSON; default the only ``*.geojson`` in ``root``.
-        splits: Splits CSV; default the only ``*split*.csv`` in ``root``.
-        aoi: AOI name for the index; default the GeoJSON's ``aoi`` column, else root's name.
-        chip_px: Pixels per chip side in the store (448 = native 10 m for 4480 m chips).
+        root: The download folder (see the module docstring).
+        chips: One chips GeoJSON instead of every ``*.geojson`` of ``root``.
+        splits: Splits CSV: a path, or a part of its name choosing among each AOI's
+            ``<stem>_splits*.csv``; default the only one.
+        split_column: Column of the splits CSV; default ``split``, else the only ``*split*``.
+        aoi: AOI name for every chip; default the GeoJSON's ``aoi`` column, else the stem's
+            first part (``conus`` of ``conus_partitions_...``), else the root's name.
         year: Year in the product folder names and of the GUNW window.
         months: Calendar months to take for s2rgbm/s1grdm (stored as slots 01, 02, 03).
-        s1_direction: ``asc`` or ``des``; the other is used when the chosen one is missing.
+        s1_direction: ``asc`` or ``des`` (``desc`` accepted); the other orbit is used when
+            the chosen one is missing or unusable.
         s1_fallback: Allow that fallback.
         gunw_max_days: Longest GUNW pair span (paper: 48 days).
         ghs_divisor: Divides GHS-BUILT-S values into a fraction (10000 m2 per 100 m cell).
-        folders: Product folder names, ``{year}`` substituted.
-        modalities: Modalities of the store.
-        batch_size: Chips per store append.
-        resume: Reopen an existing store and skip the chips it holds.
-        overwrite: Replace an existing store.
-        limit: Ingest at most this many chips (for a trial run).
-        progress: Show a progress bar.
+        folders: Product key -> folder names to try ({year} substituted), replacing the
+            defaults of ``eoclip.ingest.layout.PRODUCT_FOLDERS``.
+        modalities: Modalities of the store; each must have its folder in at least one AOI.
+        labels: Label products to read (``esaworldcover``, ``modis``, ``ghsbuilts``).
     """
 
     root: Path
-    store: str
     chips: Path | None = None
-    splits: Path | None = None
+    splits: str | Path | None = None
+    split_column: str | None = None
     aoi: str | None = None
-    chip_px: int = 448
     year: int = 2020
     months: tuple[int, ...] = (1, 2, 3)
     s1_direction: str = "asc"
     s1_fallback: bool = True
     gunw_max_days: int = PAIR_MAX_DAYS
     ghs_divisor: float = 10_000.0
-    folders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FOLDERS))
+    folders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     modalities: tuple[str, ...] = ("s2rgbm", "s1grdm", "gunw")
-    batch_size: int = 64
-    resume: bool = False
-    overwrite: bool = False
-    limit: int | None = None
-    progress: bool = True
+    labels: tuple[str, ...] = tuple(LABEL_PRODUCTS)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        self.s1_direction = {"desc": "des"}.get(self.s1_direction, self.s1_direction)
         if self.s1_direction not in ("asc", "des"):
-            raise ValueError(f"s1_direction must be 'asc' or 'des', not {self.s1_direction!r}")
+            raise ValueError(f"s1_direction must be 'asc' or 'des' ('desc'), not {self.s1_direction!r}")
+        self.months = tuple(int(m) for m in self.months)
         if not self.months or any(not 1 <= m <= 12 for m in self.months):
             raise ValueError(f"months must be calendar months 1..12, got {self.months}")
-        for name in ("s2rgbm", "s1grdm"):
-            if name in self.modalities:
-                n = len(get_modality(name).channels) // 3
-                if len(self.months) != n:
-                    raise ValueError(f"{name} stores {n} months; got months={self.months}")
-
-    def folder(self, key: str) -> Path:
-        return self.root / self.folders[key].format(year=self.year)
+        for name in self.modalities:
+            if name not in MODALITY_PRODUCTS:
+                raise ValueError(f"M3LEO has no modality {name!r}; it has {list(MODALITY_PRODUCTS)}")
+            if name in ("s2rgbm", "s1grdm") and len(self.months) != len(get_modality(name).channels) // 3:
+                raise ValueError(f"{name} stores {len(get_modality(name).channels) // 3} months; got "
+                                 f"months={self.months}")
+        unknown = set(self.labels) - set(LABEL_PRODUCTS)
+        if unknown:
+            raise ValueError(f"unknown label products {sorted(unknown)}; known: {list(LABEL_PRODUCTS)}")
+        self.folders = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.folders.items()}
 
     def gunw_window(self) -> tuple[dt.date, dt.date]:
         """Second-date window of GUNW pairs: the first day of the first month to the last day of the last."""
         first, last = min(self.months), max(self.months)
         return dt.date(self.year, first, 1), dt.date(self.year, last, calendar.monthrange(self.year, last)[1])
-
-
-def _only(root: Path, pattern: str, what: str) -> Path:
-    found = sorted(root.glob(pattern))
-    if len(found) != 1:
-        raise FileNotFoundError(
-            f"{root}: expected exactly one {what} ({pattern}), found {[p.name for p in found]}; "
-            f"pass it explicitly"
-        )
-    return found[0]
-
-
-def read_chips(path: Path) -> gpd.GeoDataFrame:
-    """Read the chips GeoJSON: ``identifier`` (or ``chip_id``) and EPSG:4326 polygons.
-
-    Raises:
-        IngestFileError: Missing/unreadable file, no identifier column, duplicate identifiers.
-    """
-    if not Path(path).is_file():
-        raise IngestFileError(path, "chips GeoJSON not found")
-    try:
-        chips = gpd.read_file(path)
-    except Exception as err:  # pyogrio raises several unrelated types
-        raise IngestFileError(path, f"unreadable chips GeoJSON: {err}") from err
-    key = "identifier" if "identifier" in chips else "chip_id" if "chip_id" in chips else None
-    if key is None:
-        raise IngestFileError(path, f"no 'identifier' column; columns are {list(chips.columns)}")
-    chips = chips.rename(columns={key: "chip_id"})
-    chips["chip_id"] = chips["chip_id"].astype(str)
-    dup = chips["chip_id"][chips["chip_id"].duplicated()].tolist()
-    if dup:
-        raise IngestFileError(path, f"duplicate identifiers {dup[:5]}")
-    if chips.crs is None:
-        chips = chips.set_crs("EPSG:4326")
-    elif not chips.crs.equals("EPSG:4326"):
-        chips = chips.to_crs("EPSG:4326")
-    return chips
-
-
-def read_splits(path: Path) -> pd.Series:
-    """Read ``identifier,split`` into a Series indexed by identifier."""
-    if not Path(path).is_file():
-        raise IngestFileError(path, "splits CSV not found")
-    try:
-        df = pd.read_csv(path, dtype=str)
-    except Exception as err:
-        raise IngestFileError(path, f"unreadable splits CSV: {err}") from err
-    if not {"identifier", "split"} <= set(df.columns):
-        raise IngestFileError(path, f"needs columns identifier,split; has {list(df.columns)}")
-    return df.drop_duplicates("identifier").set_index("identifier")["split"]
 
 
 def _file(folder: Path, chip_id: str, exts=(".tif", ".tiff", ".nc")) -> Path:
@@ -175,138 +124,235 @@ def _file(folder: Path, chip_id: str, exts=(".tif", ".tiff", ".nc")) -> Path:
     return folder / f"{chip_id}{exts[0]}"
 
 
-def _orphans(cfg: M3LEOConfig, known: set[str], report: IngestReport) -> None:
-    """List product files whose identifier is not in the grid, and missing product folders."""
-    for key in cfg.folders:
-        folder = cfg.folder(key)
-        if not folder.is_dir():
-            report.skip(None, folder.name, folder, "product folder missing: modality absent for every chip")
-            continue
-        for entry in folder.iterdir():
-            if entry.suffix in (".tif", ".tiff", ".nc") and entry.stem not in known:
-                report.skip(entry.stem, folder.name, entry, "chip id absent from the grid (chips GeoJSON)")
+def _usable(x: np.ndarray) -> bool:
+    """Whether any channel would be stored as valid (few enough missing pixels)."""
+    return bool((np.isnan(x).mean(axis=(1, 2)) <= MAX_NAN_FRACTION).any())
 
 
-def _read_s1(cfg: M3LEOConfig, cid: str, grid: ChipGrid, report: IngestReport):
-    order = [cfg.s1_direction] + ([{"asc": "des", "des": "asc"}[cfg.s1_direction]] if cfg.s1_fallback else [])
-    for k, direction in enumerate(order):
-        folder = cfg.folder(f"s1grdm-{direction}")
-        path = _file(folder, cid)
-        try:
-            arr, missing = readers.read_s1_chip(path, grid, cfg.months)
-        except IngestFileError as err:
-            report.skip(cid, folder.name, path, err.problem)
-            continue
-        if k:
-            report.notes[f"s1grdm: {direction} used ({order[0]} missing)"] += 1
-        if missing:
-            report.skip(cid, folder.name, path, f"missing bands: {','.join(missing)}")
-        return arr
-    return None
+class M3LEOSource(ChipSource):
+    """Reads one chip's files of an M3LEO download (see the module docstring).
 
+    Args:
+        cfg: What to read.
+        datasets: The AOIs (``find_datasets``); a row's ``dataset`` is an index into it.
+    """
 
-def _read_chip(cfg: M3LEOConfig, cid: str, grid: ChipGrid, report: IngestReport):
-    """All modalities and labels of one chip -> (arrays, names, labels)."""
-    arrays, names, labels = {}, {}, {}
-    if "s2rgbm" in cfg.modalities:
-        folder = cfg.folder("s2rgbm")
-        path = _file(folder, cid)
-        try:
-            arrays["s2rgbm"], missing = readers.read_s2_chip(path, grid, cfg.months)
-            if missing:
-                report.skip(cid, folder.name, path, f"missing bands: {','.join(missing)}")
-        except IngestFileError as err:
-            report.skip(cid, folder.name, path, err.problem)
-    if "s1grdm" in cfg.modalities:
-        s1 = _read_s1(cfg, cid, grid, report)
-        if s1 is not None:
-            arrays["s1grdm"] = s1
-    if "gunw" in cfg.modalities:
-        folder = cfg.folder("gunw")
+    name = "m3leo"
+    row_keys = ("dataset", "has_files")
+
+    def __init__(self, cfg: M3LEOConfig, datasets: list[Dataset]):
+        self.cfg, self.datasets = cfg, datasets
+        self.modalities = tuple(cfg.modalities)
+
+    def read(self, grid: ChipGrid, row: dict, report: IngestReport) -> ChipData:
+        ds = self.datasets[int(row["dataset"])]
+        cid, out = grid.chip_id, ChipData()
+        if not row.get("has_files", True):
+            out.not_written = f"no file of any modality in {ds.folder}"
+            return out
+        folder = ds.products.get("s2rgbm")
+        if "s2rgbm" in self.modalities and folder is not None:
+            path = _file(folder, cid)
+            try:
+                out.arrays["s2rgbm"] = self._checked(readers.read_s2_chip(path, grid, self.cfg.months),
+                                                     "s2rgbm", cid, folder, path, report)
+            except IngestFileError as err:
+                report.skip(cid, folder.name, path, err.problem)
+        if "s1grdm" in self.modalities:
+            s1 = self._read_s1(ds, cid, grid, report)
+            if s1 is not None:
+                out.arrays["s1grdm"] = s1
+        if "gunw" in self.modalities and ds.products.get("gunw") is not None:
+            self._read_gunw(ds.products["gunw"], cid, grid, report, out)
+        self._read_labels(ds, cid, grid, report, out.labels)
+        return out
+
+    @staticmethod
+    def _checked(band: readers.BandRead, modality: str, cid: str, folder: Path, path: Path,
+                 report: IngestReport) -> np.ndarray:
+        """Record missing and out-of-range bands; raise if no channel would be valid."""
+        if band.missing:
+            report.skip(cid, folder.name, path, f"missing bands: {','.join(band.missing)}")
+        if band.out_of_range:
+            lo, hi = get_modality(modality).valid_range
+            report.skip(cid, folder.name, path, f"out of range: values outside [{lo:g}, {hi:g}] in "
+                                                f"{band.out_of_range} bands set invalid (stored as {band.dtype})")
+        if not _usable(band.data):
+            raise IngestFileError(path, f"unusable: no band with at least {1 - MAX_NAN_FRACTION:.0%} valid "
+                                        "pixels on the chip (no data, masked or out of range)")
+        return band.data
+
+    def _read_s1(self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport) -> np.ndarray | None:
+        first = self.cfg.s1_direction
+        order = [first] + ([{"asc": "des", "des": "asc"}[first]] if self.cfg.s1_fallback else [])
+        for k, direction in enumerate(order):
+            folder = ds.products.get(f"s1grdm-{direction}")
+            if folder is None:
+                continue
+            path = _file(folder, cid)
+            try:
+                data = self._checked(readers.read_s1_chip(path, grid, self.cfg.months), "s1grdm", cid, folder,
+                                     path, report)
+            except IngestFileError as err:
+                report.skip(cid, folder.name, path, err.problem)
+                continue
+            if k:
+                report.note(cid, f"s1grdm: {direction} used ({first} missing or unusable)")
+            return data
+        return None
+
+    def _read_gunw(self, folder: Path, cid: str, grid: ChipGrid, report: IngestReport, out: ChipData) -> None:
         path = _file(folder, cid, (".nc", ".nc4", ".h5"))
         try:
             raster, pairs = read_gunw(path)
             raster.check_overlap(grid)
-            wanted = select_pairs(pairs, *cfg.gunw_window(), cfg.gunw_max_days, get_modality("gunw").max_channels)
+            wanted = select_pairs(pairs, *self.cfg.gunw_window(), self.cfg.gunw_max_days,
+                                  get_modality("gunw").max_channels)
             data, kept = merge_pairs_on_chip([raster], grid, wanted)
-            if kept:
-                arrays["gunw"], names["gunw"] = data, kept
-            else:
-                report.skip(cid, folder.name, path, f"no date pair in the window among {pairs}")
         except IngestFileError as err:
             report.skip(cid, folder.name, path, err.problem)
-    _read_labels(cfg, cid, grid, report, labels)
-    return arrays, names, labels
+            return
+        if not kept:
+            reason = f"no date pair in the window among {pairs}" if not wanted else \
+                "no valid pixel in the selected date pairs (all fill or out of range)"
+            report.skip(cid, folder.name, path, reason)
+            return
+        out.arrays["gunw"], out.names["gunw"] = data, kept
 
-
-def _read_labels(cfg: M3LEOConfig, cid: str, grid: ChipGrid, report: IngestReport, labels: dict) -> None:
-    jobs = [
-        ("esaworldcover", ("label_crop", "label_water"),
-         lambda p: readers.esa_worldcover_fractions(p, grid, (40, 80))),
-        ("modis", ("label_tree",), lambda p: [readers.modis_tree_cover(p, grid, f"Percent_Tree_Cover_{cfg.year}")]),
-        ("ghsbuilts", ("label_built",), lambda p: [readers.ghs_built_fraction(p, grid, cfg.ghs_divisor)]),
-    ]
-    for key, columns, read in jobs:
-        folder = cfg.folder(key)
-        path = _file(folder, cid)
-        try:
-            values = read(path)
-        except IngestFileError as err:
-            report.skip(cid, folder.name, path, err.problem)
+    def _read_labels(self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport, labels: dict) -> None:
+        cfg = self.cfg
+        readers_of = {
+            "esaworldcover": lambda p: readers.esa_worldcover_fractions(p, grid, (40, 80)),
+            "modis": lambda p: [readers.modis_tree_cover(p, grid, f"Percent_Tree_Cover_{cfg.year}")],
+            "ghsbuilts": lambda p: [readers.ghs_built_fraction(p, grid, cfg.ghs_divisor)],
+        }
+        for key in cfg.labels:
+            columns, folder = LABEL_PRODUCTS[key], ds.products.get(key)
             values = [np.nan] * len(columns)
-        labels.update(zip(columns, values, strict=True))
+            if folder is not None:
+                path = _file(folder, cid)
+                try:
+                    values = readers_of[key](path)
+                except IngestFileError as err:
+                    report.skip(cid, folder.name, path, err.problem)
+            labels.update(zip(columns, values, strict=True))
 
 
-def ingest_m3leo(cfg: M3LEOConfig) -> IngestReport:
-    """Read an M3LEO dataset folder into a ChipStore; see the module docstring.
+def _wanted_products(cfg: M3LEOConfig) -> list[str]:
+    return [p for m in cfg.modalities for p in MODALITY_PRODUCTS[m]] + list(cfg.labels)
 
-    Returns:
-        The run's report, also written to ``<store>.ingest.json``.
 
-    Raises:
-        IngestFileError: The chips GeoJSON or splits CSV is missing or unreadable.
-        FileNotFoundError: They cannot be found in ``root`` and were not given.
-    """
-    if not cfg.root.is_dir():
-        raise FileNotFoundError(f"M3LEO dataset folder {cfg.root} does not exist")
-    chips = read_chips(cfg.chips or _only(cfg.root, "*.geojson", "chips GeoJSON"))
-    splits_path = cfg.splits or _only(cfg.root, "*split*.csv", "splits CSV")
-    splits = read_splits(splits_path)
-    report = IngestReport(source="m3leo", chips_total=len(chips))
+def _dataset_grid(cfg: M3LEOConfig, k: int, ds: Dataset, report: IngestReport) -> gpd.GeoDataFrame:
+    """The chips of one AOI with their split; records chips without a split and ghost ids."""
+    chips = read_chips(ds.chips_path)
+    if ds.splits_path is not None:
+        splits = read_splits(ds.splits_path, cfg.split_column)
+        source = ds.splits_path
+    elif "split" in chips:
+        splits, source = chips.set_index("chip_id")["split"].dropna().astype(str), ds.chips_path
+    else:
+        raise IngestFileError(ds.chips_path, f"no splits CSV ({ds.stem}_splits*.csv) beside it and no "
+                                             "'split' column in it")
     known = set(chips["chip_id"])
     for cid in sorted(set(splits.index) - known):
-        report.skip(cid, "splits", splits_path, "chip id absent from the grid (chips GeoJSON)")
-    _orphans(cfg, known, report)
+        report.skip(cid, "splits", source, "chip id absent from the grid (chips GeoJSON)")
     no_split = ~chips["chip_id"].isin(splits.index)
     for cid in chips.loc[no_split, "chip_id"]:
-        report.skip(cid, "splits", splits_path, "chip has no split in the splits CSV: not written")
-    chips = chips[~no_split]
-    aoi_default = cfg.aoi or cfg.root.name
-    first = chip_grid(chips["chip_id"].iloc[0], chips.geometry.iloc[0], cfg.chip_px) if len(chips) else None
-    pixel = round(first.pixel_size_m, 3) if first else 10.0
-    store = open_store(cfg.store, cfg.modalities, cfg.chip_px, pixel, cfg.resume, cfg.overwrite)
-    writer = StoreWriter(store, report, cfg.batch_size)
-    todo = chips[~chips["chip_id"].isin(writer.done)]
-    report.chips_already_present = len(chips) - len(todo)
-    if cfg.limit is not None:
-        todo = todo.iloc[: cfg.limit]
-    for row in tqdm(todo.itertuples(index=False), total=len(todo), desc="ingest m3leo", disable=not cfg.progress):
-        cid = row.chip_id
-        try:
-            utm = getattr(row, "utm_epsg", None)
-            utm = int(utm) if utm is not None and pd.notna(utm) else None
-            grid = chip_grid(cid, row.geometry, cfg.chip_px, utm)
-        except ValueError as err:
-            report.skip(cid, "chips", cfg.chips, str(err))
+        report.skip(cid, "splits", source, "chip has no split in the splits CSV: not written")
+    chips = chips[~no_split].copy()
+    chips["split"] = chips["chip_id"].map(splits).astype(str)
+    if cfg.aoi or "aoi" not in chips:
+        chips["aoi"] = ds.aoi
+    chips["dataset"] = k
+    cols = ["chip_id", "aoi", "split", "dataset", "geometry"] + (["utm_epsg"] if "utm_epsg" in chips else [])
+    return chips[cols]
+
+
+def _scan_products(cfg: M3LEOConfig, ds: Dataset, ids: set[str], report: IngestReport) -> set[str]:
+    """List each product folder once: orphan files, folders without any chip's file.
+
+    Returns the ids of the chips with a file in at least one modality folder.
+    """
+    with_modality: set[str] = set()
+    modality_products = {p for m in cfg.modalities for p in MODALITY_PRODUCTS[m]}
+    for key in _wanted_products(cfg):
+        folder = ds.products.get(key)
+        if folder is None:
+            if key != "s1grdm-des" or ds.products.get("s1grdm-asc") is None:
+                report.problem(key, ds.folder, f"no product folder in AOI {ds.aoi} ({ds.stem}): absent for "
+                                               "all its chips")
             continue
-        arrays, names, labels = _read_chip(cfg, cid, grid, report)
-        if not arrays:
-            report.skip(cid, "chip", None, "no modality readable: chip not written")
-            continue
-        aoi = getattr(row, "aoi", None) or aoi_default
-        writer.add({"chip_id": cid, "geometry": row.geometry, "aoi": str(aoi),
-                    "split": str(splits[cid]), **labels}, arrays, names)
-    writer.flush()
-    store.close()
-    report.write_json(summary_path(cfg.store))
-    return report
+        matched, other = 0, 0
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                stem, ext = os.path.splitext(entry.name)
+                if ext not in (".tif", ".tiff", ".nc", ".nc4", ".h5"):
+                    other += 1
+                elif stem in ids:
+                    matched += 1
+                    if key in modality_products:
+                        with_modality.add(stem)
+                else:
+                    report.skip(stem, folder.name, entry.path, "chip id absent from the grid (chips GeoJSON)")
+        if not matched:
+            report.problem(key, folder, f"holds no readable file of a chip of AOI {ds.aoi} ({other} other "
+                                        "entries): absent for all its chips")
+            ds.products[key] = None
+    return with_modality
+
+
+def load_m3leo_grid(cfg: M3LEOConfig, report: IngestReport) -> tuple[gpd.GeoDataFrame, list[Dataset]]:
+    """Every chip of every AOI (with ``dataset``, ``has_files``), after checking the products
+    asked for. ``has_files`` is False for a chip without a file in any modality folder (not
+    read, reported as not written).
+
+    Raises:
+        IngestError: A modality or label product asked for has no folder in any AOI.
+    """
+    datasets = find_datasets(cfg.root, cfg.chips, cfg.splits, cfg.aoi, cfg.year, cfg.folders)
+    grids = []
+    for k, ds in enumerate(datasets):
+        chips = _dataset_grid(cfg, k, ds, report)
+        with_modality = _scan_products(cfg, ds, set(chips["chip_id"]), report)
+        chips["has_files"] = chips["chip_id"].isin(with_modality)
+        grids.append(chips)
+    for name in (*cfg.modalities, *cfg.labels):
+        products = MODALITY_PRODUCTS.get(name, (name,))
+        if not any(ds.products.get(p) for ds in datasets for p in products):
+            looked = sorted({name.format(year=cfg.year) for key in products for name in _folder_names(cfg, key)})
+            raise IngestError(f"{name}: no product folder ({', '.join(looked)}) with chip files in any AOI "
+                              f"under {cfg.root}; leave {name} out of the "
+                              f"{'modalities' if name in MODALITY_PRODUCTS else 'labels'} to ingest without it")
+    grid = pd.concat(grids, ignore_index=True) if grids else gpd.GeoDataFrame()
+    dup = grid["chip_id"][grid["chip_id"].duplicated()].unique().tolist() if len(grid) else []
+    if dup:
+        raise IngestError(f"chip ids {dup[:3]} appear in several AOIs of {cfg.root}; ingest the AOIs into "
+                          "separate stores")
+    return gpd.GeoDataFrame(grid, geometry="geometry", crs="EPSG:4326"), datasets
+
+
+def _folder_names(cfg: M3LEOConfig, key: str) -> tuple[str, ...]:
+    from eoclip.ingest.layout import PRODUCT_FOLDERS
+
+    return cfg.folders.get(key) or PRODUCT_FOLDERS[key]
+
+
+def ingest_m3leo(cfg: M3LEOConfig, out: StoreSpec, executor: ExecutorSpec | None = None) -> IngestReport:
+    """Read an M3LEO download into a ChipStore; see the module docstring.
+
+    Args:
+        cfg: What to read.
+        out: Where and how to write.
+        executor: Where chips are read (default: this process).
+
+    Returns:
+        The report, also written to ``<store>.ingest.json``.
+
+    Raises:
+        IngestError: The download cannot be used (no GeoJSON, ambiguous splits, a modality
+            missing everywhere); NothingIngestedError when no chip could be written.
+        IngestFileError: The chips GeoJSON or splits CSV is missing or unreadable.
+    """
+    report = IngestReport("m3leo")
+    grid, datasets = load_m3leo_grid(cfg, report)
+    return run_ingest(grid, out, M3LEOSource(cfg, datasets), executor, report)

@@ -2,13 +2,17 @@
 
 Each reader takes one file and one ``ChipGrid`` and returns float32 arrays in the physical
 units of the eoclip modalities (reflectance, dB, fractions), NaN where there is no data, or
-raises ``IngestFileError`` naming the file and the problem. Nothing here writes a store.
+raises ``IngestFileError`` naming the file and the problem. Only the bands asked for are read
+(a 12-month file holds 36 or 24 bands; the paper uses 3 months). Values outside a modality's
+``valid_range`` are not data (geetiles may store dB as uint16): they become NaN and are
+counted. Nothing here writes a store.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +25,16 @@ from rasterio.crs import CRS
 from shapely.geometry import box, mapping
 
 from eoclip.data.labels import MODIS_WATER, class_fraction, continuous_mean
+from eoclip.data.modalities import get_modality
 from eoclip.ingest.grid import ChipGrid, project_geometry, reproject_to_chip
 from eoclip.ingest.report import IngestFileError
+from eoclip.ingest.source import mask_out_of_range
 
 __all__ = [
+    "S1_LAYOUT",
+    "S2_LAYOUT",
     "S2_REFLECTANCE_MAX",
+    "BandRead",
     "RasterChip",
     "esa_worldcover_fractions",
     "ghs_built_fraction",
@@ -38,6 +47,9 @@ __all__ = [
 # geetiles stores Sentinel-2 reflectance 0..0.3 linearly as uint8 0..255 (docs/design.md).
 S2_REFLECTANCE_MAX = 0.3
 S2_BANDS = ("red", "green", "blue")
+# Band order of geetiles' 12-month files, assumed only for a file without band descriptions.
+S2_LAYOUT = tuple(f"{m:02d}_{b}" for m in range(1, 13) for b in S2_BANDS)
+S1_LAYOUT = tuple(f"{m:02d}_{p}" for m in range(1, 13) for p in ("vv", "vh"))
 
 
 class RasterChip:
@@ -49,15 +61,20 @@ class RasterChip:
         names: Band descriptions (``"01_red"``...), ``""`` where the file has none.
         crs: File CRS.
         transform: File affine transform.
+        dtype: The file's storage dtype (for messages).
     """
 
-    def __init__(self, path: str, data: np.ndarray, names: list[str], crs: CRS, transform: Affine):
+    def __init__(self, path: str, data: np.ndarray, names: list[str], crs: CRS, transform: Affine,
+                 dtype: str = "float32"):
         self.path, self.data, self.names, self.crs, self.transform = path, data, names, crs, transform
+        self.dtype = dtype
 
     def bands(self, wanted: Sequence[str]) -> np.ndarray:
         """Bands by description, shape (len(wanted), h, w); NaN for a band the file lacks."""
-        out = np.full((len(wanted), *self.data.shape[1:]), np.nan, dtype=np.float32)
         lookup = {n: i for i, n in enumerate(self.names)}
+        if list(wanted) == self.names:
+            return self.data
+        out = np.full((len(wanted), *self.data.shape[1:]), np.nan, dtype=np.float32)
         for k, name in enumerate(wanted):
             if name in lookup:
                 out[k] = self.data[lookup[name]]
@@ -105,12 +122,21 @@ class RasterChip:
         return mask
 
 
-def read_geotiff(path: str | os.PathLike, zero_is_nodata: bool = False) -> RasterChip:
-    """Read every band of a GeoTIFF as float32 with NaN at nodata.
+def read_geotiff(
+    path: str | os.PathLike,
+    zero_is_nodata: bool = False,
+    bands: Sequence[str] | None = None,
+    layout: Sequence[str] | None = None,
+) -> RasterChip:
+    """Read bands of a GeoTIFF as float32 with NaN at nodata.
 
     Args:
         path: The file.
         zero_is_nodata: Also treat 0 as no data (geetiles writes masked pixels as 0).
+        bands: Band descriptions to read (the others are not read); None reads every band.
+            A wanted band the file lacks is left out (see ``RasterChip.missing``).
+        layout: Band names to assume for a file without band descriptions that has exactly
+            ``len(layout)`` bands (geetiles' 12-month order).
 
     Raises:
         IngestFileError: Missing, truncated or corrupt file, or a file without a CRS.
@@ -122,19 +148,60 @@ def read_geotiff(path: str | os.PathLike, zero_is_nodata: bool = False) -> Raste
         with rasterio.open(path) as src:
             if src.crs is None:
                 raise IngestFileError(path, "has no CRS (georeferencing missing)")
-            data = src.read(masked=True).astype(np.float32).filled(np.nan)
             names = [d or "" for d in src.descriptions]
-            crs, transform = src.crs, src.transform
+            if layout is not None and not any(names) and src.count == len(layout):
+                names = list(layout)
+            idx = list(range(len(names))) if bands is None else [names.index(b) for b in bands if b in names]
+            # GDAL converts to float32 while reading (integers of these files are exact in it)
+            data = src.read([i + 1 for i in idx], out_dtype="float32") if idx else \
+                np.empty((0, src.height, src.width), np.float32)
+            nodata = [src.nodatavals[i] for i in idx]
+            crs, transform, dtype = src.crs, src.transform, src.dtypes[0]
     except IngestFileError:
         raise
     except (rasterio.errors.RasterioError, OSError, ValueError) as err:
         raise IngestFileError(path, f"unreadable GeoTIFF (truncated or corrupt?): {err}") from err
+    for k, nd in enumerate(nodata):
+        if nd is not None and np.isfinite(nd):
+            data[k][data[k] == np.float32(nd)] = np.nan
     if zero_is_nodata:
         data[data == 0] = np.nan
-    return RasterChip(path, data, names, crs, transform)
+    return RasterChip(path, data, [names[i] for i in idx], crs, transform, dtype)
 
 
-def read_s2_chip(path, grid: ChipGrid, months: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+@dataclass
+class BandRead:
+    """Bands of one product on the chip grid.
+
+    Attributes:
+        data: float32 (B, chip_px, chip_px) physical values, NaN = no data.
+        missing: Wanted band names the file lacks.
+        out_of_range: How many bands held values outside the modality's valid range.
+        dtype: The file's storage dtype.
+    """
+
+    data: np.ndarray
+    missing: list[str]
+    out_of_range: int = 0
+    dtype: str = ""
+
+
+def _no_data(raster: RasterChip, wanted: Sequence[str], what: str) -> None:
+    if raster.missing(wanted) == list(wanted):
+        raise IngestFileError(raster.path, f"none of the bands {wanted[0]}..{wanted[-1]}; the file has "
+                                           f"{raster.names[:6]}{'...' if len(raster.names) > 6 else ''}")
+    if not np.isfinite(raster.data).any():
+        raise IngestFileError(raster.path, f"no valid pixel: {what}")
+
+
+def _range_error(raster: RasterChip, name: str) -> IngestFileError:
+    m = get_modality(name)
+    lo, hi = m.valid_range
+    return IngestFileError(raster.path, f"unusable: every value outside the valid range [{lo:g}, {hi:g}] "
+                                        f"{m.units} (stored as {raster.dtype}; not {m.units}?)")
+
+
+def read_s2_chip(path, grid: ChipGrid, months: Sequence[int]) -> BandRead:
     """Monthly RGB reflectance of a geetiles ``s2rgbm`` file on the chip grid.
 
     Args:
@@ -143,32 +210,38 @@ def read_s2_chip(path, grid: ChipGrid, months: Sequence[int]) -> tuple[np.ndarra
         months: Calendar months to take (1..12), e.g. (1, 2, 3).
 
     Returns:
-        (array (3 * len(months), chip_px, chip_px) reflectance 0..0.3 with NaN holes,
-        list of band names the file lacked).
+        BandRead with (3 * len(months), chip_px, chip_px) reflectance 0..0.3, NaN holes.
     """
-    raster = read_geotiff(path, zero_is_nodata=True)
     wanted = [f"{m:02d}_{b}" for m in months for b in S2_BANDS]
-    bands = raster.bands(wanted) * np.float32(S2_REFLECTANCE_MAX / 255.0)
-    return raster.to_chip(grid, bands), raster.missing(wanted)
+    raster = read_geotiff(path, zero_is_nodata=True, bands=wanted, layout=S2_LAYOUT)
+    _no_data(raster, wanted, "every wanted band is 0 (masked)")
+    raster.data *= np.float32(S2_REFLECTANCE_MAX / 255.0)
+    raster.data, bad = mask_out_of_range(raster.data, get_modality("s2rgbm").valid_range)
+    if not np.isfinite(raster.data).any():
+        raise _range_error(raster, "s2rgbm")
+    return BandRead(raster.to_chip(grid, raster.bands(wanted)), raster.missing(wanted), bad, raster.dtype)
 
 
-def read_s1_chip(path, grid: ChipGrid, months: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+def read_s1_chip(path, grid: ChipGrid, months: Sequence[int]) -> BandRead:
     """Monthly VV, VH and VV-VH (dB) of a geetiles ``s1grdm`` file on the chip grid.
 
-    The log-ratio is derived per month as VV(dB) - VH(dB), after resampling.
+    0 is geetiles' mask value (outside the chip polygon), not 0 dB. The log-ratio is derived
+    per month as VV(dB) - VH(dB), after resampling.
 
     Returns:
-        (array (3 * len(months), chip_px, chip_px) in dB, ordered vv, vh, vvvh per month,
-        list of band names the file lacked).
+        BandRead with (3 * len(months), chip_px, chip_px) dB, ordered vv, vh, vvvh per month.
     """
-    raster = read_geotiff(path)
     wanted = [f"{m:02d}_{p}" for m in months for p in ("vv", "vh")]
+    raster = read_geotiff(path, zero_is_nodata=True, bands=wanted, layout=S1_LAYOUT)
+    _no_data(raster, wanted, "every wanted band is 0 or no data")
+    raster.data, bad = mask_out_of_range(raster.data, get_modality("s1grdm").valid_range)
+    if not np.isfinite(raster.data).any():
+        raise _range_error(raster, "s1grdm")
     pol = raster.to_chip(grid, raster.bands(wanted))
-    out = []
-    for k in range(len(months)):
-        vv, vh = pol[2 * k], pol[2 * k + 1]
-        out += [vv, vh, vv - vh]
-    return np.stack(out), raster.missing(wanted)
+    out = np.empty((3 * len(months), *pol.shape[1:]), dtype=np.float32)
+    out[0::3], out[1::3] = pol[0::2], pol[1::2]
+    np.subtract(pol[0::2], pol[1::2], out=out[2::3])
+    return BandRead(out, raster.missing(wanted), bad, raster.dtype)
 
 
 def esa_worldcover_fractions(path, grid: ChipGrid, classes: Sequence[int]) -> list[float]:
@@ -176,7 +249,7 @@ def esa_worldcover_fractions(path, grid: ChipGrid, classes: Sequence[int]) -> li
 
     Class 0 and the file's nodata are not valid; counted over pixels inside the chip polygon.
     """
-    raster = read_geotiff(path, zero_is_nodata=True)
+    raster = read_geotiff(path, zero_is_nodata=True, bands=None)
     values = raster.data[0][raster.inside_chip(grid)]
     values = values[np.isfinite(values)]
     return [class_fraction(values, c) for c in classes]
