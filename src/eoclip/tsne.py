@@ -114,6 +114,28 @@ def run_tsne(
     """
     cfg = config or TsneConfig()
     readers = open_sources(tables)
+    work, nonfinite = _plan_maps(readers, cfg)
+    frames = []
+    total = sum(len(w[2]) for w in work)
+    with tqdm(total=total, desc="t-SNE", disable=not cfg.progress) as bar:
+        for source, aoi, mods, sub, present in work:
+            for m in mods:
+                bar.update(1)
+                part = _map(readers[source], source, aoi, m, sub, present[m], cfg)
+                if part is not None:
+                    frames.append(part)
+    if not frames:
+        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["nonfinite"] = nonfinite  # "source/aoi/modality" -> vectors left out for NaN/inf
+    if out_path is not None:
+        save_tsne(df, out_path)
+    return df
+
+
+def _plan_maps(readers: dict, cfg: TsneConfig) -> tuple[list, dict]:
+    """Per (source, aoi): modalities, the chosen chips and which of them have a finite vector;
+    and the count of NaN/inf vectors per "source/aoi/modality"."""
     work, nonfinite = [], {}
     for source, reader in readers.items():
         mods = reader.modalities
@@ -137,36 +159,27 @@ def run_tsne(
             chosen = _choose_chips(sub, valid, cfg, aoi)
             present = {m: scan.valid[m][chosen.index.to_numpy()] for m in mods}
             work.append((source, aoi, mods, chosen, present))
-    frames = []
-    total = sum(len(w[2]) for w in work)
-    with tqdm(total=total, desc="t-SNE", disable=not cfg.progress) as bar:
-        for source, aoi, mods, sub, present in work:
-            labels = [c for c in sub.columns if str(c).startswith("label_")]
-            reader = readers[source]
-            for m in mods:
-                bar.update(1)
-                ok = present[m]
-                if ok.sum() < 4:
-                    log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, ok.sum())
-                    continue
-                X = np.empty((int(ok.sum()), reader.dim(m)), dtype=np.float32)
-                # only the mapped chips; t-SNE takes no NaN, so a vector holding one is left out
-                reader.read_vectors(m, sub.index.to_numpy()[ok], X, nonfinite="drop")
-                xy = _embed(X, cfg, derive_seed(cfg.seed, source, aoi, m))
-                part = pd.DataFrame(sub.loc[ok, ["chip_id", "split", *labels]])
-                part.insert(0, "modality", m)
-                part.insert(0, "aoi", aoi)
-                part.insert(0, "source", source)
-                part.insert(4, "x", xy[:, 0])
-                part.insert(5, "y", xy[:, 1])
-                frames.append(part.reset_index(drop=True))
-    if not frames:
-        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
-    df = pd.concat(frames, ignore_index=True)
-    df.attrs["nonfinite"] = nonfinite  # "source/aoi/modality" -> vectors left out for NaN/inf
-    if out_path is not None:
-        save_tsne(df, out_path)
-    return df
+    return work, nonfinite
+
+
+def _map(reader: TableReader, source: str, aoi: str, m: str, sub: pd.DataFrame,
+         ok: np.ndarray, cfg: TsneConfig) -> pd.DataFrame | None:
+    """The t-SNE map of modality `m` for the chips `sub[ok]` (None when under 4 of them)."""
+    if ok.sum() < 4:
+        log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, ok.sum())
+        return None
+    X = np.empty((int(ok.sum()), reader.dim(m)), dtype=np.float32)
+    # only the mapped chips; t-SNE takes no NaN, so a vector holding one is left out
+    reader.read_vectors(m, sub.index.to_numpy()[ok], X, nonfinite="drop")
+    xy = _embed(X, cfg, derive_seed(cfg.seed, source, aoi, m))
+    labels = [c for c in sub.columns if str(c).startswith("label_")]
+    part = pd.DataFrame(sub.loc[ok, ["chip_id", "split", *labels]])
+    part.insert(0, "modality", m)
+    part.insert(0, "aoi", aoi)
+    part.insert(0, "source", source)
+    part.insert(4, "x", xy[:, 0])
+    part.insert(5, "y", xy[:, 1])
+    return part.reset_index(drop=True)
 
 
 def _atomic_write(path: str | Path, write) -> str:

@@ -32,6 +32,11 @@ def test_make_executor_kinds():
 
 def test_shared_matrix_is_mapped_copy_on_write(tmp_path):
     X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    stale = tmp_path / "eoclip-fewshot-999999999-abc"  # left by a killed run (no such pid)
+    stale.mkdir()
+    (stale / "matrix-00001.npy").write_bytes(b"x")
+    alive = tmp_path / f"eoclip-fewshot-{os.getppid()}-abc"  # a live process's: kept
+    alive.mkdir()
     with LocalProcesses(1, tmp_dir=str(tmp_path)) as ex:
         handle = ex.share(X)
         assert isinstance(handle, SharedMatrix) and os.path.exists(handle.path)
@@ -42,7 +47,8 @@ def test_shared_matrix_is_mapped_copy_on_write(tmp_path):
         assert np.load(handle.path)[0, 0] == 0
         ex.release(handle)
         assert not os.path.exists(handle.path)
-    assert not any(tmp_path.iterdir())  # temporary folder removed
+        assert not stale.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [alive.name]  # ours removed at the end
 
 
 def test_fits_score_views_of_the_matrix(monkeypatch):

@@ -116,7 +116,8 @@ class LocalProcesses(FitExecutor):
     def share(self, X: np.ndarray) -> SharedMatrix:
         root = self._tmp_dir or _tmp_root(X.nbytes)
         if root not in self._dirs:
-            self._dirs[root] = tempfile.mkdtemp(prefix="eoclip-fewshot-", dir=root)
+            _remove_stale(root)
+            self._dirs[root] = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root)
         self._count += 1
         path = os.path.join(self._dirs[root], f"matrix-{self._count:05d}.npy")
         np.save(path, X, allow_pickle=False)
@@ -173,6 +174,24 @@ class DaskCluster(FitExecutor):
     def close(self) -> None:
         if self._own:
             self.client.close()
+
+
+_PREFIX = "eoclip-fewshot-"
+
+
+def _remove_stale(root: str) -> None:
+    """Delete shared-matrix folders left by runs that were killed (their process is gone)."""
+    for name in os.listdir(root):
+        pid = name[len(_PREFIX):].split("-")[0] if name.startswith(_PREFIX) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # no such process: the folder is an orphan
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            log.info("removed %s, left by a killed few-shot run", os.path.join(root, name))
+        except PermissionError:  # another user's live process
+            pass
 
 
 def _tmp_root(nbytes: int) -> str:

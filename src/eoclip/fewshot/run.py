@@ -24,7 +24,8 @@ so two tables of the same chips are scored on the same samples (a paired compari
 
 Memory: tables are read piecewise (`eoclip.embeddings.reader`): one AOI's matrix for one
 feature set at a time, shared once with the workers (`eoclip.fewshot.executor`), released when
-its fits are done. At most two matrices are in flight, so workers never wait for the next read.
+its fits are done. The next matrix is read while the workers still have fits to run (at most
+two in flight, one more per 16 workers).
 
 Resuming: with `out_dir`, results are rewritten (temporary name, then rename) after each group
 of (source, aoi, task, features). On a rerun, groups (source, aoi, task, features, train_size)
@@ -292,9 +293,11 @@ class _Runner:
             write_results(_sorted(self.results), self.out_dir)
 
     def run(self, matrices: list[_Matrix]) -> pd.DataFrame:
-        """Run everything; at most two matrices in flight (one with a single worker)."""
+        """Run everything, starting a matrix when the workers are about to run out of fits."""
         queue = list(reversed(matrices))
-        max_open = 1 if self.ex.n_workers == 1 else 2
+        # one matrix in this process; with workers two, and one more per 16 workers, so a
+        # cluster is not left idle while a matrix's last long fits finish
+        max_open = 1 if self.ex.n_workers == 1 else max(2, self.ex.n_workers // 16)
         while True:
             # start the next matrix when the workers are about to run out of work
             while queue and self.open_matrices < max_open and (
