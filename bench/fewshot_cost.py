@@ -9,8 +9,8 @@
    feature width, the paper's forest at train sizes 5 ... 20000 and every other grid entry at
    1000 ... 20000, each scored on `--eval-rows` chips; the predict time per row is timed apart.
 2. Dispatch (end to end, `run_fewshot` with 2 workers against 1 process, on small forests):
-   the extra core-seconds of handing one fit to a worker, at two matrix sizes; as the slope
-   over the number of repeats, so reading the table is not counted.
+   the extra CPU seconds (this process + its workers) of handing one fit to a worker, at two
+   matrix sizes; as the slope over the number of repeats, so reading the table is not counted.
 3. The model: fit time log-log interpolated between the timed sizes, extrapolated above the
    largest with the slope of the last two (printed, with a check that predicts the largest
    size from the smaller ones); + predict time x rows scored; + dispatch cost per fit.
@@ -97,12 +97,27 @@ def time_fits(width: int, sizes: dict, eval_rows: int, seed: int = 0) -> dict:
     return out
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its live children (the local workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:  # a worker that just exited
+            pass
+    return total
+
+
 def dispatch_cost(chips: list[int], repeats: tuple[int, int], width: int, workdir: str) -> dict:
-    """Core-seconds per fit of handing fits to 2 local workers, beyond the fit itself.
+    """CPU seconds per fit of handing fits to 2 local workers, beyond the fit itself.
 
     The fits are small forests on the whole train split (~0.5 s each): long enough that
     joblib hands them over one at a time, as it does the real fits (it batches fits that
-    take milliseconds, which would hide a per-dispatch cost).
+    take milliseconds, which would hide a per-dispatch cost). CPU time of this process and
+    its workers, not wall time, so other load on the machine does not count.
     """
     small = ({"n_estimators": 10, "max_depth": 2},)
     out = {}
@@ -115,18 +130,19 @@ def dispatch_cost(chips: list[int], repeats: tuple[int, int], width: int, workdi
                                      features=("concat",), n_jobs=jobs, progress=False)
 
             run_fewshot({"s": path}, cfg(1))  # start the worker pool before timing
-            walls = []
+            cpu = []
             for r in repeats:
-                t0 = time.perf_counter()
+                c0 = _cpu_seconds()
                 run_fewshot({"s": path}, cfg(r))
-                walls.append(time.perf_counter() - t0)
+                cpu.append(_cpu_seconds() - c0)
             # one fit per repeat (size "all"); the slope leaves out reading the table
-            per_fit[jobs] = (walls[1] - walls[0]) / (repeats[1] - repeats[0])
-        overhead = max(0.0, 2 * per_fit[2] - per_fit[1])
-        out[n * width * 4] = {"chips": n, "serial_s": per_fit[1], "two_workers_s": per_fit[2],
-                              "overhead_core_s": overhead}
-        print(f"  dispatch, {n} chips x {width}: serial {per_fit[1]:.3f} s/fit, 2 workers "
-              f"{per_fit[2]:.3f} s/fit wall -> overhead {overhead:.3f} core-s/fit", flush=True)
+            per_fit[jobs] = (cpu[1] - cpu[0]) / (repeats[1] - repeats[0])
+        overhead = max(0.0, per_fit[2] - per_fit[1])
+        out[n * width * 4] = {"chips": n, "serial_cpu_s": per_fit[1], "two_workers_cpu_s":
+                              per_fit[2], "overhead_core_s": overhead}
+        print(f"  dispatch, {n} chips x {width}: {per_fit[1]:.3f} CPU s/fit in one process, "
+              f"{per_fit[2]:.3f} with 2 workers -> overhead {overhead:.3f} core-s/fit",
+              flush=True)
     return out
 
 
@@ -221,6 +237,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small timed sizes (smoke test)")
     ap.add_argument("--json", help="write timings and projection here")
     ap.add_argument("--fits-from", help="take the fit timings from this --json of an earlier run")
+    ap.add_argument("--dispatch-from", help="take the dispatch costs from this --json")
     args = ap.parse_args()
     args.widths = [int(w) for w in args.widths.split(",")]
     args.train_sizes = tuple(int(s) for s in args.train_sizes.split(","))
@@ -238,12 +255,16 @@ def main() -> None:
         timings = json.loads(Path(args.fits_from).read_text())["timings"]
     else:
         timings = [time_fits(w, sizes, eval_rows) for w in sorted(set(args.widths))]
-    work = tempfile.mkdtemp(prefix="fewshot_cost-")
-    try:
-        chips = [2000, 6000] if args.quick else [5000, 20000]
-        dispatch = dispatch_cost(chips, (2, 6) if args.quick else (4, 12), max(args.widths), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if args.dispatch_from:
+        dispatch = json.loads(Path(args.dispatch_from).read_text())["dispatch"]
+    else:
+        work = tempfile.mkdtemp(prefix="fewshot_cost-")
+        try:
+            chips = [2000, 6000] if args.quick else [5000, 20000]
+            dispatch = dispatch_cost(chips, (2, 6) if args.quick else (4, 12), max(args.widths),
+                                     work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     model = CostModel(timings, dispatch)
     report(model, args, grid, select_cap, timings, dispatch, time.perf_counter() - t0)
 
