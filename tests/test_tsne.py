@@ -106,3 +106,33 @@ def test_tsne_cli(tmp_path):
         app, ["tsne", "--table", str(tmp_path / "x.parquet"), "--out", str(out)]
     )
     assert bad.exit_code == 1 and "x.parquet" in bad.output
+
+
+def test_nonfinite_vectors_left_out_and_counted(tmp_path, caplog):
+    table = make_table(n=40)
+    for i in (10, 11):  # two east chips with a broken s2 vector
+        table.at[i, "emb_s2"] = np.array([np.nan, 1, 2, 3, np.inf], np.float32)
+    df = run_tsne({"p": table}, TsneConfig(**FAST))
+    east = df.query("aoi == 'east'")
+    assert len(east.query("modality == 's2'")) == 38
+    assert {"east010", "east011"} <= set(east.query("modality == 's1'")["chip_id"])
+    assert df.attrs["nonfinite"] == {"p/east/s2": 2}
+    assert "2 emb_s2 vectors hold NaN/inf" in caplog.text
+    table["emb_s1"] = [None if v is None else v * np.nan for v in table["emb_s1"]]
+    with pytest.raises(ValueError, match="modality 's1' has no finite vector"):
+        run_tsne({"p": table}, TsneConfig(**FAST))
+    assert len(run_tsne({"p": table}, TsneConfig(modalities=("s2",), **FAST))) == 78
+    # the CLI: a one-line error, and a note for the NaN/inf vectors
+    write_embedding_table(table, tmp_path / "nan.parquet", {"source": "pretrained"})
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)
+    r = CliRunner().invoke(app, ["tsne", "--table", str(tmp_path / "nan.parquet"), "--out",
+                                 str(tmp_path / "o"), "--n-iter", "20", "--no-plot"])
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "error:" in r.output and "no finite vector" in r.output
+    r = CliRunner().invoke(app, ["tsne", "--table", str(tmp_path / "nan.parquet"), "--out",
+                                 str(tmp_path / "o"), "--n-iter", "20", "--no-plot",
+                                 "--modalities", "s2"])
+    assert r.exit_code == 0, r.output
+    assert "note: 2 vectors with NaN/inf left out (nan/east/s2: 2)" in r.output

@@ -1,7 +1,7 @@
 """2-D t-SNE maps of each modality's embeddings per AOI (paper section 5.2, Fig. 5).
 
 `run_tsne` embeds, per source, AOI and modality, a seeded random subsample of the AOI's chips
-with openTSNE and returns a tidy frame; `plot_tsne` draws a grid of AOIs x modalities coloured
+with openTSNE (reading only the vectors of those chips, `eoclip.embeddings.reader`) and returns a tidy frame; `plot_tsne` draws a grid of AOIs x modalities coloured
 by log10(label + eps). The same chips (chosen once per AOI among chips with at least one
 vector, from `derive_seed(seed, aoi, "tsne")`) are used for every modality and source; a chip
 lacking a modality is left out of that modality's map only.
@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from openTSNE import TSNE
 from tqdm.auto import tqdm
 
-from eoclip.embeddings.table import embedding_matrix, embedding_modalities
-from eoclip.fewshot.data import derive_seed, load_sources
+from eoclip.embeddings.reader import TableReader, TableScan
+from eoclip.fewshot.data import derive_seed, open_sources
 from eoclip.fsio import atomic_write
 
 __all__ = ["TsneConfig", "plot_tsne", "run_tsne", "save_tsne"]
@@ -42,17 +42,40 @@ class TsneConfig:
     splits: tuple[str, ...] | None = None  # None: chips of every split
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.max_points < 4:
+            raise ValueError(f"max_points must be >= 4 (a map needs 4 chips), got {self.max_points}")
+        if self.n_iter < 1 or self.perplexity <= 0:
+            raise ValueError("n_iter must be >= 1 and perplexity > 0")
 
-def _choose_chips(sub: pd.DataFrame, mods: list[str], cfg: TsneConfig, aoi: str) -> pd.DataFrame:
-    """Chips of one AOI with at least one vector, subsampled to `max_points` (seeded)."""
-    any_present = np.zeros(len(sub), dtype=bool)
-    for m in mods:
-        any_present |= embedding_matrix(sub, m)[1]
-    sub = sub[any_present]
+
+def _choose_chips(sub: pd.DataFrame, valid: np.ndarray, cfg: TsneConfig, aoi: str) -> pd.DataFrame:
+    """Chips of one AOI with at least one finite vector, subsampled to `max_points` (seeded).
+
+    Args:
+        sub: the AOI's index rows sorted by chip id (frame index = table row).
+        valid: bool (len(sub), n_modalities), True where the chip has a finite vector.
+    """
+    sub = sub[valid.any(axis=1)]
     if len(sub) > cfg.max_points:
         rng = np.random.default_rng(derive_seed(cfg.seed, aoi, "tsne"))
         sub = sub.iloc[np.sort(rng.choice(len(sub), cfg.max_points, replace=False))]
     return sub
+
+
+def _check_modalities(reader: TableReader, scan: TableScan, mods: list[str]) -> None:
+    """Warn about NaN/inf vectors; refuse a modality without a single finite vector."""
+    for m in mods:
+        n_bad = int(scan.nonfinite[m].sum())
+        if n_bad:
+            log.warning("%s: %d emb_%s vectors hold NaN/inf; left out of the maps",
+                        reader.name, n_bad, m)
+        if not scan.valid[m].any():
+            raise ValueError(
+                f"{reader.name}: modality {m!r} has no finite vector ({n_bad} hold NaN/inf, "
+                f"the others are missing); re-export the embeddings or leave {m!r} out of the "
+                "modalities"
+            )
 
 
 def _embed(X: np.ndarray, cfg: TsneConfig, seed: int) -> np.ndarray:
@@ -83,47 +106,80 @@ def run_tsne(
     Returns:
         Tidy frame with columns source, aoi, modality, chip_id, split, x, y and every
         `label_*` column of the table; one row per chip and modality mapped.
+        `df.attrs["nonfinite"]` counts, per "source/aoi/modality", the vectors left out
+        because they held NaN or inf.
+
+    Raises:
+        ValueError: unknown modality, a modality without a single finite vector, nothing to map.
     """
     cfg = config or TsneConfig()
-    sources = load_sources(tables)
-    work = []
-    for source, (gdf, _) in sources.items():
-        mods = embedding_modalities(gdf)
+    readers = open_sources(tables)
+    work, nonfinite = _plan_maps(readers, cfg)
+    frames = []
+    total = sum(len(w[2]) for w in work)
+    with tqdm(total=total, desc="t-SNE", disable=not cfg.progress) as bar:
+        for source, aoi, mods, sub, present in work:
+            for m in mods:
+                bar.update(1)
+                part = _map(readers[source], source, aoi, m, sub, present[m], cfg)
+                if part is not None:
+                    frames.append(part)
+    if not frames:
+        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["nonfinite"] = nonfinite  # "source/aoi/modality" -> vectors left out for NaN/inf
+    if out_path is not None:
+        save_tsne(df, out_path)
+    return df
+
+
+def _plan_maps(readers: dict, cfg: TsneConfig) -> tuple[list, dict]:
+    """Per (source, aoi): modalities, the chosen chips and which of them have a finite vector;
+    and the count of NaN/inf vectors per "source/aoi/modality"."""
+    work, nonfinite = [], {}
+    for source, reader in readers.items():
+        mods = reader.modalities
         if cfg.modalities is not None:
             unknown = [m for m in cfg.modalities if m not in mods]
             if unknown:
                 raise ValueError(f"source {source!r}: unknown modalities {unknown}; has {mods}")
             mods = list(cfg.modalities)
+        scan = reader.scan()  # validity per chip, never the vectors
+        _check_modalities(reader, scan, mods)
+        index = reader.index()
         if cfg.splits is not None:
-            gdf = gdf[gdf["split"].isin(cfg.splits)]
-        for aoi in sorted(gdf["aoi"].unique()):
-            sub = gdf[gdf["aoi"] == aoi].sort_values("chip_id", kind="stable")
-            work.append((source, aoi, mods, _choose_chips(sub, mods, cfg, aoi)))
-    frames = []
-    total = sum(len(w[2]) for w in work)
-    with tqdm(total=total, desc="t-SNE", disable=not cfg.progress) as bar:
-        for source, aoi, mods, sub in work:
-            labels = [c for c in sub.columns if str(c).startswith("label_")]
+            index = index[index["split"].isin(cfg.splits)]
+        for aoi in sorted(index["aoi"].unique()):
+            sub = index[index["aoi"] == aoi].sort_values("chip_id", kind="stable")
+            rows = sub.index.to_numpy()
             for m in mods:
-                X, present = embedding_matrix(sub, m)
-                bar.update(1)
-                if present.sum() < 4:
-                    log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, present.sum())
-                    continue
-                xy = _embed(X[present], cfg, derive_seed(cfg.seed, source, aoi, m))
-                part = pd.DataFrame(sub.loc[present, ["chip_id", "split", *labels]])
-                part.insert(0, "modality", m)
-                part.insert(0, "aoi", aoi)
-                part.insert(0, "source", source)
-                part.insert(4, "x", xy[:, 0])
-                part.insert(5, "y", xy[:, 1])
-                frames.append(part.reset_index(drop=True))
-    if not frames:
-        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
-    df = pd.concat(frames, ignore_index=True)
-    if out_path is not None:
-        save_tsne(df, out_path)
-    return df
+                if scan.nonfinite[m][rows].any():
+                    nonfinite[f"{source}/{aoi}/{m}"] = int(scan.nonfinite[m][rows].sum())
+            valid = np.stack([scan.valid[m][rows] for m in mods], axis=1)
+            chosen = _choose_chips(sub, valid, cfg, aoi)
+            present = {m: scan.valid[m][chosen.index.to_numpy()] for m in mods}
+            work.append((source, aoi, mods, chosen, present))
+    return work, nonfinite
+
+
+def _map(reader: TableReader, source: str, aoi: str, m: str, sub: pd.DataFrame,
+         ok: np.ndarray, cfg: TsneConfig) -> pd.DataFrame | None:
+    """The t-SNE map of modality `m` for the chips `sub[ok]` (None when under 4 of them)."""
+    if ok.sum() < 4:
+        log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, ok.sum())
+        return None
+    X = np.empty((int(ok.sum()), reader.dim(m)), dtype=np.float32)
+    # only the mapped chips; t-SNE takes no NaN, so a vector holding one is left out
+    reader.read_vectors(m, sub.index.to_numpy()[ok], X, nonfinite="drop")
+    xy = _embed(X, cfg, derive_seed(cfg.seed, source, aoi, m))
+    labels = [c for c in sub.columns if str(c).startswith("label_")]
+    part = pd.DataFrame(sub.loc[ok, ["chip_id", "split", *labels]])
+    part.insert(0, "modality", m)
+    part.insert(0, "aoi", aoi)
+    part.insert(0, "source", source)
+    part.insert(4, "x", xy[:, 0])
+    part.insert(5, "y", xy[:, 1])
+    return part.reset_index(drop=True)
 
 
 def _atomic_write(path: str | Path, write) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -68,3 +69,55 @@ def test_parse_tables():
     assert parse_tables(["p=s3://b/y.parquet"]) == {"p": "s3://b/y.parquet"}
     with pytest.raises(typer.BadParameter, match="twice"):
         parse_tables(["a=x.parquet", "a=y.parquet"])
+
+
+def _args(tmp_path, out, *extra):
+    return ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out", str(out),
+            "--repeats", "2", "--train-sizes", "5,20", "--tasks", "tree", "--features", "s2",
+            "--n-jobs", "1", "--no-progress", *extra]
+
+
+def _one_line_error(result, *words):
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    for w in words:
+        assert w in result.output, result.output
+
+
+def test_fewshot_cli_bad_input_is_one_line(tmp_path, app):
+    table = make_table(n_per_aoi=60)
+    write_embedding_table(table, tmp_path / "p.parquet", {"checkpoint_hash": "abc"})
+    out = tmp_path / "out"
+    run = CliRunner().invoke
+    _one_line_error(run(app, _args(tmp_path, out, "--max-test", "0")), "max_test must be >= 1")
+    _one_line_error(run(app, _args(tmp_path, out, "--n-jobs", "0")), "n_jobs must be >= 1")
+    assert run(app, _args(tmp_path, out)).exit_code == 0
+    (out / "fewshot_config.json").write_text("{not json")
+    _one_line_error(run(app, _args(tmp_path, out)), "fewshot_config.json is damaged")
+    assert run(app, _args(tmp_path, out, "--overwrite")).exit_code == 0
+    table.at[3, "emb_s2"] = table.at[3, "emb_s2"] + 1  # same file size, other content
+    write_embedding_table(table, tmp_path / "p.parquet", {"checkpoint_hash": "abc"})
+    _one_line_error(run(app, _args(tmp_path, out)), "not the table", "vectors emb_s2")
+    table["emb_s2"] = [np.full(6, np.nan, np.float32)] * len(table)
+    write_embedding_table(table, tmp_path / "p.parquet", {"checkpoint_hash": "abc"})
+    _one_line_error(run(app, _args(tmp_path, tmp_path / "o2")), "'s2' has no finite value")
+
+
+def test_fewshot_cli_notes_nonfinite_and_runs_on_dask(tmp_path, app):
+    distributed = pytest.importorskip("distributed")
+    table = make_table(n_per_aoi=60)
+    table.at[2, "emb_s2"] = np.full(6, np.inf, np.float32)
+    write_embedding_table(table, tmp_path / "p.parquet", {"checkpoint_hash": "abc"})
+    local = CliRunner().invoke(app, _args(tmp_path, tmp_path / "local"))
+    assert local.exit_code == 0, local.output
+    assert "note: chips whose vectors held NaN/inf were used as missing" in local.output
+    assert "pretrained/aoi_a/s2: 1" in local.output
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        r = CliRunner().invoke(app, _args(tmp_path, tmp_path / "dask", "--scheduler",
+                                          cluster.scheduler_address))
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "results.parquet"),
+                                  pd.read_parquet(tmp_path / "dask" / "results.parquet"))

@@ -46,7 +46,7 @@ def test_imported_source_on_the_same_samples(tmp_path):
     assert a.sort_index().equals(b.sort_index())  # paired: the same seeded train samples
     # A re-import of another version under the same name is not mixed with the stored results.
     aef2 = _foreign(table, tmp_path / "aef2.parquet", "v2", with_meta=True)
-    with pytest.raises(FewshotError, match="source 'aef' was checkpoint hash-v1, now hash-v2"):
+    with pytest.raises(FewshotError, match=r"source .aef. is not the table .*checkpoint hash-v1 -> hash-v2"):
         run_fewshot({"aef": aef2}, FewshotConfig(**CFG), out_dir=str(tmp_path / "out"))
 
 

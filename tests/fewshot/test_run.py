@@ -10,8 +10,16 @@ import pytest
 
 import eoclip.fewshot.run as run_mod
 from eoclip.embeddings import write_embedding_table
-from eoclip.fewshot import RESULT_COLUMNS, FewshotConfig, FewshotError, run_fewshot
+from eoclip.fewshot import (
+    RESULT_COLUMNS,
+    FewshotConfig,
+    FewshotError,
+    derive_seed,
+    run_fewshot,
+    summarize,
+)
 from eoclip.fewshot.data import feature_matrix, prepare_group
+from eoclip.fewshot.fits import selection_rows
 from eoclip.fewshot.heads import fit_predict
 
 SMALL_RF = ({"n_estimators": 8, "max_depth": 4}, {"n_estimators": 8, "max_depth": 2})
@@ -151,13 +159,13 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     drop |= (stored["aoi"] == "aoi_a") & (stored["train_size"] == "20") & (stored["repeat"] == 1)
     stored[~drop].to_parquet(out / "results.parquet")
     calls = []
-    original = run_mod._evaluate
+    original = run_mod.evaluate
 
     def counting(*args, **kwargs):
-        calls.append(args[3])
+        calls.append(args[4])  # the train size label
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "_evaluate", counting)
+    monkeypatch.setattr(run_mod, "evaluate", counting)
     again = run_fewshot({"p": table}, cfg, out_dir=out)
     # 3 dropped groups x 2 repeats, plus the 2 aoi_a "20" groups (s2, concat) left incomplete
     assert len(calls) == 3 * 2 + 2 * 2
@@ -189,3 +197,99 @@ def test_bad_input_errors(table):
         run_fewshot({}, fast())
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         run_fewshot({"p": "missing.parquet"}, fast())
+
+
+def test_nonfinite_vectors_counted_and_used_as_missing(table, caplog):
+    t, ref = table.copy(), table.copy()
+    rows = t.index[(t["aoi"] == "aoi_a") & t["emb_s1"].notna()][:3]
+    v = [t.at[r, "emb_s1"].copy() for r in rows]
+    t.at[rows[0], "emb_s1"] = np.where(np.arange(6) == 0, np.nan, v[0]).astype(np.float32)
+    t.at[rows[1], "emb_s1"] = np.where(np.arange(6) == 1, np.inf, v[1]).astype(np.float32)
+    t.at[rows[2], "emb_s1"] = np.full(6, -np.inf, np.float32)
+    # the same as: NaN entries (missing values to the forest), and a chip lacking s1
+    ref.at[rows[0], "emb_s1"] = t.at[rows[0], "emb_s1"]
+    ref.at[rows[1], "emb_s1"] = np.where(np.arange(6) == 1, np.nan, v[1]).astype(np.float32)
+    ref.at[rows[2], "emb_s1"] = None
+    res = run_fewshot({"p": t}, fast(tasks=("tree",)))
+    bad = res.groupby(["aoi", "features"])["n_nonfinite"].max().to_dict()
+    assert bad == {("aoi_a", "s1"): 3, ("aoi_a", "concat"): 3, ("aoi_a", "s2"): 0,
+                   ("aoi_b", "s1"): 0, ("aoi_b", "concat"): 0, ("aoi_b", "s2"): 0}
+    assert "3 emb_s1 vectors hold NaN/inf" in caplog.text
+    assert res["accuracy"].notna().all()
+    expected = run_fewshot({"p": ref}, fast(tasks=("tree",)))
+    np.testing.assert_array_equal(res["accuracy"], expected["accuracy"])
+    assert summarize(res).groupby(["aoi", "features"])["n_nonfinite"].max().to_dict() == bad
+
+
+def test_whole_modality_nan_is_refused(table):
+    t = table.copy()
+    t["emb_s1"] = [None if v is None else np.full(6, np.nan, np.float32) for v in t["emb_s1"]]
+    with pytest.raises(FewshotError, match="modality 's1' has no finite value.*leave 's1' out"):
+        run_fewshot({"p": t}, fast(tasks=("tree",)))
+    res = run_fewshot({"p": t}, fast(tasks=("tree",), features=("s2",)))  # without it: fine
+    assert set(res["features"]) == {"s2"}
+
+
+def test_rerun_from_another_table_is_refused(tmp_path, table):
+    out = tmp_path / "out"
+    cfg = fast(tasks=("tree",), features=("s2",))
+    run_fewshot({"p": table}, cfg, out_dir=out)
+    changed = table.copy()
+    changed.at[7, "emb_s2"] = changed.at[7, "emb_s2"] * 2  # same size, same rows, same hash
+    with pytest.raises(FewshotError, match=r"source 'p' is not the table.*vectors emb_s2"):
+        run_fewshot({"p": changed}, cfg, out_dir=out)
+    relabelled = table.copy()
+    relabelled["label_water"] = relabelled["label_water"] + 1
+    with pytest.raises(FewshotError, match="labels label_water"):
+        run_fewshot({"p": relabelled}, cfg, out_dir=out)
+    fewer = table.iloc[:-1]
+    with pytest.raises(FewshotError, match="rows 400 -> 399"):
+        run_fewshot({"p": fewer}, cfg, out_dir=out)
+    again = run_fewshot({"p": changed}, cfg, out_dir=out, overwrite=True)
+    assert len(again) == len(pd.read_parquet(out / "results.parquet"))
+    stored = json.loads((out / "fewshot_config.json").read_text())
+    assert set(stored["sources"]["p"]["fingerprint"]) >= {"rows", "chips", "emb_s2", "label_tree"}
+
+
+def test_damaged_config_is_a_clear_error(tmp_path, table):
+    out = tmp_path / "out"
+    cfg = fast(tasks=("tree",), features=("s2",))
+    run_fewshot({"p": table}, cfg, out_dir=out)
+    (out / "fewshot_config.json").write_text('{"result_key": {"head": "rf"')
+    with pytest.raises(FewshotError, match="fewshot_config.json is damaged"):
+        run_fewshot({"p": table}, cfg, out_dir=out)
+    (out / "fewshot_config.json").write_text("[]")
+    with pytest.raises(FewshotError, match="damaged"):
+        run_fewshot({"p": table}, cfg, out_dir=out)
+    assert len(run_fewshot({"p": table}, cfg, out_dir=out, overwrite=True)) == 2 * 3 * 2
+
+
+def test_selection_on_a_capped_train_sample(table):
+    base = dict(train_sizes=(20,), repeats=1, tasks=("tree",), features=("s2",))
+    whole = run_fewshot({"p": table}, fast(**base, select_max_train=None))
+    above = run_fewshot({"p": table}, fast(**base, select_max_train=120))  # split: 120 chips
+    pd.testing.assert_frame_equal(whole, above)  # the cap only applies to larger splits
+    capped = run_fewshot({"p": table}, fast(**base, select_max_train=30))
+    for aoi, g in capped.groupby("aoi"):
+        sub = table[table["aoi"] == aoi].sort_values("chip_id")
+        X = feature_matrix(sub, "s2", ["s2", "s1"])
+        data = prepare_group(sub["label_tree"].to_numpy(), sub["split"].to_numpy(), X,
+                             derive_seed(0, aoi, "tree"))
+        pick = selection_rows(120, 30, derive_seed(0, aoi, "tree"))
+        assert len(pick) == 30 and np.all(np.diff(pick) > 0)
+        seed = derive_seed(0, aoi, "tree", "s2", "select")
+        accs = [(fit_predict("rf", p, seed, data.X_train[pick], data.y_train[pick],
+                             data.X_val)[0] == data.y_val).mean() for p in SMALL_RF]
+        assert g["val_accuracy"].iloc[0] == pytest.approx(max(accs))
+    with pytest.raises(FewshotError, match="select_max_train"):
+        fast(select_max_train=1)
+    assert FewshotConfig().select_max_train == 10_000
+
+
+def test_config_rejects_zero_sizes_and_jobs():
+    with pytest.raises(FewshotError, match="max_test must be >= 1"):
+        fast(max_test=0)
+    with pytest.raises(FewshotError, match="max_val must be >= 1"):
+        fast(max_val=0)
+    with pytest.raises(FewshotError, match="n_jobs must be >= 1"):
+        fast(n_jobs=0)

@@ -3,6 +3,8 @@
 Example:
     eoclip fewshot --table pretrained=emb/pretrained.parquet --table stats=emb/stats.parquet \\
         --out results/fewshot --head rf --repeats 10 --n-jobs 16
+    eoclip fewshot --table pretrained=emb/pretrained.parquet --out results/fewshot \\
+        --scheduler tcp://scheduler-host:8786      # the fits on a Dask cluster
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typer
 from eoclip.embeddings.table import EmbeddingTableError
 from eoclip.fewshot import (
     PAPER_TRAIN_SIZES,
+    SELECT_MAX_TRAIN,
     TASKS,
     FewshotConfig,
     FewshotError,
@@ -66,6 +69,11 @@ def register(app: typer.Typer) -> None:
         ],
         head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
+        repeats_all: Annotated[
+            int | None,
+            typer.Option(help="repeats at size 'all', where only the forest seed changes "
+                         "(default: --repeats)"),
+        ] = None,
         train_sizes: Annotated[
             str, typer.Option(help="comma-separated sizes; 'all' is always added")
         ] = ",".join(map(str, PAPER_TRAIN_SIZES)),
@@ -73,9 +81,19 @@ def register(app: typer.Typer) -> None:
         features: Annotated[
             str | None, typer.Option(help="comma-separated modalities / concat (default: all)")
         ] = None,
-        n_jobs: Annotated[int, typer.Option(help="parallel fits (-1: all cores)")] = -1,
+        n_jobs: Annotated[
+            int, typer.Option(help="parallel fits on this machine (-1: all cores)")
+        ] = -1,
+        scheduler: Annotated[
+            str | None,
+            typer.Option(help="Dask scheduler address (tcp://host:8786): run the fits there"),
+        ] = None,
         seed: Annotated[int, typer.Option(help="root seed")] = 0,
         max_test: Annotated[int | None, typer.Option(help="subsample the test split")] = None,
+        select_max_train: Annotated[
+            int,
+            typer.Option(help="train chips per head-selection fit (0: the whole train split)"),
+        ] = SELECT_MAX_TRAIN,
         overwrite: Annotated[bool, typer.Option(help="discard results already in --out")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
@@ -84,9 +102,12 @@ def register(app: typer.Typer) -> None:
             config = FewshotConfig(
                 train_sizes=_csv(train_sizes, int),
                 repeats=repeats,
+                repeats_all=repeats_all,
                 head=head,
                 seed=seed,
                 n_jobs=n_jobs,
+                scheduler=scheduler,
+                select_max_train=select_max_train or None,
                 tasks=_csv(tasks),
                 features=_csv(features),
                 max_test=max_test,
@@ -96,6 +117,11 @@ def register(app: typer.Typer) -> None:
         except (FewshotError, EmbeddingTableError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
-        points = point95(summarize(results))
+        summary = summarize(results)
         typer.echo(f"{len(results)} results in {out}; smallest n_train reaching 95 % of 'all':")
-        typer.echo(points.to_string(index=False))
+        typer.echo(point95(summary).to_string(index=False))
+        bad = summary.groupby(["source", "aoi", "features"])["n_nonfinite"].max()
+        if bad.sum() > 0:
+            cells = ", ".join(f"{'/'.join(k)}: {v}" for k, v in bad[bad > 0].items())
+            typer.echo(f"note: chips whose vectors held NaN/inf were used as missing ({cells}); "
+                       "see the n_nonfinite column")

@@ -36,19 +36,28 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option()] = 0,
         n_jobs: Annotated[int, typer.Option()] = 1,
         plot: Annotated[bool, typer.Option(help="also draw one PNG per source and label")] = True,
+        modalities: Annotated[
+            str | None, typer.Option(help="comma-separated modalities (default: all)")
+        ] = None,
     ) -> None:
         """2-D t-SNE of each modality's embeddings per AOI, saved as Parquet (+ PNG grids)."""
-        config = TsneConfig(
-            max_points=max_points, perplexity=perplexity, n_iter=n_iter, seed=seed, n_jobs=n_jobs
-        )
         fs, root = fsspec.core.url_to_fs(out)
-        fs.makedirs(root, exist_ok=True)
         try:
+            config = TsneConfig(
+                max_points=max_points, perplexity=perplexity, n_iter=n_iter, seed=seed,
+                n_jobs=n_jobs,
+                modalities=tuple(m.strip() for m in modalities.split(",")) if modalities else None,
+            )
+            fs.makedirs(root, exist_ok=True)
             df = run_tsne(parse_tables(table), config, out_path=f"{out.rstrip('/')}/tsne.parquet")
         except (FewshotError, EmbeddingTableError, FileNotFoundError, ValueError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
         typer.echo(f"{len(df)} points -> {out}/tsne.parquet")
+        bad = df.attrs.get("nonfinite") or {}
+        if bad:
+            cells = ", ".join(f"{k}: {v}" for k, v in bad.items())
+            typer.echo(f"note: {sum(bad.values())} vectors with NaN/inf left out ({cells})")
         if plot:
             labels = [c.removeprefix("label_") for c in df.columns if str(c).startswith("label_")]
             for source in sorted(df["source"].unique()):

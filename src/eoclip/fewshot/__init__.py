@@ -7,11 +7,13 @@ from eoclip.fewshot.config import (
     DEFAULT_GRIDS,
     PAPER_RF,
     PAPER_TRAIN_SIZES,
+    SELECT_MAX_TRAIN,
     TASKS,
     FewshotConfig,
     FewshotError,
 )
 from eoclip.fewshot.data import derive_seed, train_size_plan
+from eoclip.fewshot.executor import make_executor
 from eoclip.fewshot.heads import make_head
 from eoclip.fewshot.io import read_results
 from eoclip.fewshot.run import RESULT_COLUMNS, run_fewshot
@@ -23,10 +25,12 @@ __all__ = [
     "PAPER_RF",
     "PAPER_TRAIN_SIZES",
     "RESULT_COLUMNS",
+    "SELECT_MAX_TRAIN",
     "TASKS",
     "FewshotConfig",
     "FewshotError",
     "derive_seed",
+    "make_executor",
     "make_head",
     "point95",
     "read_results",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from eoclip.data.labels import TASKS as LABEL_TASKS
 
@@ -13,6 +13,7 @@ __all__ = [
     "HEADS",
     "PAPER_RF",
     "PAPER_TRAIN_SIZES",
+    "SELECT_MAX_TRAIN",
     "TASKS",
     "FewshotConfig",
     "FewshotError",
@@ -25,6 +26,11 @@ PAPER_TRAIN_SIZES = (5, 10, 100, 250, 500, 1000, 5000, 20000)
 PAPER_RF = {"n_estimators": 50, "max_depth": 7}
 CONCAT = "concat"
 HEADS = ("rf", "logreg", "knn")
+
+# Head selection fits each grid entry on at most this many train chips (a seeded sample of the
+# split): at the paper's ~100 K train chips per AOI, fitting the grid (up to 100 unpruned
+# trees) on the whole split cost as much as the whole protocol after it (bench/fewshot_cost.py).
+SELECT_MAX_TRAIN = 10_000
 
 # Small grids searched on the validation split; the first entry wins ties, so the paper's
 # forest is chosen unless another configuration is strictly better on validation.
@@ -53,15 +59,21 @@ class FewshotConfig:
 
     train_sizes: tuple[int, ...] = PAPER_TRAIN_SIZES  # labelled chips per fit; "all" is added
     repeats: int = 10  # independent train samples (and forest seeds) per size, paper: 10
+    # Repeats at train size "all", where every repeat fits the same chips and only the forest
+    # seed changes; None: `repeats`. Its first k repeats are those of a run with more.
+    repeats_all: int | None = None
     head: str = "rf"  # "rf" | "logreg" | "knn"
     grid: tuple[dict, ...] | None = None  # head params searched on val; None -> DEFAULT_GRIDS
     seed: int = 0  # root of every derived seed (samples, forests, subsamples)
-    n_jobs: int = 1  # joblib workers; results do not depend on it
+    n_jobs: int = 1  # parallel fits on this machine (-1: all cores); results do not depend on it
+    scheduler: object = None  # Dask scheduler address or distributed.Client: fits on a cluster
     tasks: tuple[str, ...] = TASKS  # label_<task> columns to evaluate
     features: tuple[str, ...] | None = None  # modalities and/or "concat"; None -> all of them
     max_test: int | None = None  # subsample the test split (seeded); None = whole split
     max_val: int | None = None  # subsample the validation split used for head selection
     max_resample: int = 100  # redraws of a one-class train sample before keeping it
+    select_max_train: int | None = SELECT_MAX_TRAIN  # train chips per selection fit; None: all
+    tmp_dir: str | None = None  # shared matrices of local workers (default /dev/shm or $TMPDIR)
     progress: bool = True  # show a progress bar
     extra: dict = field(default_factory=dict)  # free-form notes stored with the results
 
@@ -79,6 +91,17 @@ class FewshotConfig:
             raise FewshotError(f"train sizes must be >= 2, got {self.train_sizes}")
         if self.repeats < 1:
             raise FewshotError(f"repeats must be >= 1, got {self.repeats}")
+        if self.repeats_all is not None and self.repeats_all < 1:
+            raise FewshotError(f"repeats_all must be >= 1 or None, got {self.repeats_all}")
+        if self.n_jobs == 0:
+            raise FewshotError("n_jobs must be >= 1, or negative to count back from all cores")
+        for name in ("max_test", "max_val"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                split = name.removeprefix("max_")
+                raise FewshotError(f"{name} must be >= 1 (or None for the whole {split} split)")
+        if self.select_max_train is not None and self.select_max_train < 2:
+            raise FewshotError(f"select_max_train must be >= 2 or None, got {self.select_max_train}")
         if self.grid is not None:
             self.grid = tuple(dict(g) for g in self.grid)
             if not self.grid:
@@ -88,6 +111,12 @@ class FewshotConfig:
     def head_grid(self) -> tuple[dict, ...]:
         """The parameter dicts searched on validation for `head`."""
         return self.grid if self.grid is not None else DEFAULT_GRIDS[self.head]
+
+    def repeats_for(self, train_size: str) -> int:
+        """Repeats of one train size label ("all" may have fewer, see `repeats_all`)."""
+        if train_size == "all" and self.repeats_all is not None:
+            return self.repeats_all
+        return self.repeats
 
     def result_key(self) -> dict:
         """Settings that change the numbers of a (source, aoi, task, features, n_train) group.
@@ -101,17 +130,22 @@ class FewshotConfig:
                     "grid": list(self.head_grid),
                     "seed": self.seed,
                     "repeats": self.repeats,
+                    "repeats_all": self.repeats_all,
                     "max_test": self.max_test,
                     "max_val": self.max_val,
                     "max_resample": self.max_resample,
                     # 2: train samples no longer depend on the feature set (paired sources)
                     "sampling": 2,
+                    "select_max_train": self.select_max_train,
                 }
             )
         )
 
     def to_dict(self) -> dict:
-        """JSON-friendly dict of every field."""
-        d = asdict(self)
+        """JSON-friendly dict of every field (a scheduler given as a Client becomes its address)."""
+        # not dataclasses.asdict: it would deep-copy a Client
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["grid"] = list(self.head_grid)
-        return d
+        if d["scheduler"] is not None and not isinstance(d["scheduler"], str):
+            d["scheduler"] = str(getattr(self.scheduler, "scheduler", self.scheduler))
+        return json.loads(json.dumps(d, default=str))

@@ -11,18 +11,20 @@ import numpy as np
 import pandas as pd
 
 from eoclip.data.labels import binarize
-from eoclip.embeddings.table import (
-    embedding_matrix,
-    read_embedding_table,
-)
+from eoclip.embeddings.reader import TableReader
+from eoclip.embeddings.table import EmbeddingTableError, embedding_matrix
 from eoclip.fewshot.config import CONCAT, FewshotError
 
 __all__ = [
+    "SPLIT_ORDER",
     "GroupData",
+    "GroupRows",
+    "aoi_order",
     "derive_seed",
     "feature_matrix",
     "feature_sets",
-    "load_sources",
+    "group_rows",
+    "open_sources",
     "prepare_group",
     "sample_train",
     "train_size_plan",
@@ -38,29 +40,32 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "little")
 
 
-def load_sources(tables: dict[str, object]) -> dict[str, tuple[pd.DataFrame, dict]]:
-    """Read EmbeddingTables keyed by source name ("pretrained", "stats", ...).
+def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
+    """Open EmbeddingTables keyed by source name ("pretrained", "stats", ...) for piecewise reads.
 
     Args:
         tables: source name -> path/URL of an EmbeddingTable, or an in-memory frame.
 
     Returns:
-        source name -> `(gdf, meta)`.
+        source name -> `TableReader` (only the metadata is read here).
+
+    Raises:
+        FewshotError: no tables, or a table lacking `chip_id`, `aoi` or `split`.
+        FileNotFoundError: a path that does not exist.
     """
     if not tables:
         raise FewshotError("no EmbeddingTables given")
     out = {}
     for name, table in tables.items():
-        if isinstance(table, str | Path):
-            out[name] = read_embedding_table(table)
-        elif isinstance(table, pd.DataFrame):
-            out[name] = (table, dict(table.attrs.get("eoclip") or {}))
-        else:
+        if not isinstance(table, str | Path | pd.DataFrame):
             raise FewshotError(f"source {name!r}: expected a path or a DataFrame, got {table!r}")
-        missing = [c for c in ("chip_id", "aoi", "split") if c not in out[name][0].columns]
-        if missing:
-            where = table if isinstance(table, str | Path) else "in-memory frame"
-            raise FewshotError(f"source {name!r} ({where}): missing column(s) {missing}")
+        where = table if isinstance(table, str | Path) else "in-memory frame"
+        try:
+            out[name] = TableReader(table, name=f"source {name!r} ({where})")
+        except EmbeddingTableError as err:
+            if "missing column" in str(err):
+                raise FewshotError(str(err)) from err
+            raise
     return out
 
 
@@ -99,10 +104,11 @@ def sample_train(
     A sample with one class only is redrawn up to `max_resample` times (then kept).
 
     Returns:
-        `(idx, n_resamples)`: sorted int positions of shape (n,) and how many redraws happened.
+        `(idx, n_resamples)`: sorted int positions of shape (n,) (a slice of everything when
+        `n >= len(y)`) and how many redraws happened.
     """
     if n >= len(y):
-        return np.arange(len(y)), 0
+        return slice(0, len(y)), 0  # the whole split: a view, not a copy
     n_resamples = 0
     idx = np.sort(rng.choice(len(y), size=n, replace=False))
     while len(np.unique(y[idx])) < 2 and n_resamples < max_resample:
@@ -111,23 +117,116 @@ def sample_train(
     return idx, n_resamples
 
 
-@dataclass
-class GroupData:
-    """Binary task data of one (source, aoi, task, features) group; X float32 (n, D), y int."""
+Rows = slice | np.ndarray  # matrix rows of a split: a slice (a view, no copy) or positions
 
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
+
+def _rows(idx: np.ndarray) -> Rows:
+    """A slice when `idx` (sorted) is a contiguous run, so indexing the matrix makes a view."""
+    if len(idx) == 0:
+        return slice(0, 0)
+    if idx[-1] - idx[0] + 1 == len(idx):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+@dataclass
+class GroupRows:
+    """Which rows of an AOI's feature matrix one (aoi, task) uses, and their binary labels.
+
+    Small (labels and positions, or slices when the rows are contiguous), so it travels with
+    every fit while the matrix itself is shared once (`eoclip.fewshot.executor`).
+    """
+
+    train: Rows
+    val: Rows
+    test: Rows
+    y_train: np.ndarray  # int8 (n_train,) in {0, 1}
     y_val: np.ndarray
-    X_test: np.ndarray
     y_test: np.ndarray
     threshold: float
+
+
+@dataclass
+class GroupData:
+    """An AOI's feature matrix X float32 (N, D) with the rows and labels of one task."""
+
+    X: np.ndarray
+    rows: GroupRows
+
+    @property
+    def X_train(self) -> np.ndarray:
+        return self.X[self.rows.train]
+
+    @property
+    def X_val(self) -> np.ndarray:
+        return self.X[self.rows.val]
+
+    @property
+    def X_test(self) -> np.ndarray:
+        return self.X[self.rows.test]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.rows.y_train
+
+    @property
+    def y_val(self) -> np.ndarray:
+        return self.rows.y_val
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.rows.y_test
+
+    @property
+    def threshold(self) -> float:
+        return self.rows.threshold
 
 
 def _subsample(idx: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or len(idx) <= cap:
         return idx
     return np.sort(np.random.default_rng(seed).choice(idx, size=cap, replace=False))
+
+
+def group_rows(
+    labels: np.ndarray,
+    split: np.ndarray,
+    seed: int,
+    max_test: int | None = None,
+    max_val: int | None = None,
+) -> GroupRows:
+    """Binarise one AOI's labels at its train median and find each split's rows.
+
+    Args:
+        labels: float (N,) continuous label means of the AOI's chips (NaN = unknown, dropped).
+        split: str (N,) "train" / "val" / "test" (other values ignored).
+        seed: seeds the optional val/test subsamples.
+        max_test, max_val: subsample the test / validation split to at most this many chips.
+
+    Returns:
+        Rows in the order of `labels`; when the matrix is sorted by split and every label is
+        known they are slices, i.e. views of the matrix.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    split = np.asarray(split).astype(str)
+    known = ~np.isnan(labels)
+    try:
+        b = binarize(labels, split)
+    except ValueError as err:
+        raise FewshotError(str(err)) from err
+    y = b.y.astype(np.int8)  # -1 where unknown (dropped below)
+    idx = {s: np.flatnonzero(known & (split == s)) for s in ("train", "val", "test")}
+    idx["test"] = _subsample(idx["test"], max_test, derive_seed(seed, "test"))
+    idx["val"] = _subsample(idx["val"], max_val, derive_seed(seed, "val"))
+    return GroupRows(
+        train=_rows(idx["train"]),
+        val=_rows(idx["val"]),
+        test=_rows(idx["test"]),
+        y_train=y[idx["train"]],
+        y_val=y[idx["val"]],
+        y_test=y[idx["test"]],
+        threshold=float(b.threshold),
+    )
 
 
 def prepare_group(
@@ -138,31 +237,25 @@ def prepare_group(
     max_test: int | None = None,
     max_val: int | None = None,
 ) -> GroupData:
-    """Binarise one AOI's labels at its train median and cut features by split.
+    """`group_rows` with the matrix X float32 (N, D) of the same chips attached."""
+    return GroupData(X, group_rows(labels, split, seed, max_test, max_val))
+
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def aoi_order(index: pd.DataFrame, aoi: str) -> pd.DataFrame:
+    """One AOI's chips of the train/val/test splits, sorted by split then chip id.
 
     Args:
-        labels: float (N,) continuous label means of the AOI's chips (NaN = unknown, dropped).
-        split: str (N,) "train" / "val" / "test" (other values ignored).
-        X: float32 (N, D) features of the same chips.
-        seed: seeds the optional val/test subsamples.
+        index: small columns of a table (`TableReader.index()`), row i = table row i.
+
+    Returns:
+        The AOI's rows with a `row` column (table row position). Sorting by split first makes
+        each split a contiguous block of the feature matrix, i.e. a view; within a split the
+        order is by chip id, as the train samples are drawn from.
     """
-    labels = np.asarray(labels, dtype=np.float64)
-    split = np.asarray(split).astype(str)
-    known = ~np.isnan(labels)
-    try:
-        b = binarize(labels, split)
-    except ValueError as err:
-        raise FewshotError(str(err)) from err
-    threshold, y = b.threshold, b.y.astype(np.int64)  # y is -1 where unknown (dropped below)
-    idx = {s: np.flatnonzero(known & (split == s)) for s in ("train", "val", "test")}
-    idx["test"] = _subsample(idx["test"], max_test, derive_seed(seed, "test"))
-    idx["val"] = _subsample(idx["val"], max_val, derive_seed(seed, "val"))
-    return GroupData(
-        X_train=X[idx["train"]],
-        y_train=y[idx["train"]],
-        X_val=X[idx["val"]],
-        y_val=y[idx["val"]],
-        X_test=X[idx["test"]],
-        y_test=y[idx["test"]],
-        threshold=threshold,
-    )
+    sub = index[(index["aoi"] == aoi) & index["split"].isin(list(SPLIT_ORDER))]
+    sub = sub.assign(row=sub.index.to_numpy(), _rank=sub["split"].map(SPLIT_ORDER))
+    sub = sub.sort_values(["_rank", "chip_id"], kind="stable").drop(columns="_rank")
+    return sub.reset_index(drop=True)

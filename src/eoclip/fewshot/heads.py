@@ -72,9 +72,11 @@ def fit_predict(
     classes = np.unique(y_train)
     if len(classes) < 2:
         return np.full(len(X_eval), classes[0] if len(classes) else 0, dtype=np.int64), True
-    # joblib hands large arrays to workers as read-only memmaps, which some scikit-learn Cython
-    # checks (cy_isfinite, 1.9) reject; a private writable copy costs one array per worker.
-    X_train, X_eval = (X if X.flags.writeable else np.array(X) for X in (X_train, X_eval))
+    # scikit-learn's finiteness check in fit (cy_isfinite, 1.9) rejects read-only buffers;
+    # predict does not, so only a read-only TRAIN matrix is copied, never the evaluation one.
+    # (The executors hand workers writable copy-on-write maps, so this is a fallback.)
+    if not X_train.flags.writeable:
+        X_train = np.array(X_train)
     model = make_head(head, params, seed, len(y_train))
     model.fit(X_train, y_train)
     return model.predict(X_eval).astype(np.int64), False

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from eoclip.fewshot.config import FewshotError
 from eoclip.fsio import atomic_write
@@ -51,12 +53,23 @@ def write_results(results: pd.DataFrame, out_dir: str) -> None:
     _atomic(fs, f"{root}/{SUMMARY_FILE}", lambda f: f.write(summary.to_csv(index=False).encode()))
 
 
-def read_results(path: str, fs: fsspec.AbstractFileSystem | None = None) -> pd.DataFrame:
-    """Read a results Parquet file (as written by `write_results`)."""
+def read_results(
+    path: str, fs: fsspec.AbstractFileSystem | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Read a results Parquet file (as written by `write_results`).
+
+    Args:
+        columns: read only these (those the file lacks, e.g. columns added by a later
+            version, are left out); None reads every column.
+    """
     if fs is None:
         fs, path = fsspec.core.url_to_fs(path)
     try:
         with fs.open(path, "rb") as f:
-            return pd.read_parquet(f)
-    except (OSError, ValueError) as err:
+            if columns is not None:
+                names = pq.read_schema(f).names
+                columns = [c for c in columns if c in names]
+                f.seek(0)
+            return pd.read_parquet(f, columns=columns)
+    except (OSError, ValueError, pa.ArrowException) as err:
         raise FewshotError(f"{path}: cannot read few-shot results ({err})") from err

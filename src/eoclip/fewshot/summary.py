@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["CELL_KEYS", "point95", "summarize"]
+__all__ = ["CELL_KEYS", "SUMMARY_INPUTS", "point95", "summarize"]
 
 CELL_KEYS = ["source", "aoi", "task", "features"]
+# the results columns `summarize` reads (a reader may project on them)
+SUMMARY_INPUTS = [*CELL_KEYS, "train_size", "n_train", "repeat", "accuracy",
+                  "balanced_accuracy", "pos_frac_train", "pos_frac_test", "n_nonfinite"]
 
 
 def summarize(results: pd.DataFrame, frac: float = 0.95) -> pd.DataFrame:
@@ -22,9 +25,13 @@ def summarize(results: pd.DataFrame, frac: float = 0.95) -> pd.DataFrame:
         `balanced_accuracy_mean`, `balanced_accuracy_std`, `pos_frac_train_mean`,
         `pos_frac_test`, `n_repeats`, `full_accuracy_mean` (mean at `train_size == "all"`),
         `relative_accuracy`, `reaches_frac` (mean >= frac * full), `n_train_95` (the smallest
-        `n_train` of the cell that reaches it; `all` always does) and `is_95_point`.
+        `n_train` of the cell that reaches it; `all` always does), `is_95_point` and
+        `n_nonfinite` (chips whose vectors held NaN/inf and were used as missing; 0 for
+        results of older versions without the column).
     """
     keys = [*CELL_KEYS, "train_size", "n_train"]
+    if "n_nonfinite" not in results.columns:
+        results = results.assign(n_nonfinite=0)
     s = (
         results.groupby(keys, sort=False)
         .agg(
@@ -35,6 +42,7 @@ def summarize(results: pd.DataFrame, frac: float = 0.95) -> pd.DataFrame:
             pos_frac_train_mean=("pos_frac_train", "mean"),
             pos_frac_test=("pos_frac_test", "mean"),
             n_repeats=("repeat", "nunique"),
+            n_nonfinite=("n_nonfinite", "max"),
         )
         .reset_index()
     )

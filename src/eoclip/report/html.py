@@ -18,10 +18,12 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.fewshot import read_results, summarize
+from eoclip.fewshot.summary import SUMMARY_INPUTS
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
 
@@ -168,7 +170,9 @@ def _note(text: str) -> str:
 def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.fewshot:
         return _note("No few-shot results found (run `eoclip fewshot`).")
-    results = pd.concat([read_results(p) for p in inp.fewshot], ignore_index=True)
+    # only the columns the summary needs (not head parameters, seeds, thresholds ...)
+    results = pd.concat([read_results(p, columns=SUMMARY_INPUTS) for p in inp.fewshot],
+                        ignore_index=True)
     # The same source evaluated in two result folders (e.g. a comparison run with an imported
     # product next to the demo's own): keep one copy of each repeat.
     results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
@@ -228,9 +232,12 @@ def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
         return _note("No t-SNE map found (run `eoclip tsne`).")
     from eoclip.tsne import plot_tsne
 
-    df = pd.read_parquet(inp.tsne)
-    sources = sorted(df["source"].unique())
+    sources = sorted(pq.read_table(inp.tsne, columns=["source"])["source"].unique().to_pylist())
     source = cfg.main_source if cfg.main_source in sources else sources[0]
+    # one source's rows, and only what the maps draw
+    names = pq.read_schema(inp.tsne).names
+    cols = ["source", "aoi", "modality", "x", "y", *[c for c in names if c.startswith("label_")]]
+    df = pq.read_table(inp.tsne, columns=cols, filters=[("source", "==", source)]).to_pandas()
     parts = []
     for col in [c for c in df.columns if str(c).startswith("label_")]:
         task = col.removeprefix("label_")

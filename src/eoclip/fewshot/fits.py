@@ -1,0 +1,88 @@
+"""One few-shot fit, as a worker runs it: a seeded train sample, a head, scores.
+
+These functions receive the AOI's feature matrix as an executor handle (`resolve` turns it into
+the array: the array itself in-process, a copy-on-write map of a shared file in a local worker,
+the scattered array on Dask) and the task's `GroupRows`. The matrix is never copied whole: the
+splits are views of it, and only a train sample smaller than the split is gathered.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from eoclip.fewshot.data import GroupRows, derive_seed, sample_train
+from eoclip.fewshot.executor import resolve
+from eoclip.fewshot.heads import fit_predict
+
+__all__ = ["evaluate", "selection_rows", "val_accuracy"]
+
+
+def evaluate(
+    X_handle: object,
+    rows: GroupRows,
+    head: str,
+    params: dict,
+    label: str,
+    n: int,
+    repeat: int,
+    seed: int,
+    max_resample: int,
+) -> dict:
+    """Fit `head` on a seeded sample of `n` train chips and score it on the test split.
+
+    Returns:
+        One result row (train size label, n_train, repeat, accuracy, balanced accuracy, class
+        balance of the sample and of the test split, redraws, single-class flag, seed).
+    """
+    X = resolve(X_handle)
+    rng = np.random.default_rng(seed)
+    idx, n_resamples = sample_train(rows.y_train, n, rng, max_resample)
+    X_train = X[rows.train]
+    y_fit = rows.y_train[idx]
+    pred, single = fit_predict(head, params, seed, X_train[idx], y_fit, X[rows.test])
+    with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(rows.y_test, pred))
+    return {
+        "train_size": label,
+        "n_train": len(y_fit),
+        "repeat": repeat,
+        "accuracy": float(accuracy_score(rows.y_test, pred)),
+        "balanced_accuracy": balanced,
+        "pos_frac_train": float(y_fit.mean()),
+        "pos_frac_test": float(rows.y_test.mean()),
+        "n_test": len(rows.y_test),
+        "n_resamples": n_resamples,
+        "single_class": single,
+        "seed": seed,
+    }
+
+
+def selection_rows(n_train: int, cap: int | None, seed: int) -> slice | np.ndarray:
+    """Train positions the head is chosen on: all of them, or a seeded sample of `cap`.
+
+    Validation accuracy of a fit on `cap` chips ranks the grid as one on the whole split does
+    at a fraction of the cost; the cap only applies where the split is larger.
+    """
+    if cap is None or n_train <= cap:
+        return slice(0, n_train)
+    return np.sort(np.random.default_rng(derive_seed(seed, "select")).choice(n_train, cap, False))
+
+
+def val_accuracy(
+    X_handle: object,
+    rows: GroupRows,
+    head: str,
+    params: dict,
+    seed: int,
+    train: slice | np.ndarray,
+) -> float:
+    """Validation accuracy of `head(params)` fitted on train positions `train`."""
+    X = resolve(X_handle)
+    pred, _ = fit_predict(
+        head, params, seed, X[rows.train][train], rows.y_train[train], X[rows.val]
+    )
+    return float(accuracy_score(rows.y_val, pred))
