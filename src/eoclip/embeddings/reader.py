@@ -42,6 +42,7 @@ from eoclip.embeddings.table import (
     EmbeddingTableError,
     embedding_matrix,
     embedding_modalities,
+    infer_meta,
 )
 
 __all__ = ["BATCH_ROWS", "TableReader", "TableScan"]
@@ -98,13 +99,10 @@ class TableReader:
                 raise FileNotFoundError(f"EmbeddingTable not found: {self.path}")
             pf = self._open()
             raw = (pf.schema_arrow.metadata or {}).get(META_KEY.encode())
-            if raw is None:
-                raise EmbeddingTableError(
-                    f"{self.path}: Parquet file has no '{META_KEY}' metadata; is it an "
-                    "EmbeddingTable written by `eoclip embed`?"
-                )
-            self.meta = json.loads(raw)
             columns = list(pf.schema_arrow.names)
+            # a table in the EmbeddingTable layout written by another tool: read from its columns
+            self.meta = (json.loads(raw) if raw is not None
+                         else infer_meta(pd.DataFrame(columns=columns), self.path))
             self.num_rows = pf.metadata.num_rows
             self._group_rows = np.array(
                 [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]

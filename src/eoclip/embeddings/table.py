@@ -16,6 +16,7 @@ half-written table. Paths may be local or fsspec URLs (`s3://`, `memory://`, ...
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "EmbeddingTableError",
     "embedding_matrix",
     "embedding_modalities",
+    "infer_meta",
     "read_embedding_table",
     "read_vectors",
     "table_identity",
@@ -140,10 +142,7 @@ def write_embedding_table(
         raise EmbeddingTableError(f"{path}: no '{EMB_PREFIX}<modality>' columns to write")
     emb_cols = [f"{EMB_PREFIX}{m}" for m in mods]
     base = gdf.drop(columns=emb_cols).reset_index(drop=True)
-    # geopandas' own converter writes the GeoParquet "geo" metadata (CRS, encoding, bbox).
-    from geopandas.io.arrow import _geopandas_to_arrow
-
-    table = _geopandas_to_arrow(base, index=False)
+    table = _geoparquet_table(base)
     dims = {}
     for m, col in zip(mods, emb_cols, strict=True):
         hint = (meta.get("dims") or {}).get(m, meta.get("dim"))
@@ -190,7 +189,7 @@ def read_embedding_table(path: str | Path) -> tuple[gpd.GeoDataFrame, dict]:
         )
     with fs.open(fs_path, "rb") as f:
         gdf = gpd.read_parquet(f)
-    meta = json.loads(raw) if raw is not None else _infer_meta(gdf, path)
+    meta = json.loads(raw) if raw is not None else infer_meta(gdf, path)
     for m in meta.get("modalities", []):
         col = f"{EMB_PREFIX}{m}"
         if col not in gdf.columns:
@@ -246,11 +245,26 @@ def table_identity(meta: dict) -> str | None:
     return meta.get("checkpoint_hash") or meta.get("source_hash")
 
 
-def _infer_meta(gdf: gpd.GeoDataFrame, path: str | Path) -> dict:
+def _geoparquet_table(gdf: gpd.GeoDataFrame) -> pa.Table:
+    """Arrow table of `gdf` (geometry as WKB) carrying GeoParquet's "geo" metadata.
+
+    Public geopandas API only: the metadata (CRS, encoding, version) is what geopandas itself
+    writes for an empty frame of the same schema; the rows come from `to_wkb`. The geometry
+    types are left open (`[]`, "any" in the GeoParquet spec).
+    """
+    buf = io.BytesIO()
+    gdf.iloc[:0].to_parquet(buf, index=False)
+    geo = pq.read_schema(pa.BufferReader(buf.getvalue())).metadata[b"geo"]
+    table = pa.Table.from_pandas(pd.DataFrame(gdf.to_wkb()), preserve_index=False)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": geo})
+
+
+def infer_meta(gdf: pd.DataFrame, path: str | Path) -> dict:
     """Metadata of a GeoParquet table in the EmbeddingTable layout written by another tool.
 
     Such a table is usable when it has the required columns and `emb_<m>` vector columns; its
-    source is the file name. Anything else is refused with the way to import it.
+    source is the file name. Anything else is refused with the way to import it. Only the
+    column names of `gdf` are used (an empty frame with the file's columns will do).
     """
     mods = embedding_modalities(gdf)
     missing = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]

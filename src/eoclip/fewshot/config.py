@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from eoclip.data.labels import TASKS as LABEL_TASKS
 
@@ -75,7 +75,6 @@ class FewshotConfig:
     select_max_train: int | None = SELECT_MAX_TRAIN  # train chips per selection fit; None: all
     tmp_dir: str | None = None  # shared matrices of local workers (default /dev/shm or $TMPDIR)
     progress: bool = True  # show a progress bar
-    extra: dict = field(default_factory=dict)  # free-form notes stored with the results
 
     def __post_init__(self) -> None:
         self.train_sizes = tuple(int(s) for s in self.train_sizes)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,6 @@ class StacConfig:
     modifier: str | None = "auto"
     max_retries: int = 5
     retry_backoff: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.s1_units not in ("linear", "db"):

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import yaml
+from timm.optim import param_groups_weight_decay
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -67,23 +68,17 @@ class PretrainResult:
 
 
 def make_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only.
+    """AdamW with weight decay on weight matrices only (timm's `param_groups_weight_decay`).
 
-    Biases, norm weights, the logit scale (all < 2-d) and the position embedding / class
-    token (as timm's `no_weight_decay`) are not decayed.
+    Biases, norm weights, the logit scale (all < 2-d) and every tower's position embedding /
+    class token (timm's `no_weight_decay` names, here under each tower's prefix) are not decayed.
     """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim < 2 or name.endswith(("pos_embed", "cls_token", "reg_token"))
-        (no_decay if skip else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    skip = [n for n, _ in model.named_parameters() if n.endswith(("pos_embed", "cls_token", "reg_token"))]
+    groups = param_groups_weight_decay(model, config.weight_decay, no_weight_decay_list=skip)
+    # decayed group first, as checkpoints written before used it (optimizer state by group)
+    groups = sorted(groups, key=lambda g: g["weight_decay"] == 0)
     # One fused kernel for all parameters on a GPU (the update is the same as the loop's).
-    fused = all(p.is_cuda for g in groups for p in g["params"]) and bool(decay or no_decay)
+    fused = all(p.is_cuda for g in groups for p in g["params"]) and bool(groups)
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=fused or None)
 
 
