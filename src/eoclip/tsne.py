@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from openTSNE import TSNE
 from tqdm.auto import tqdm
 
-from eoclip.embeddings.reader import TableReader, TableScan
-from eoclip.fewshot.data import derive_seed, open_sources
+from eoclip.embeddings.reader import TableReader, TableScan, open_tables
 from eoclip.fsio import atomic_write
+from eoclip.seeding import derive_seed
 
 __all__ = ["TsneConfig", "plot_tsne", "run_tsne", "save_tsne"]
 
@@ -113,7 +113,7 @@ def run_tsne(
         ValueError: unknown modality, a modality without a single finite vector, nothing to map.
     """
     cfg = config or TsneConfig()
-    readers = open_sources(tables)
+    readers = open_tables(tables)
     work, nonfinite = _plan_maps(readers, cfg)
     frames = []
     total = sum(len(w[2]) for w in work)

@@ -55,6 +55,24 @@ def test_export_folder_files_and_card(exported):
         assert part in card, part
 
 
+def test_card_shows_a_fewshot_summary(exported):
+    """The model layer takes a summary (it never reads few-shot results itself)."""
+    import pandas as pd
+
+    from eoclip.fewshot import summarize
+    from eoclip.model.card import model_card
+
+    _, _, out, _ = exported
+    rows = [{"source": "pretrained", "aoi": a, "task": "tree", "features": "concat",
+             "train_size": ts, "n_train": n, "repeat": r, "accuracy": acc + 0.01 * r,
+             "balanced_accuracy": acc, "pos_frac_train": 0.5, "pos_frac_test": 0.5}
+            for a in ("conus", "china") for ts, n, acc in (("10", 10, 0.6), ("100", 100, 0.7),
+                                                           ("all", 500, 0.8)) for r in (0, 2)]
+    card = model_card(json.loads((out / "config.json").read_text()), summarize(pd.DataFrame(rows)))
+    assert "| pretrained | tree | concat | 0.610 | 0.710 | 0.810 |" in card
+    assert "No few-shot results" not in card
+
+
 def test_from_pretrained_gives_identical_weights_and_embeddings(exported):
     model, ckpt, out, root = exported
     x = torch.randn(3, 1, PX, PX)

@@ -8,6 +8,7 @@ load it with `eoclip.model.from_pretrained("exported/demo")` or `eoclip embed --
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,7 +37,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a model: safetensors weights, config.json, README model card, timm towers."""
         try:
-            path = export_model(checkpoint, out, fewshot=fewshot, timm_towers=timm,
+            summary = None
+            if fewshot is not None:
+                from eoclip.fewshot import read_results, summarize
+
+                where = Path(fewshot)
+                summary = summarize(read_results(str(where / "results.parquet" if where.is_dir()
+                                                     else where)))
+            path = export_model(checkpoint, out, fewshot=summary, timm_towers=timm,
                                 overwrite=overwrite)
         except (CheckpointError, FewshotError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)

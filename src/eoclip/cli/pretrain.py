@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
         Several processes: torchrun --nproc_per_node=N -m eoclip.train [same options].
         """
         from eoclip.data.store import StoreError
+        from eoclip.distributed import print0
         from eoclip.errors import EoclipError
         from eoclip.train import CheckpointError, load_pretrain_config, parse_overrides, pretrain
-        from eoclip.train.distributed import print0
 
         explicit = {"store": store, "out": out, "name": name, "model": model, "epochs": epochs,
                     "batch_size": batch_size, "max_steps": max_steps, "num_workers": num_workers,

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from eoclip import fsio
 from eoclip.data.store import ChipStore
+from eoclip.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
 from eoclip.embeddings.channels import count_images, parse_channel_policy
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
@@ -47,7 +48,6 @@ from eoclip.errors import CheckpointError, EmbedError
 from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
 from eoclip.model.pretrained import from_pretrained, model_folder, read_model_meta
-from eoclip.train.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
 
 __all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
 

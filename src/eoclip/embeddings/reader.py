@@ -45,7 +45,7 @@ from eoclip.embeddings.table import (
     infer_meta,
 )
 
-__all__ = ["BATCH_ROWS", "TableReader", "TableScan"]
+__all__ = ["BATCH_ROWS", "TableReader", "TableScan", "open_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -303,3 +303,27 @@ class TableReader:
                 out[dest[ok]] = block[ok]
         pa.default_memory_pool().release_unused()
         return n_bad
+
+
+def open_tables(tables: dict[str, object]) -> dict[str, TableReader]:
+    """Open EmbeddingTables keyed by source name ("pretrained", "stats", ...) for piecewise reads.
+
+    Args:
+        tables: source name -> path/URL of an EmbeddingTable, or an in-memory frame.
+
+    Returns:
+        source name -> `TableReader` (only the metadata is read here).
+
+    Raises:
+        EmbeddingTableError: no tables, something that is not a table, missing columns.
+        FileNotFoundError: a path that does not exist.
+    """
+    if not tables:
+        raise EmbeddingTableError("no EmbeddingTables given")
+    out = {}
+    for name, table in tables.items():
+        if not isinstance(table, str | Path | pd.DataFrame):
+            raise EmbeddingTableError(f"source {name!r}: expected a path or a DataFrame, got {table!r}")
+        where = table if isinstance(table, str | Path) else "in-memory frame"
+        out[name] = TableReader(table, name=f"source {name!r} ({where})")
+    return out

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from eoclip.data.labels import binarize
-from eoclip.embeddings.reader import TableReader
+from eoclip.embeddings.reader import TableReader, open_tables
 from eoclip.embeddings.table import EmbeddingTableError, embedding_matrix
 from eoclip.fewshot.config import CONCAT, FewshotError
+from eoclip.seeding import derive_seed
 
 __all__ = [
     "SPLIT_ORDER",
@@ -31,15 +29,6 @@ __all__ = [
 ]
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 32-bit seed that depends only on `seed` and `parts` (stable across runs and machines).
-
-    Example: `derive_seed(0, "conus", "tree", "s1grdm", "250", 3)`.
-    """
-    payload = json.dumps([int(seed), *[str(p) for p in parts]])
-    return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "little")
-
-
 def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
     """Open EmbeddingTables keyed by source name ("pretrained", "stats", ...) for piecewise reads.
 
@@ -53,20 +42,12 @@ def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
         FewshotError: no tables, or a table lacking `chip_id`, `aoi` or `split`.
         FileNotFoundError: a path that does not exist.
     """
-    if not tables:
-        raise FewshotError("no EmbeddingTables given")
-    out = {}
-    for name, table in tables.items():
-        if not isinstance(table, str | Path | pd.DataFrame):
-            raise FewshotError(f"source {name!r}: expected a path or a DataFrame, got {table!r}")
-        where = table if isinstance(table, str | Path) else "in-memory frame"
-        try:
-            out[name] = TableReader(table, name=f"source {name!r} ({where})")
-        except EmbeddingTableError as err:
-            if "missing column" in str(err):
-                raise FewshotError(str(err)) from err
-            raise
-    return out
+    try:
+        return open_tables(tables)
+    except EmbeddingTableError as err:
+        if "missing column" in str(err) or "no EmbeddingTables" in str(err) or "expected" in str(err):
+            raise FewshotError(str(err)) from err
+        raise
 
 
 def feature_sets(modalities: list[str]) -> list[str]:

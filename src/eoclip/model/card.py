@@ -99,15 +99,10 @@ def _recall_rows(recall: dict | None) -> list[str]:
     return rows
 
 
-def _fewshot_rows(fewshot: str | Path | None) -> list[str]:
-    if fewshot is None:
+def _fewshot_rows(s: pd.DataFrame | None) -> list[str]:
+    if s is None:
         return ["No few-shot results were given at export (`eoclip export-model --fewshot "
                 "results/fewshot`)."]
-    from eoclip.fewshot import read_results, summarize
-
-    path = Path(fewshot)
-    results = read_results(str(path / "results.parquet" if path.is_dir() else path))
-    s = summarize(results)
     rows = ["Accuracy of a Random Forest on the frozen embeddings (mean over AOIs and repeats), "
             "binary tasks (label above the AOI's train median):", "",
             "| source | task | features | " + " | ".join(f"{n} labels" for n in ("10", "100", "all"))
@@ -135,8 +130,13 @@ def _modality_rows(specs: dict[str, dict]) -> list[str]:
     return rows
 
 
-def model_card(config: dict[str, Any], fewshot: str | Path | None = None) -> str:
-    """The README.md (model card) of an exported model."""
+def model_card(config: dict[str, Any], fewshot: pd.DataFrame | None = None) -> str:
+    """The README.md (model card) of an exported model.
+
+    Args:
+        config: the exported `config.json` content (`export_config`).
+        fewshot: a few-shot summary (`eoclip.fewshot.summarize` of a results table), or None.
+    """
     mc, tr = config["model_config"], config["training"]
     tw, store = mc["tower"], tr.get("store") or {}
     pre = tr.get("pretrain_config") or {}

@@ -26,7 +26,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_model
@@ -34,6 +34,9 @@ from safetensors.torch import load_model
 from eoclip.errors import CheckpointError
 from eoclip.model.clip import MultiTowerCLIP
 from eoclip.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["EXPORT_FORMAT", "CheckpointError", "export_model", "from_pretrained",
            "load_checkpoint", "load_weights", "model_folder", "read_model_meta", "weights_sha256"]
@@ -198,14 +201,15 @@ def _copy_folder_atomic(build, out: Path, overwrite: bool) -> Path:
     return out
 
 
-def export_model(checkpoint: str | Path, out: str | Path, fewshot: str | Path | None = None,
+def export_model(checkpoint: str | Path, out: str | Path, fewshot: pd.DataFrame | None = None,
                  timm_towers: bool = True, overwrite: bool = False) -> Path:
     """Write a checkpoint as a folder other tools load (see the module docstring).
 
     Args:
         checkpoint: checkpoint folder (`runs/<name>/best`) or run folder.
         out: the folder to write (written whole under a temporary name, then renamed).
-        fewshot: optional few-shot results (folder or results.parquet) for the model card.
+        fewshot: optional few-shot summary for the model card (`eoclip.fewshot.summarize` of
+            a results table; the model layer does not read few-shot results itself).
         timm_towers: also save each tower as a plain timm checkpoint under `timm/`.
         overwrite: replace an existing `out`.
 

@@ -14,9 +14,9 @@ import logging
 import sys
 from dataclasses import fields
 
+from eoclip.distributed import print0
 from eoclip.errors import EoclipError
 from eoclip.train.config import PretrainConfig, load_pretrain_config, parse_overrides
-from eoclip.train.distributed import print0
 from eoclip.train.loop import pretrain
 
 

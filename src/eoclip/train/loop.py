@@ -32,6 +32,13 @@ from tqdm.auto import tqdm
 
 from eoclip.data.dataset import ChipDataset, collate_samples
 from eoclip.data.store import ChipStore
+from eoclip.distributed import (
+    DistEnv,
+    barrier,
+    cleanup_distributed,
+    print0,
+    setup_distributed,
+)
 from eoclip.errors import ResumeMismatchError
 from eoclip.fsio import write_text_atomic
 from eoclip.lock import output_lock
@@ -39,13 +46,6 @@ from eoclip.model import MultiModalClipLoss, autocast_for, create_model
 from eoclip.model.pretrained import read_model_meta
 from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
 from eoclip.train.config import PretrainConfig
-from eoclip.train.distributed import (
-    DistEnv,
-    barrier,
-    cleanup_distributed,
-    print0,
-    setup_distributed,
-)
 from eoclip.train.metrics import MetricsLog
 from eoclip.train.schedule import lr_at
 from eoclip.train.validate import validate

@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from eoclip.data.dataset import ChipDataset, collate_samples
+from eoclip.distributed import DistEnv, all_gather_objects
 from eoclip.model import MultiModalClipLoss
 from eoclip.train.checkpoint import unwrap
 from eoclip.train.config import PretrainConfig
-from eoclip.train.distributed import DistEnv, all_gather_objects
 from eoclip.train.metrics import clip_chance_loss, cross_modal_recall
 
 __all__ = ["validate"]
