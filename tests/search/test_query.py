@@ -75,3 +75,26 @@ def test_cli_writes_csv_and_geoparquet(table, tmp_path):
     assert r.exit_code == 2 and "chip 'zzz' is not in" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["search", "--table", path, "--chip", "c001", "--k", "2"])
     assert r.exit_code == 0 and r.output.splitlines()[1].startswith("c001,s2rgbm,s2rgbm,1,c001,0.000000")
+
+
+def test_nonfinite_vectors_are_counted_and_never_matched(tmp_path, caplog):
+    from eoclip.embeddings.table import read_embedding_table, write_embedding_table
+
+    gdf, meta = read_embedding_table(make_table(tmp_path / "a.parquet")[0])
+    vecs = [np.array(v, np.float32) for v in gdf["emb_s2rgbm"]]
+    vecs[3][0], vecs[5][2] = np.nan, np.inf  # a broken export: partial NaN, an inf
+    gdf["emb_s2rgbm"] = vecs
+    write_embedding_table(gdf, tmp_path / "bad.parquet", meta)
+    path = str(tmp_path / "bad.parquet")
+    with caplog.at_level("WARNING", logger="eoclip.search.query"):
+        res = search_table(SearchConfig(table=path, chips=("c007",), k=N))
+    assert "2 of 60 s2rgbm vectors hold NaN or inf" in caplog.text
+    assert not {"c003", "c005"} & set(res["chip_id"]) and len(res) == N - 2
+    assert res["similarity"].notna().all()
+    assert res.attrs["eoclip_search"]["n_nonfinite"] == {"s2rgbm": 2}
+    with pytest.raises(SearchError, match="c003' has no s2rgbm vector .* NaN/inf"):
+        search_table(SearchConfig(table=path, chips=("c003",)))
+    gdf["emb_s2rgbm"] = [np.full(len(v), np.nan, np.float32) for v in vecs]
+    write_embedding_table(gdf, tmp_path / "nan.parquet", meta)
+    with pytest.raises(SearchError, match="every s2rgbm vector holds NaN or inf"):
+        search_table(SearchConfig(table=str(tmp_path / "nan.parquet"), chips=("c007",)))

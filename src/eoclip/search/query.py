@@ -95,7 +95,7 @@ def _query_rows(cfg: SearchConfig, ids: np.ndarray, present: np.ndarray, modalit
         row = int(lookup.get_loc(chip))
         if not present[row]:
             raise SearchError(f"chip {chip!r} has no {modality} vector in {cfg.table} (the chip "
-                              "lacks that modality); query another modality or chip")
+                              "lacks that modality, or its vector holds NaN/inf); query another modality or chip")
         rows.append(row)
     return np.asarray(rows, dtype=np.int64)
 
@@ -133,8 +133,12 @@ def search_table(cfg: SearchConfig) -> gpd.GeoDataFrame:
     """
     modality, against = _check(cfg)
     Xq, present_q, ids = read_vectors(cfg.table, modality)
-    G, _, _ = (Xq, present_q, ids) if against == modality else read_vectors(cfg.table, against)
-    rows = _query_rows(cfg, ids, present_q, modality)
+    G, present_g, _ = ((Xq, present_q, ids) if against == modality
+                       else read_vectors(cfg.table, against))
+    bad_q = _nonfinite(Xq, present_q, cfg.table, modality)
+    bad_g = bad_q if against == modality else _nonfinite(G, present_g, cfg.table, against)
+    rows = _query_rows(cfg, ids, present_q & ~bad_q, modality)
+    G[bad_g] = np.nan  # no vector: never a neighbour (exact and HNSW skip NaN rows)
     k = cfg.k + (1 if cfg.exclude_query else 0)
     if cfg.method == "exact":
         idx, sim = cosine_topk(Xq[rows], G, k, memory_mb=cfg.memory_mb)
@@ -156,8 +160,26 @@ def search_table(cfg: SearchConfig) -> gpd.GeoDataFrame:
     out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
                            crs=meta.crs)
     out.attrs["eoclip_search"] = {"table": cfg.table, "method": cfg.method,
-                                  "table_identity": table_identity(_meta(cfg.table))}
+                                  "table_identity": table_identity(_meta(cfg.table)),
+                                  "n_nonfinite": {modality: int(bad_q.sum()),
+                                                  against: int(bad_g.sum())}}
     return out[[*RESULT_COLUMNS, "geometry"]]
+
+
+def _nonfinite(X: np.ndarray, present: np.ndarray, table: str, modality: str) -> np.ndarray:
+    """Rows holding a vector with NaN or inf (a broken export): bool (n,), logged, never matched.
+
+    Raises:
+        SearchError: the modality has vectors but not one of them is finite.
+    """
+    bad = present & ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        if bad.sum() == present.sum():
+            raise SearchError(f"{table}: every {modality} vector holds NaN or inf; re-export "
+                              "the table")
+        log.warning("%s: %d of %d %s vectors hold NaN or inf; they are left out of the search",
+                    table, int(bad.sum()), int(present.sum()), modality)
+    return bad
 
 
 def _meta(path: str) -> dict:
