@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eoclip.errors import EoclipError
 from eoclip.fewshot.config import PAPER_RF
 from eoclip.fsio import write_text_atomic
 
@@ -37,7 +38,7 @@ STAGES = ("world", "pretrain", "embed_pretrained", "embed_untrained", "stats", "
           "report")
 
 
-class DemoError(RuntimeError):
+class DemoError(EoclipError, RuntimeError):
     """The demo folder holds another configuration, or a stage name is unknown."""
 
 

@@ -14,9 +14,12 @@ __all__ = [
     "EmbedError",
     "EoclipError",
     "GeoError",
+    "MissingDependencyError",
     "ModelError",
     "OutputLockedError",
+    "ReportError",
     "ResumeMismatchError",
+    "TsneError",
 ]
 
 
@@ -48,9 +51,21 @@ class EmbedError(EoclipError, ValueError):
     """Bad embed input: checkpoint, store, channel policy or stale parts."""
 
 
+class MissingDependencyError(EoclipError, ImportError):
+    """An optional dependency that a feature needs is not installed; the message says which extra."""
+
+
 class OutputLockedError(EoclipError, RuntimeError):
     """Another process is writing the same output folder or file."""
 
 
 class ResumeMismatchError(EoclipError, ValueError):
     """A run resumed with another store or changed settings."""
+
+
+class TsneError(EoclipError, ValueError):
+    """Bad t-SNE input: settings, unknown modalities, no finite vector, nothing to map."""
+
+
+class ReportError(EoclipError, ValueError):
+    """A report input that holds nothing to draw (empty summary, no epochs, no full chip)."""
