@@ -224,7 +224,7 @@ def _check_config(cfg: DemoConfig, p: _Paths, rerun_any: bool) -> None:
     path = p.root / "demo_config.json"
     if path.is_file() and not rerun_any and json.loads(path.read_text()) != cfg.to_dict():
         raise DemoError(f"{p.root} holds a demo run with other settings ({path}); use another "
-                        "--out, or --force to redo every stage")
+                        "output folder, or force=True to redo every stage")
     p.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 

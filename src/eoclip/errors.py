@@ -20,6 +20,7 @@ __all__ = [
     "ReportError",
     "ResumeMismatchError",
     "TsneError",
+    "error_message",
 ]
 
 
@@ -69,3 +70,24 @@ class TsneError(EoclipError, ValueError):
 
 class ReportError(EoclipError, ValueError):
     """A report input that holds nothing to draw (empty summary, no epochs, no full chip)."""
+
+
+def error_message(err: BaseException) -> str:
+    """The one line printed for `err`, without the ``error:`` prefix.
+
+    Args:
+        err: an ``EoclipError`` or ``OSError``.
+
+    Returns:
+        The message with its whitespace collapsed, so a multi-line message stays one line. A
+        ``KeyError`` subclass (``UnknownChipError``) loses the quotes ``str()`` adds; an
+        ``OSError`` raised by the system names its file and the reason, e.g.
+        ``out/x: Not a directory``.
+    """
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())

@@ -176,7 +176,7 @@ def _open_or_create(out: str | os.PathLike, config: WorldConfig, overwrite: bool
         if made_by != config.to_dict():
             raise StoreError(
                 f"{url} holds a synthetic world made with a different config ({made_by}); "
-                "pass overwrite=True (CLI: --overwrite) or choose another --out"
+                "pass overwrite=True or choose another output location"
             )
         return ChipStore.open(url, mode="a")
     store = ChipStore.create(url, list(MODALITIES), chip_px=config.chip_px,
