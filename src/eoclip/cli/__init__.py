@@ -11,7 +11,6 @@ the scientific stack inside their commands only, so ``eoclip --help`` stays fast
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -34,10 +33,9 @@ app = typer.Typer(
 def _print_version(value: bool) -> None:
     if not value:
         return
-    try:
-        typer.echo(f"eoclip {version('eoclip')}")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        typer.echo("eoclip (not installed: no package metadata)")
+    import eoclip
+
+    typer.echo(f"eoclip {eoclip.__version__}")
     raise typer.Exit()
 
 
