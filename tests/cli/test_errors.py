@@ -17,9 +17,10 @@ NO_PROGRESS = "--no-progress"
 
 # (arguments, expected exit status, words the message must hold). Placeholders: {world},
 # {table}, {checkpoint}, {chip} (tiny real inputs), {tmp} (an empty folder), {file} (a regular
-# file, so {file}/sub cannot be created), {badstore} (store.json corrupt), {damaged} (a few-shot
-# output folder whose fewshot_config.json is damaged), {twojson} (two chips GeoJSONs, no
-# product folder), {emptyopt} (a run whose last/optimizer.pt is empty).
+# file, so {file}/sub cannot be created), {badstore} (store.json corrupt), {damaged} and
+# {notjson} (few-shot output folders whose fewshot_config.json lacks its keys / is not JSON),
+# {twojson} (two chips GeoJSONs, no product folder), {emptyopt} (a run whose last/optimizer.pt
+# is empty).
 CASES = [
     # describe
     (["describe", "{tmp}/nostore"], 1, ["nostore", "store.json is missing"]),
@@ -94,6 +95,8 @@ CASES = [
     (["fewshot", "--table", "{tmp}/none.parquet", "--out", "{tmp}/f"], 1, ["EmbeddingTable not found"]),
     (["fewshot", "--table", "{table}", "--out", "{damaged}", "--n-jobs", "1", "--tasks", "tree",
       "--train-sizes", "5", "--repeats", "1", NO_PROGRESS], 1, ["fewshot_config.json is damaged"]),
+    (["fewshot", "--table", "{table}", "--out", "{notjson}", "--n-jobs", "1", "--tasks", "tree",
+      "--train-sizes", "5", "--repeats", "1", NO_PROGRESS], 1, ["fewshot_config.json"]),
     (["fewshot", "--table", "{table}", "--out", "{file}/f", "--n-jobs", "1", "--tasks", "tree",
       "--train-sizes", "5", "--repeats", "1", NO_PROGRESS], 1, ["Not a directory"]),
     (["fewshot", "--table", "{table}", "--out", "{tmp}/f", "--train-sizes", "5,ten"], 2, ["cannot parse"]),
@@ -132,6 +135,10 @@ def _inputs(cli_data, tmp_path: Path, args: list[str]) -> dict[str, str]:
         values["damaged"] = str(tmp_path / "damaged")
         (tmp_path / "damaged").mkdir()
         (tmp_path / "damaged" / "fewshot_config.json").write_text("{}")
+    if "{notjson}" in text:
+        values["notjson"] = str(tmp_path / "notjson")
+        (tmp_path / "notjson").mkdir()
+        (tmp_path / "notjson" / "fewshot_config.json").write_text("{truncated")
     if "{twojson}" in text:
         values["twojson"] = str(tmp_path / "twojson")
         (tmp_path / "twojson").mkdir()
