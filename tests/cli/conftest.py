@@ -3,6 +3,8 @@ a 20-chip world of 16 px, two 1-step pretraining runs on it and an EmbeddingTabl
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from cli_helpers import PRETRAIN_ARGS, CliData, invoke
 
@@ -20,9 +22,17 @@ def cli_data(tmp_path_factory) -> CliData:
         ["embed", "--checkpoint", runs / "r" / "last", "--store", world, "--out", table,
          "--channels", "random", "--device", "cpu", "--no-progress"],
     ]
-    for args in steps:
-        r = invoke(*args)
-        assert r.exit_code == 0, r.output
+    # Session set-up runs outside the per-test logging restore of tests/conftest.py: undo the
+    # root callback's logging configuration here, or later tests would inherit its handler.
+    root_logger = logging.getLogger()
+    saved = root_logger.level, list(root_logger.handlers)
+    try:
+        for args in steps:
+            r = invoke(*args)
+            assert r.exit_code == 0, r.output
+    finally:
+        root_logger.setLevel(saved[0])
+        root_logger.handlers[:] = saved[1]
     (emptyopt / "r" / "last" / "optimizer.pt").write_bytes(b"")  # (resuming it is an error)
     import pandas as pd
 
