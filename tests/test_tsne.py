@@ -10,6 +10,7 @@ import shapely
 import typer
 from typer.testing import CliRunner
 
+from eoclip.cli.conventions import EoclipGroup
 from eoclip.cli.tsne import register
 from eoclip.embeddings import write_embedding_table
 from eoclip.tsne import TsneConfig, plot_tsne, run_tsne
@@ -79,7 +80,7 @@ def test_plot_tsne(tmp_path):
 
 def test_tsne_cli(tmp_path):
     write_embedding_table(make_table(n=30), tmp_path / "e.parquet", {"source": "pretrained"})
-    app = typer.Typer()
+    app = typer.Typer(cls=EoclipGroup)  # the eoclip app's error handling
     register(app)
     app.command("noop")(lambda: None)
     out = tmp_path / "out"
@@ -124,7 +125,7 @@ def test_nonfinite_vectors_left_out_and_counted(tmp_path, caplog):
     assert len(run_tsne({"p": table}, TsneConfig(modalities=("s2",), **FAST))) == 78
     # the CLI: a one-line error, and a note for the NaN/inf vectors
     write_embedding_table(table, tmp_path / "nan.parquet", {"source": "pretrained"})
-    app = typer.Typer()
+    app = typer.Typer(cls=EoclipGroup)  # the eoclip app's error handling
     register(app)
     app.command("noop")(lambda: None)
     r = CliRunner().invoke(app, ["tsne", "--table", str(tmp_path / "nan.parquet"), "--out",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eoclip.errors import EoclipError
 from eoclip.fewshot.config import PAPER_RF
 from eoclip.fsio import write_text_atomic
 
@@ -37,7 +38,7 @@ STAGES = ("world", "pretrain", "embed_pretrained", "embed_untrained", "stats", "
           "report")
 
 
-class DemoError(RuntimeError):
+class DemoError(EoclipError, RuntimeError):
     """The demo folder holds another configuration, or a stage name is unknown."""
 
 
@@ -223,7 +224,7 @@ def _check_config(cfg: DemoConfig, p: _Paths, rerun_any: bool) -> None:
     path = p.root / "demo_config.json"
     if path.is_file() and not rerun_any and json.loads(path.read_text()) != cfg.to_dict():
         raise DemoError(f"{p.root} holds a demo run with other settings ({path}); use another "
-                        "--out, or --force to redo every stage")
+                        "output folder, or force=True to redo every stage")
     p.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 

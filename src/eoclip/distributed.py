@@ -7,6 +7,7 @@ process (`cuda:<LOCAL_RANK>`).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "all_gather_objects", "barrier", "cleanup_distributed", "print0", "setup_distributed"]
+__all__ = ["DistEnv", "all_gather_objects", "barrier", "cleanup_distributed", "log0", "print0",
+           "setup_distributed"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +83,9 @@ def print0(*args: Any, **kwargs: Any) -> None:
     """print on rank 0 only (RANK from the environment, so it works before setup)."""
     if int(os.environ.get("RANK", 0)) == 0:
         print(*args, **kwargs, flush=True)
+
+
+def log0(log: logging.Logger, level: int, msg: str, *args: Any) -> None:
+    """`log.log(level, msg, *args)` on rank 0 only, so a diagnostic appears once per job."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        log.log(level, msg, *args)

@@ -14,9 +14,13 @@ __all__ = [
     "EmbedError",
     "EoclipError",
     "GeoError",
+    "MissingDependencyError",
     "ModelError",
     "OutputLockedError",
+    "ReportError",
     "ResumeMismatchError",
+    "TsneError",
+    "error_message",
 ]
 
 
@@ -48,9 +52,42 @@ class EmbedError(EoclipError, ValueError):
     """Bad embed input: checkpoint, store, channel policy or stale parts."""
 
 
+class MissingDependencyError(EoclipError, ImportError):
+    """An optional dependency that a feature needs is not installed; the message says which extra."""
+
+
 class OutputLockedError(EoclipError, RuntimeError):
     """Another process is writing the same output folder or file."""
 
 
 class ResumeMismatchError(EoclipError, ValueError):
     """A run resumed with another store or changed settings."""
+
+
+class TsneError(EoclipError, ValueError):
+    """Bad t-SNE input: settings, unknown modalities, no finite vector, nothing to map."""
+
+
+class ReportError(EoclipError, ValueError):
+    """A report input that holds nothing to draw (empty summary, no epochs, no full chip)."""
+
+
+def error_message(err: BaseException) -> str:
+    """The one line printed for `err`, without the ``error:`` prefix.
+
+    Args:
+        err: an ``EoclipError`` or ``OSError``.
+
+    Returns:
+        The message with its whitespace collapsed, so a multi-line message stays one line. A
+        ``KeyError`` subclass (``UnknownChipError``) loses the quotes ``str()`` adds; an
+        ``OSError`` raised by the system names its file and the reason, e.g.
+        ``out/x: Not a directory``.
+    """
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())

@@ -20,10 +20,11 @@ from openTSNE import TSNE
 from tqdm.auto import tqdm
 
 from eoclip.embeddings.reader import TableReader, TableScan, open_tables
+from eoclip.errors import TsneError
 from eoclip.fsio import atomic_write
 from eoclip.seeding import derive_seed
 
-__all__ = ["TsneConfig", "plot_tsne", "run_tsne", "save_tsne"]
+__all__ = ["TsneConfig", "TsneError", "plot_tsne", "run_tsne", "save_tsne"]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,9 @@ class TsneConfig:
 
     def __post_init__(self) -> None:
         if self.max_points < 4:
-            raise ValueError(f"max_points must be >= 4 (a map needs 4 chips), got {self.max_points}")
+            raise TsneError(f"max_points must be >= 4 (a map needs 4 chips), got {self.max_points}")
         if self.n_iter < 1 or self.perplexity <= 0:
-            raise ValueError("n_iter must be >= 1 and perplexity > 0")
+            raise TsneError("n_iter must be >= 1 and perplexity > 0")
 
 
 def _choose_chips(sub: pd.DataFrame, valid: np.ndarray, cfg: TsneConfig, aoi: str) -> pd.DataFrame:
@@ -71,7 +72,7 @@ def _check_modalities(reader: TableReader, scan: TableScan, mods: list[str]) -> 
             log.warning("%s: %d emb_%s vectors hold NaN/inf; left out of the maps",
                         reader.name, n_bad, m)
         if not scan.valid[m].any():
-            raise ValueError(
+            raise TsneError(
                 f"{reader.name}: modality {m!r} has no finite vector ({n_bad} hold NaN/inf, "
                 f"the others are missing); re-export the embeddings or leave {m!r} out of the "
                 "modalities"
@@ -125,7 +126,7 @@ def run_tsne(
                 if part is not None:
                     frames.append(part)
     if not frames:
-        raise ValueError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
+        raise TsneError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
     df = pd.concat(frames, ignore_index=True)
     df.attrs["nonfinite"] = nonfinite  # "source/aoi/modality" -> vectors left out for NaN/inf
     if out_path is not None:
@@ -142,7 +143,7 @@ def _plan_maps(readers: dict, cfg: TsneConfig) -> tuple[list, dict]:
         if cfg.modalities is not None:
             unknown = [m for m in cfg.modalities if m not in mods]
             if unknown:
-                raise ValueError(f"source {source!r}: unknown modalities {unknown}; has {mods}")
+                raise TsneError(f"source {source!r}: unknown modalities {unknown}; has {mods}")
             mods = list(cfg.modalities)
         scan = reader.scan()  # validity per chip, never the vectors
         _check_modalities(reader, scan, mods)
@@ -214,13 +215,13 @@ def plot_tsne(
     """
     col = f"label_{task}"
     if col not in df.columns:
-        raise ValueError(f"no {col!r} in the t-SNE frame; has {[c for c in df if 'label_' in c]}")
+        raise TsneError(f"no {col!r} in the t-SNE frame; has {[c for c in df if 'label_' in c]}")
     sources = sorted(df["source"].unique())
     if source is None and len(sources) != 1:
-        raise ValueError(f"frame holds sources {sources}; pass source=")
+        raise TsneError(f"frame holds sources {sources}; pass source=")
     df = df[df["source"] == (source or sources[0])]
     if df.empty:
-        raise ValueError(f"no rows for source {source!r}; has {sources}")
+        raise TsneError(f"no rows for source {source!r}; has {sources}")
     aois, mods = sorted(df["aoi"].unique()), list(dict.fromkeys(df["modality"]))
     color = np.log10(df[col].to_numpy(dtype=float) + eps)
     lo, hi = np.nanpercentile(color, [1, 99]) if np.isfinite(color).any() else (0.0, 1.0)

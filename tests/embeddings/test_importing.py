@@ -53,7 +53,7 @@ def test_cli_imports_and_fails_cleanly(tmp_path):
     r = runner.invoke(app, ["import-embeddings", str(tmp_path / "aef.tif"), "--store",
                             str(tmp_path / "nostore"), "--out", str(tmp_path / "x.parquet"),
                             "--product", "aef"])
-    assert r.exit_code == 2 and "cannot open store" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "cannot open store" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["import-embeddings", str(tmp_path / "aef.tif"), "--store",
                             str(tmp_path / "store"), "--out", str(tmp_path / "x.parquet"),
                             "--product", "aef", "--bands", "one"])

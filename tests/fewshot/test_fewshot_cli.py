@@ -9,13 +9,14 @@ import typer
 from fewshot_synth import make_table
 from typer.testing import CliRunner
 
+from eoclip.cli.conventions import EoclipGroup
 from eoclip.cli.fewshot import parse_tables, register
 from eoclip.embeddings import write_embedding_table
 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=EoclipGroup)  # the eoclip app's error handling
     register(app)
 
     @app.command("noop")  # a second command keeps typer in multi-command mode

@@ -5,12 +5,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from eoclip.cli.conventions import EoclipGroup
 from eoclip.cli.ingest import register
 from eoclip.data.store import ChipStore
 
 
 def _app():
-    app = typer.Typer()
+    app = typer.Typer(cls=EoclipGroup)  # the eoclip app's error handling
     register(app)
 
     @app.command()
@@ -51,7 +52,6 @@ def _one_line_error(r, *words):
 
 @pytest.mark.parametrize("args,words", [
     (["--months", "1,2,13"], ["months must be calendar months"]),
-    (["--months", "jan"], ["months must be comma-separated integers"]),
     (["--chip-px", "0"], ["chip_px must be >= 1"]),
     (["--s1-direction", "up"], ["s1_direction"]),
     (["--workers", "0"], ["workers must be >= 1"]),
@@ -74,7 +74,11 @@ def test_cli_bad_inputs_are_one_line_errors(m3leo_fixture, m3leo_nested, tmp_pat
     _one_line_error(_invoke("m3leo", m3leo_nested.root, "-o", tmp_path / "g", "--modalities", "gunw,s2rgbm",
                             "--labels", "", "--year", 2019), "no product folder")
     _one_line_error(_invoke("stac", "-o", tmp_path / "x", "--aoi", "nowhere"), "unknown AOI 'nowhere'")
-    _one_line_error(_invoke("stac", "-o", tmp_path / "x", "--aoi", "conus", "--bounds", "1,2,3"), "bounds")
+    # Malformed option values are usage errors (exit status 2), reported by click.
+    for r in (_invoke("stac", "-o", tmp_path / "x", "--aoi", "conus", "--bounds", "1,2,3"),
+              _invoke("m3leo", m3leo_fixture.root, "-o", tmp_path / "x", "--months", "jan")):
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert "bounds are" in r.output or "months must be comma-separated integers" in r.output
 
 
 def test_cli_nothing_written_fails(m3leo_nested, tmp_path):

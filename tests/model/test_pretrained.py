@@ -163,7 +163,9 @@ def test_bad_folders(exported, tmp_path):
         from_pretrained(tmp_path / "nowhere")
     with pytest.raises(CheckpointError, match="not empty"):
         export_model(ckpt, out)
-    r = CliRunner().invoke(app, ["export-model", str(tmp_path / "nowhere"), str(tmp_path / "o")])
-    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
-    r = CliRunner().invoke(app, ["export-model", str(ckpt), str(tmp_path / "o2"), "--no-timm"])
+    r = CliRunner().invoke(app, ["export-model", "--checkpoint", str(tmp_path / "nowhere"),
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "does not exist" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["export-model", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"),
+                                  "--no-timm"])
     assert r.exit_code == 0 and not (tmp_path / "o2" / "timm").exists()

@@ -154,7 +154,7 @@ def test_report_cli_and_bad_input(tmp_path, run_dir):
     assert (tmp_path / "r" / "index.html").is_file()
     res = CliRunner().invoke(app, ["report", "--run", str(tmp_path / "nope"), "--out",
                                    str(tmp_path / "r2")])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 1 and "does not exist" in res.output
     # a pretraining run folder alone: only the retrieval section and the store (config.yaml)
     pre = tmp_path / "pre"
     shutil.copytree(run_dir / "runs" / "demo", pre)

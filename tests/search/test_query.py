@@ -72,7 +72,7 @@ def test_cli_writes_csv_and_geoparquet(table, tmp_path):
     gdf = gpd.read_parquet(out)
     assert len(gdf) == 20 and gdf["chip_id"].iloc[0] == "c011" and set(gdf["modality"]) == {"s2rgbm"}
     r = runner.invoke(app, ["search", "--table", path, "--chip", "zzz"])
-    assert r.exit_code == 2 and "chip 'zzz' is not in" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "chip 'zzz' is not in" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["search", "--table", path, "--chip", "c001", "--k", "2"])
     assert r.exit_code == 0 and r.output.splitlines()[1].startswith("c001,s2rgbm,s2rgbm,1,c001,0.000000")
 

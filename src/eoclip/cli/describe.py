@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
-from eoclip.data.store import ChipStore, StoreError
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
+    """Add the `describe` command to `app`."""
+
     @app.command("describe")
     def describe(
-        store: str = typer.Argument(..., help="ChipStore folder or fsspec URL."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        store: Annotated[str, typer.Argument(help="ChipStore folder or fsspec URL.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     ) -> None:
         """Chips per AOI and split, modality presence, valid channels and size on disk."""
-        try:
-            info = ChipStore.open(store).describe()
-        except (StoreError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
+        from eoclip.data.store import ChipStore
+
+        info = ChipStore.open(store).describe()
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return

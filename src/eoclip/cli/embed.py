@@ -14,9 +14,6 @@ from typing import Annotated
 
 import typer
 
-from eoclip.embeddings.export import EmbedConfig, embed_store
-from eoclip.errors import EoclipError
-
 __all__ = ["register"]
 
 HELP = (
@@ -34,7 +31,7 @@ def register(app: typer.Typer) -> None:
     def embed(
         checkpoint: Annotated[str, typer.Option(help="checkpoint folder (runs/<name>/best) or run folder")],
         store: Annotated[str, typer.Option(help="ChipStore folder or fsspec URL")],
-        out: Annotated[str, typer.Option(help="EmbeddingTable .parquet to write")],
+        out: Annotated[str, typer.Option("--out", "-o", help="EmbeddingTable .parquet to write")],
         channels: Annotated[
             str, typer.Option(help="mean | random | <channel name> | mod=policy,...")
         ] = "mean",
@@ -55,15 +52,13 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Embed every chip of a store (one vector per modality, null where a modality is absent)."""
+        from eoclip.embeddings.export import EmbedConfig, embed_store
+
         config = EmbedConfig(
             checkpoint=checkpoint, store=store, out=out, channels=channels, batch_size=batch_size,
             part_chips=part_chips, untrained=untrained, seed=seed, device=device,
             overwrite=overwrite, progress=progress, num_workers=num_workers, compile=compile,
         )
-        try:
-            path = embed_store(config)
-        except (EoclipError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
+        path = embed_store(config)
         if int(os.environ.get("RANK", 0)) == 0:
             typer.echo(path)

@@ -1,7 +1,8 @@
-"""`eoclip export-model CHECKPOINT OUT`: a checkpoint as a folder other tools load.
+"""`eoclip export-model --checkpoint CHECKPOINT --out OUT`: a checkpoint as a folder other tools load.
 
 Example:
-    eoclip export-model runs/demo/best exported/demo --fewshot demo_out/fewshot/pretrained
+    eoclip export-model --checkpoint runs/demo/best --out exported/demo \
+        --fewshot demo_out/fewshot/pretrained
 writes `model.safetensors`, `config.json`, a README.md model card and `timm/<modality>.*`;
 load it with `eoclip.model.from_pretrained("exported/demo")` or `eoclip embed --checkpoint`.
 """
@@ -13,9 +14,7 @@ from typing import Annotated
 
 import typer
 
-from eoclip.errors import CheckpointError
-from eoclip.fewshot.config import FewshotError
-from eoclip.model.pretrained import export_model
+from eoclip.cli.conventions import renamed_option, require
 
 __all__ = ["register"]
 
@@ -25,28 +24,34 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export-model")
     def export_model_cmd(
-        checkpoint: Annotated[str, typer.Argument(help="checkpoint folder (runs/<name>/best) "
-                                                       "or run folder")],
-        out: Annotated[str, typer.Argument(help="folder to write")],
+        checkpoint: Annotated[str | None, typer.Option(
+            help="checkpoint folder (runs/<name>/best) or run folder")] = None,
+        out: Annotated[str | None, typer.Option("--out", "-o", help="folder to write")] = None,
+        old_checkpoint: Annotated[str | None, typer.Argument(
+            hidden=True, metavar="CHECKPOINT", help="deprecated: use --checkpoint")] = None,
+        old_out: Annotated[str | None, typer.Argument(
+            hidden=True, metavar="OUT", help="deprecated: use --out")] = None,
         fewshot: Annotated[str | None, typer.Option(
             help="few-shot results folder or results.parquet, summarised in the model card")
         ] = None,
         timm: Annotated[bool, typer.Option(help="also save each tower as a timm checkpoint")
                         ] = True,
-        overwrite: Annotated[bool, typer.Option(help="replace OUT")] = False,
+        overwrite: Annotated[bool, typer.Option(help="replace the output folder")] = False,
     ) -> None:
         """Export a model: safetensors weights, config.json, README model card, timm towers."""
-        try:
-            summary = None
-            if fewshot is not None:
-                from eoclip.fewshot import read_results, summarize
+        # The positional CHECKPOINT OUT of earlier releases still works, with a warning.
+        checkpoint = require(renamed_option(checkpoint, old_checkpoint, new="--checkpoint",
+                                            old="CHECKPOINT (positional)"), "--checkpoint")
+        out = require(renamed_option(out, old_out, new="--out", old="OUT (positional)"), "--out")
+        from eoclip.model.pretrained import export_model
 
-                where = Path(fewshot)
-                summary = summarize(read_results(str(where / "results.parquet" if where.is_dir()
-                                                     else where)))
-            path = export_model(checkpoint, out, fewshot=summary, timm_towers=timm,
-                                overwrite=overwrite)
-        except (CheckpointError, FewshotError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
+        summary = None
+        if fewshot is not None:  # the model layer takes a summary, it does not read results
+            from eoclip.fewshot import read_results, summarize
+
+            where = Path(fewshot)
+            summary = summarize(read_results(str(where / "results.parquet" if where.is_dir()
+                                                 else where)))
+        path = export_model(checkpoint, out, fewshot=summary, timm_towers=timm,
+                            overwrite=overwrite)
         typer.echo(str(path))

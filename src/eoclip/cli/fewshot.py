@@ -14,19 +14,12 @@ from typing import Annotated
 
 import typer
 
-from eoclip.embeddings.table import EmbeddingTableError
-from eoclip.fewshot import (
-    PAPER_TRAIN_SIZES,
-    SELECT_MAX_TRAIN,
-    TASKS,
-    FewshotConfig,
-    FewshotError,
-    point95,
-    run_fewshot,
-    summarize,
-)
-
 __all__ = ["parse_tables", "register"]
+
+# FewshotConfig's defaults, spelled out for --help only (importing eoclip.fewshot would load
+# scikit-learn); tests/cli/test_app.py checks that they match.
+DEFAULTS_HELP = {"train_sizes": "5,10,100,250,500,1000,5000,20000",
+                 "tasks": "tree,built,crop,water", "select_max_train": 10000}
 
 
 def parse_tables(specs: list[str]) -> dict[str, str]:
@@ -65,7 +58,7 @@ def register(app: typer.Typer) -> None:
             list[str], typer.Option("--table", help="NAME=PATH of an EmbeddingTable (repeatable)")
         ],
         out: Annotated[
-            str, typer.Option("--out", help="output folder (results.parquet/.csv, summary.csv)")
+            str, typer.Option("--out", "-o", help="output folder (results.parquet/.csv, summary.csv)")
         ],
         head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
@@ -75,9 +68,11 @@ def register(app: typer.Typer) -> None:
                          "(default: --repeats)"),
         ] = None,
         train_sizes: Annotated[
-            str, typer.Option(help="comma-separated sizes; 'all' is always added")
-        ] = ",".join(map(str, PAPER_TRAIN_SIZES)),
-        tasks: Annotated[str, typer.Option(help="comma-separated tasks")] = ",".join(TASKS),
+            str | None, typer.Option(help="comma-separated sizes; 'all' is always added "
+                                     f"(default: the paper's {DEFAULTS_HELP['train_sizes']})")
+        ] = None,
+        tasks: Annotated[str | None, typer.Option(
+            help=f"comma-separated tasks (default: {DEFAULTS_HELP['tasks']})")] = None,
         features: Annotated[
             str | None, typer.Option(help="comma-separated modalities / concat (default: all)")
         ] = None,
@@ -91,32 +86,34 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="root seed")] = 0,
         max_test: Annotated[int | None, typer.Option(help="subsample the test split")] = None,
         select_max_train: Annotated[
-            int,
-            typer.Option(help="train chips per head-selection fit (0: the whole train split)"),
-        ] = SELECT_MAX_TRAIN,
-        overwrite: Annotated[bool, typer.Option(help="discard results already in --out")] = False,
+            int | None,
+            typer.Option(help="train chips per head-selection fit (0: the whole train split; "
+                         f"default: {DEFAULTS_HELP['select_max_train']})"),
+        ] = None,
+        overwrite: Annotated[bool, typer.Option(help="discard results already in the output")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Few-shot accuracy vs number of labels, per source, AOI, task and feature set."""
-        try:
-            config = FewshotConfig(
-                train_sizes=_csv(train_sizes, int),
-                repeats=repeats,
-                repeats_all=repeats_all,
-                head=head,
-                seed=seed,
-                n_jobs=n_jobs,
-                scheduler=scheduler,
-                select_max_train=select_max_train or None,
-                tasks=_csv(tasks),
-                features=_csv(features),
-                max_test=max_test,
-                progress=progress,
-            )
-            results = run_fewshot(parse_tables(table), config, out_dir=out, overwrite=overwrite)
-        except (FewshotError, EmbeddingTableError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from err
+        from eoclip.fewshot import FewshotConfig, point95, run_fewshot, summarize
+
+        # Settings not given keep FewshotConfig's defaults, defined there.
+        given = {k: v for k, v in {"train_sizes": _csv(train_sizes, int), "tasks": _csv(tasks)}.items()
+                 if v is not None}
+        if select_max_train is not None:
+            given["select_max_train"] = select_max_train or None  # 0: the whole train split
+        config = FewshotConfig(
+            repeats=repeats,
+            repeats_all=repeats_all,
+            head=head,
+            seed=seed,
+            n_jobs=n_jobs,
+            scheduler=scheduler,
+            features=_csv(features),
+            max_test=max_test,
+            progress=progress,
+            **given,
+        )
+        results = run_fewshot(parse_tables(table), config, out_dir=out, overwrite=overwrite)
         summary = summarize(results)
         typer.echo(f"{len(results)} results in {out}; smallest n_train reaching 95 % of 'all':")
         typer.echo(point95(summary).to_string(index=False))

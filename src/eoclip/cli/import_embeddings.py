@@ -14,8 +14,6 @@ from typing import Annotated
 
 import typer
 
-from eoclip.embeddings.importing import ImportConfig, ImportEmbeddingsError, import_embeddings
-
 __all__ = ["register"]
 
 
@@ -37,7 +35,7 @@ def register(app: typer.Typer) -> None:
             help="a Parquet/GeoParquet table, or rasters (GeoTIFF/COG/VRT files, a folder of "
                  "GeoTIFF tiles, a zarr)")],
         store: Annotated[str, typer.Option(help="ChipStore whose chips get vectors")],
-        out: Annotated[str, typer.Option(help="EmbeddingTable .parquet to write")],
+        out: Annotated[str, typer.Option("--out", "-o", help="EmbeddingTable .parquet to write")],
         product: Annotated[str, typer.Option(help="product name, the table's source (aef, "
                                                   "tessera, clay, ...)")],
         version: Annotated[str | None, typer.Option(help="product version or year")] = None,
@@ -62,10 +60,13 @@ def register(app: typer.Typer) -> None:
         min_valid_fraction: Annotated[float, typer.Option(
             help="raster: least share of a chip with valid pixels, else null")] = 0.5,
         part_chips: Annotated[int, typer.Option(help="raster: chips per resumable part")] = 512,
-        overwrite: Annotated[bool, typer.Option(help="replace --out and stale parts")] = False,
+        overwrite: Annotated[bool, typer.Option(help="replace the output and stale parts")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Import another product's embeddings (table or pixel raster) as an EmbeddingTable."""
+        from eoclip.embeddings.importing import ImportConfig, import_embeddings
+        from eoclip.embeddings.table import read_embedding_table
+
         cfg = ImportConfig(
             sources=tuple(source), store=store, out=out, product=product, version=version,
             modality=modality, kind=kind, id_column=id_column, vector_column=vector_column,
@@ -73,13 +74,7 @@ def register(app: typer.Typer) -> None:
             dequantize=dequantize, nodata=nodata, variable=variable,
             min_valid_fraction=min_valid_fraction, part_chips=part_chips, overwrite=overwrite,
             progress=progress)
-        try:
-            path = import_embeddings(cfg)
-        except (ImportEmbeddingsError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
-        from eoclip.embeddings.table import read_embedding_table
-
+        path = import_embeddings(cfg)
         gdf, meta = read_embedding_table(path)
         typer.echo(f"{path}: {meta['chips_with_vector']} of {len(gdf)} chips have a "
                    f"{meta['dim']}-d {product} vector (emb_{cfg.modality_name})")

@@ -6,8 +6,11 @@ import datetime as dt
 import functools
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from eoclip.cli.conventions import renamed_option, require
 
 __all__ = ["register"]
 
@@ -19,36 +22,27 @@ ENGINE_HELP = "local (this machine's processes) or dask (a Dask LocalCluster, or
 SCHEDULER_HELP = "Address of a running Dask scheduler (tcp://host:8786): run the tasks on that cluster."
 
 
-def _fail_cleanly(fn):
-    """Turn library errors into one line on stderr and exit status 1 (no traceback)."""
+def _print_report_on_failure(fn):
+    """Print the run's summary when nothing was ingested; the error itself is left to the app."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from eoclip.data.store import StoreError
-        from eoclip.ingest.report import IngestError, NothingIngestedError
+        from eoclip.ingest.report import NothingIngestedError
 
         try:
             return fn(*args, **kwargs)
         except NothingIngestedError as err:
             _print(err.report)
-            _error(err)
-        except (IngestError, StoreError, ValueError, KeyError, OSError, ImportError) as err:
-            _error(err)
+            raise
 
     return wrapper
-
-
-def _error(err: BaseException) -> None:
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    typer.echo("error: " + " ".join(text.split()), err=True)
-    raise typer.Exit(1)
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         return tuple(int(m) for m in text.split(","))
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, not {text!r}") from None
+        raise typer.BadParameter(f"{what} must be comma-separated integers, not {text!r}") from None
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -58,10 +52,26 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 def _bounds(text: str | None):
     if not text:
         return None
-    parts = tuple(float(v) for v in text.split(","))
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
     if len(parts) != 4:
-        raise ValueError(f"bounds are min_lon,min_lat,max_lon,max_lat, not {text!r}")
+        raise typer.BadParameter(f"bounds are min_lon,min_lat,max_lon,max_lat, not {text!r}")
     return parts
+
+
+def _date(text: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be a date like 2020-01-31, not {text!r}") from None
+
+
+def _out(out: str | None, old_store: str | None, required: bool = True) -> str | None:
+    # `--store` named the output of ingest until 0.1; it is the input store everywhere else.
+    value = renamed_option(out, old_store, new="--out", old="--store")
+    return require(value, "--out") if required else value
 
 
 def _executor(workers: int | None, engine: str, scheduler: str | None):
@@ -77,32 +87,33 @@ def _print(report) -> None:
 
 
 @ingest_app.command("m3leo")
-@_fail_cleanly
+@_print_report_on_failure
 def m3leo(
-    root: Path = typer.Argument(..., help="The M3LEO / geetiles download: <stem>.geojson files with their "
-                                          "<stem>/ product folders (or one flat dataset folder)."),
-    store: str = typer.Option(..., "--store", "-o", help="Output ChipStore path or URL."),
-    chips: Path = typer.Option(None, help="One chips GeoJSON (default: every <stem>.geojson in ROOT)."),
-    splits: str = typer.Option(None, help="Splits CSV: a path, or part of its name to choose among "
-                                          "<stem>_splits*.csv (default: the only one)."),
-    split_column: str = typer.Option(None, help="Column of the splits CSV (default: split)."),
-    aoi: str = typer.Option(None, help="AOI name for every chip (default: from the GeoJSON name, e.g. conus)."),
-    chip_px: int = typer.Option(448, help="Pixels per chip side (448 = 10 m for 4480 m chips)."),
-    months: str = typer.Option("1,2,3", help="Calendar months to take, e.g. 1,2,3."),
-    year: int = typer.Option(2020, help="Year in the folder names and of the GUNW window."),
-    s1_direction: str = typer.Option("asc", help="Sentinel-1 orbit: asc or des (desc)."),
-    s1_fallback: bool = typer.Option(True, help="Use the other orbit when the chosen one is missing or unusable."),
-    modalities: str = typer.Option("s2rgbm,s1grdm,gunw", help="Modalities of the store."),
-    labels: str = typer.Option("esaworldcover,modis,ghsbuilts", help="Label products to read ('' for none)."),
-    workers: int = typer.Option(None, help=WORKERS_HELP),
-    engine: str = typer.Option("local", help=ENGINE_HELP),
-    scheduler: str = typer.Option(None, help=SCHEDULER_HELP),
-    batch_size: int = typer.Option(32, help="Chips per pixel write inside a shard (~7 MB each at 448 px)."),
-    shard_chips: int = typer.Option(None, help="Chips per store shard for a new store (default: 256, fewer "
-                                               "for a small grid so that every worker has tasks)."),
-    resume: bool = typer.Option(False, help="Append to an existing store, skipping its chips."),
-    overwrite: bool = typer.Option(False, help="Replace an existing store."),
-    limit: int = typer.Option(None, help="Ingest at most this many chips."),
+    root: Annotated[Path, typer.Argument(help="The M3LEO / geetiles download: <stem>.geojson files with their "
+                                          "<stem>/ product folders (or one flat dataset folder).")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")] = None,
+    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
+    chips: Annotated[Path | None, typer.Option(help="One chips GeoJSON (default: every <stem>.geojson in ROOT).")] = None,
+    splits: Annotated[str | None, typer.Option(help="Splits CSV: a path, or part of its name to choose among "
+                                          "<stem>_splits*.csv (default: the only one).")] = None,
+    split_column: Annotated[str | None, typer.Option(help="Column of the splits CSV (default: split).")] = None,
+    aoi: Annotated[str | None, typer.Option(help="AOI name for every chip (default: from the GeoJSON name, e.g. conus).")] = None,
+    chip_px: Annotated[int, typer.Option(help="Pixels per chip side (448 = 10 m for 4480 m chips).")] = 448,
+    months: Annotated[str, typer.Option(help="Calendar months to take, e.g. 1,2,3.")] = "1,2,3",
+    year: Annotated[int, typer.Option(help="Year in the folder names and of the GUNW window.")] = 2020,
+    s1_direction: Annotated[str, typer.Option(help="Sentinel-1 orbit: asc or des (desc).")] = "asc",
+    s1_fallback: Annotated[bool, typer.Option("--s1-fallback/--no-s1-fallback", help="Use the other orbit when the chosen one is missing or unusable.")] = True,
+    modalities: Annotated[str, typer.Option(help="Modalities of the store.")] = "s2rgbm,s1grdm,gunw",
+    labels: Annotated[str, typer.Option(help="Label products to read ('' for none).")] = "esaworldcover,modis,ghsbuilts",
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    batch_size: Annotated[int, typer.Option(help="Chips per pixel write inside a shard (~7 MB each at 448 px).")] = 32,
+    shard_chips: Annotated[int | None, typer.Option(help="Chips per store shard for a new store (default: 256, fewer "
+                                               "for a small grid so that every worker has tasks).")] = None,
+    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
 ) -> None:
     """Ingest the paper authors' M3LEO / geetiles download."""
     from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
@@ -111,57 +122,60 @@ def m3leo(
     cfg = M3LEOConfig(root=root, chips=chips, splits=splits, split_column=split_column, aoi=aoi, year=year,
                       months=_ints(months, "months"), s1_direction=s1_direction, s1_fallback=s1_fallback,
                       modalities=_names(modalities), labels=_names(labels))
-    out = StoreSpec(store, chip_px, batch_size, resume, overwrite, limit, shard_chips=shard_chips)
-    _print(ingest_m3leo(cfg, out, _executor(workers, engine, scheduler)))
+    spec = StoreSpec(_out(out, old_store), chip_px, batch_size, resume, overwrite, limit,
+                     shard_chips=shard_chips)
+    _print(ingest_m3leo(cfg, spec, _executor(workers, engine, scheduler)))
 
 
 @ingest_app.command("stac")
-@_fail_cleanly
+@_print_report_on_failure
 def stac(
-    store: str = typer.Option(..., "--store", "-o", help="Output ChipStore path or URL."),
-    chips: Path = typer.Option(None, help="Chips GeoJSON (chip_id or identifier, polygons)."),
-    aoi: str = typer.Option(None, help="AOI name or file, gridded with eoclip.geo.make_grid."),
-    bounds: str = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat restricting the AOI grid."),
-    chip_size_m: float = typer.Option(4480.0, help="Chip side for an AOI grid."),
-    config: Path = typer.Option(None, help="YAML of StacConfig fields (catalogue, collections, assets)."),
-    catalog: str = typer.Option(None, help="STAC API URL or local catalog.json (overrides the config)."),
-    gunw_dir: Path = typer.Option(None, help="Folder of ARIA GUNW .nc products to add coherence."),
-    chip_px: int = typer.Option(448, help="Pixels per chip side."),
-    workers: int = typer.Option(None, help=WORKERS_HELP),
-    engine: str = typer.Option("local", help=ENGINE_HELP),
-    scheduler: str = typer.Option(None, help=SCHEDULER_HELP),
-    batch_size: int = typer.Option(16, help="Chips per pixel write inside a shard."),
-    resume: bool = typer.Option(False, help="Append to an existing store, skipping its chips."),
-    overwrite: bool = typer.Option(False, help="Replace an existing store."),
-    limit: int = typer.Option(None, help="Ingest at most this many chips."),
+    out: Annotated[str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")] = None,
+    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
+    chips: Annotated[Path | None, typer.Option(help="Chips GeoJSON (chip_id or identifier, polygons).")] = None,
+    aoi: Annotated[str | None, typer.Option(help="AOI name or file, gridded with eoclip.geo.make_grid.")] = None,
+    bounds: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat restricting the AOI grid.")] = None,
+    chip_size_m: Annotated[float, typer.Option(help="Chip side for an AOI grid.")] = 4480.0,
+    config: Annotated[Path | None, typer.Option(help="YAML of StacConfig fields (catalogue, collections, assets).")] = None,
+    catalog: Annotated[str | None, typer.Option(help="STAC API URL or local catalog.json (overrides the config).")] = None,
+    gunw_dir: Annotated[Path | None, typer.Option(help="Folder of ARIA GUNW .nc products to add coherence.")] = None,
+    chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    batch_size: Annotated[int, typer.Option(help="Chips per pixel write inside a shard.")] = 16,
+    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
 ) -> None:
     """Composite Sentinel-2/Sentinel-1 months and WorldCover labels from a STAC catalogue."""
     from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
     from eoclip.ingest.stac import ingest_stac, load_stac_config
 
-    out = StoreSpec(store, chip_px, batch_size, resume, overwrite, limit)
+    spec = StoreSpec(_out(out, old_store), chip_px, batch_size, resume, overwrite, limit)
     grid = load_grid(GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m))
     cfg = load_stac_config(config, catalog=catalog)
-    _print(ingest_stac(grid, out, cfg, gunw_dir=gunw_dir, executor=_executor(workers, engine, scheduler)))
+    _print(ingest_stac(grid, spec, cfg, gunw_dir=gunw_dir, executor=_executor(workers, engine, scheduler)))
 
 
 @ingest_app.command("asf")
-@_fail_cleanly
+@_print_report_on_failure
 def asf(
-    download_dir: Path = typer.Option(..., help="Folder for the GUNW products."),
-    chips: Path = typer.Option(None, help="Chips GeoJSON."),
-    aoi: str = typer.Option(None, help="AOI name or file (with --bounds)."),
-    bounds: str = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat."),
-    chip_size_m: float = typer.Option(4480.0, help="Chip side for an AOI grid."),
-    start: str = typer.Option("2020-01-01", help="First allowed second date of a pair."),
-    end: str = typer.Option("2020-03-31", help="Last allowed second date of a pair."),
-    max_days: int = typer.Option(48, help="Longest pair span in days (paper: 48)."),
-    store: str = typer.Option(None, "--store", "-o", help="Also write a gunw ChipStore here."),
-    skip_download: bool = typer.Option(False, help="Use the products already in --download-dir."),
-    chip_px: int = typer.Option(448, help="Pixels per chip side."),
-    workers: int = typer.Option(None, help=WORKERS_HELP),
-    resume: bool = typer.Option(False, help="Append to an existing store, skipping its chips."),
-    overwrite: bool = typer.Option(False, help="Replace an existing store."),
+    download_dir: Annotated[Path, typer.Option(help="Folder for the GUNW products.")],
+    chips: Annotated[Path | None, typer.Option(help="Chips GeoJSON.")] = None,
+    aoi: Annotated[str | None, typer.Option(help="AOI name or file (with --bounds).")] = None,
+    bounds: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat.")] = None,
+    chip_size_m: Annotated[float, typer.Option(help="Chip side for an AOI grid.")] = 4480.0,
+    start: Annotated[str, typer.Option(help="First allowed second date of a pair.")] = "2020-01-01",
+    end: Annotated[str, typer.Option(help="Last allowed second date of a pair.")] = "2020-03-31",
+    max_days: Annotated[int, typer.Option(help="Longest pair span in days (paper: 48).")] = 48,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Also write a gunw ChipStore here.")] = None,
+    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
+    skip_download: Annotated[bool, typer.Option(help="Use the products already in the download folder.")] = False,
+    chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
+    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
+    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Search and download ARIA S1 GUNW products from ASF (Earthdata login), then ingest them."""
     from shapely import union_all
@@ -169,17 +183,18 @@ def asf(
     from eoclip.ingest import asf as asf_mod
     from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
 
-    out = StoreSpec(store, chip_px, resume=resume, overwrite=overwrite) if store else None
+    t0, t1 = _date(start, "start"), _date(end, "end")
+    store = _out(out, old_store, required=False)
+    spec = StoreSpec(store, chip_px, resume=resume, overwrite=overwrite) if store else None
     grid = load_grid(GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m))
-    t0, t1 = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     if not skip_download:
         footprint = union_all(grid.geometry.values).convex_hull.wkt
         found = asf_mod.search_gunw(footprint, t0, t1, max_days)
         chosen = asf_mod.choose_products(found, t0, t1, max_days)
         typer.echo(f"ASF: {len(found)} GUNW products found, {len(chosen)} with a pair in the window")
         asf_mod.download_products(chosen, download_dir)
-    if out is not None:
-        _print(asf_mod.ingest_gunw(grid, out, download_dir, t0, t1, max_days,
+    if spec is not None:
+        _print(asf_mod.ingest_gunw(grid, spec, download_dir, t0, t1, max_days,
                                    executor=_executor(workers, "local", None)))
 
 

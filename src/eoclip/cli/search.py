@@ -13,8 +13,6 @@ from typing import Annotated
 
 import typer
 
-from eoclip.search import SearchConfig, SearchError, search_table, write_search_results
-
 __all__ = ["register"]
 
 
@@ -37,20 +35,17 @@ def register(app: typer.Typer) -> None:
             help="hnsw: 'auto' (beside the table) or a path to cache the index")] = None,
         ef_search: Annotated[int, typer.Option(help="hnsw: query beam width")] = 128,
         out: Annotated[str | None, typer.Option(
-            help=".csv or .parquet (GeoParquet) to write; default: print CSV")] = None,
+            "--out", "-o", help=".csv or .parquet (GeoParquet) to write; default: print CSV")] = None,
     ) -> None:
         """Nearest chips by cosine similarity, within or across modalities."""
+        from eoclip.search import SearchConfig, search_table, write_search_results
+
         cfg = SearchConfig(table=table, chips=tuple(chip), modality=modality, against=against,
                            k=k, method=method, exclude_query=exclude_query,
                            index_cache=index_cache, ef_search=ef_search)
-        try:
-            results = search_table(cfg)
-            if out:
-                write_search_results(results, out)
-        except (SearchError, FileNotFoundError, ImportError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
+        results = search_table(cfg)
         if out:
+            write_search_results(results, out)
             typer.echo(f"{len(results)} neighbours -> {out}")
         else:
             cols = ["query_chip", "query_modality", "modality", "rank", "chip_id", "distance",

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import fsspec
 import typer
 
 from eoclip.cli.fewshot import parse_tables
-from eoclip.embeddings.table import EmbeddingTableError
-from eoclip.fewshot.config import FewshotError
-from eoclip.tsne import TsneConfig, plot_tsne, run_tsne
 
 __all__ = ["register"]
 
@@ -29,30 +25,31 @@ def register(app: typer.Typer) -> None:
             list[str],
             typer.Option("--table", help="NAME=PATH or PATH of an EmbeddingTable (repeatable)"),
         ],
-        out: Annotated[str, typer.Option("--out", help="output folder")],
+        out: Annotated[str, typer.Option("--out", "-o", help="output folder")],
         max_points: Annotated[int, typer.Option(help="chips per AOI (seeded subsample)")] = 5000,
-        perplexity: Annotated[float, typer.Option()] = 30.0,
+        perplexity: Annotated[float, typer.Option(
+            help="t-SNE perplexity: about the number of neighbours each point keeps")] = 30.0,
         n_iter: Annotated[int, typer.Option(help="iterations after early exaggeration")] = 500,
-        seed: Annotated[int, typer.Option()] = 0,
-        n_jobs: Annotated[int, typer.Option()] = 1,
+        seed: Annotated[int, typer.Option(help="subsample and t-SNE initialisation seed")] = 0,
+        n_jobs: Annotated[int, typer.Option(help="threads of the t-SNE optimisation")] = 1,
         plot: Annotated[bool, typer.Option(help="also draw one PNG per source and label")] = True,
         modalities: Annotated[
             str | None, typer.Option(help="comma-separated modalities (default: all)")
         ] = None,
     ) -> None:
         """2-D t-SNE of each modality's embeddings per AOI, saved as Parquet (+ PNG grids)."""
+        import fsspec
+
+        from eoclip.tsne import TsneConfig, plot_tsne, run_tsne
+
         fs, root = fsspec.core.url_to_fs(out)
-        try:
-            config = TsneConfig(
-                max_points=max_points, perplexity=perplexity, n_iter=n_iter, seed=seed,
-                n_jobs=n_jobs,
-                modalities=tuple(m.strip() for m in modalities.split(",")) if modalities else None,
-            )
-            fs.makedirs(root, exist_ok=True)
-            df = run_tsne(parse_tables(table), config, out_path=f"{out.rstrip('/')}/tsne.parquet")
-        except (FewshotError, EmbeddingTableError, FileNotFoundError, ValueError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from err
+        config = TsneConfig(
+            max_points=max_points, perplexity=perplexity, n_iter=n_iter, seed=seed,
+            n_jobs=n_jobs,
+            modalities=tuple(m.strip() for m in modalities.split(",")) if modalities else None,
+        )
+        fs.makedirs(root, exist_ok=True)
+        df = run_tsne(parse_tables(table), config, out_path=f"{out.rstrip('/')}/tsne.parquet")
         typer.echo(f"{len(df)} points -> {out}/tsne.parquet")
         bad = df.attrs.get("nonfinite") or {}
         if bad:

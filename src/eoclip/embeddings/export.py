@@ -82,7 +82,7 @@ class EmbedConfig:
         if self.part_chips is not None and self.part_chips < 1:
             raise EmbedError(f"part_chips must be >= 1, got {self.part_chips}")
         if not str(self.out).endswith(".parquet"):
-            raise EmbedError(f"--out {self.out!r} should be a .parquet file")
+            raise EmbedError(f"out {self.out!r} should be a .parquet file")
 
 
 def _checkpoint_dir(path: str | Path) -> Path:
@@ -146,7 +146,7 @@ def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: boo
             raise EmbedError(
                 f"{parts_dir} holds parts of another export ({mpath} differs: e.g. checkpoint "
                 f"{old.get('checkpoint_hash')} vs {manifest['checkpoint_hash']}); pass "
-                "--overwrite to discard them"
+                "overwrite=True to discard them"
             )
         if master:
             shutil.rmtree(parts_dir)
@@ -170,7 +170,7 @@ def _up_to_date(out: str, manifest: dict, policy: str) -> bool:
     changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
     if changed or len(gdf) != manifest["n_chips"]:
         raise EmbedError(f"{out} exists and holds another export ({'; '.join(changed) or 'chips'}"
-                         f"); pass overwrite (--overwrite) to replace it")
+                         f"); pass overwrite=True to replace it")
     return True
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.embeddings.table import write_embedding_table
+from eoclip.errors import EoclipError
 
 __all__ = [
     "DEQUANTIZE",
@@ -61,7 +62,7 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".zarr", ".jp2", ".img")
 TABLE_SUFFIXES = (".parquet", ".geoparquet", ".pq")
 
 
-class ImportEmbeddingsError(ValueError):
+class ImportEmbeddingsError(EoclipError, ValueError):
     """Foreign embeddings that cannot be imported (the message names the file and the fix)."""
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eoclip.errors import EoclipError
 from eoclip.fsio import atomic_write
 
 __all__ = [
@@ -57,7 +58,7 @@ REQUIRED_COLUMNS = ("chip_id", "aoi", "split")
 ROW_GROUP_ROWS = 16_384
 
 
-class EmbeddingTableError(ValueError):
+class EmbeddingTableError(EoclipError, ValueError):
     """A table that is not a valid EmbeddingTable (message names the file and the problem)."""
 
 

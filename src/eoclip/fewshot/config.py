@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, fields
 
 from eoclip.data.labels import TASKS as LABEL_TASKS
+from eoclip.errors import EoclipError
 
 __all__ = [
     "CONCAT",
@@ -46,7 +47,7 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 }
 
 
-class FewshotError(ValueError):
+class FewshotError(EoclipError, ValueError):
     """Bad few-shot input: unknown task or feature set, missing label column, stale results."""
 
 

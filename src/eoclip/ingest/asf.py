@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from eoclip.errors import MissingDependencyError
 from eoclip.ingest.gunw import PAIR_MAX_DAYS, GunwLibrary, pair_from_name, select_pairs
 from eoclip.ingest.source import ChipData, ChipSource
 
@@ -32,8 +33,8 @@ def _asf():
     try:
         import asf_search
     except ImportError as err:
-        raise ImportError(
-            "eoclip ingest asf needs asf-search: pip install 'eoclip[asf]' (or pip install asf-search)"
+        raise MissingDependencyError(
+            "ASF GUNW search and download need asf-search: pip install 'eoclip[asf]' (or pip install asf-search)"
         ) from err
     return asf_search
 

@@ -24,6 +24,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from eoclip.errors import MissingDependencyError
+from eoclip.ingest.report import IngestConfigError
+
 __all__ = ["ExecutorSpec", "Pool", "open_pool", "watch_coordinator"]
 
 logger = logging.getLogger(__name__)
@@ -49,11 +52,11 @@ class ExecutorSpec:
         if self.scheduler:
             self.engine = "dask"
         if self.engine not in ENGINES:
-            raise ValueError(f"executor engine must be one of {ENGINES}, not {self.engine!r}")
+            raise IngestConfigError(f"executor engine must be one of {ENGINES}, not {self.engine!r}")
         if self.workers is None:
             self.workers = os.cpu_count() or 1
         if int(self.workers) < 1:
-            raise ValueError(f"workers must be >= 1, not {self.workers}")
+            raise IngestConfigError(f"workers must be >= 1, not {self.workers}")
         self.workers = int(self.workers)
 
 
@@ -125,7 +128,8 @@ class Pool:
         try:
             from distributed import Client, LocalCluster
         except ImportError as err:
-            raise ImportError("the dask engine needs dask distributed: pip install distributed") from err
+            raise MissingDependencyError(
+                "the dask engine needs dask distributed: pip install distributed") from err
         if self.spec.scheduler:
             self._client = Client(self.spec.scheduler)
         else:

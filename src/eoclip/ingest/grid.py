@@ -21,6 +21,7 @@ from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
 from eoclip.geo import utm_crs_for
+from eoclip.ingest.report import IngestConfigError
 
 __all__ = ["ChipGrid", "chip_grid", "project_geometry", "reproject_to_chip"]
 
@@ -96,10 +97,10 @@ def chip_grid(
         ValueError: If the polygon is empty or not a plausible longitude/latitude polygon.
     """
     if geometry is None or geometry.is_empty:
-        raise ValueError(f"chip {chip_id!r} has an empty geometry")
+        raise IngestConfigError(f"chip {chip_id!r} has an empty geometry")
     minx, miny, maxx, maxy = geometry.bounds
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise ValueError(
+        raise IngestConfigError(
             f"chip {chip_id!r} has bounds {geometry.bounds} outside longitude/latitude: "
             "the chips GeoJSON must be in EPSG:4326"
         )

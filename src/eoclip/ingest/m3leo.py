@@ -38,7 +38,7 @@ from eoclip.ingest.executors import ExecutorSpec
 from eoclip.ingest.grid import ChipGrid
 from eoclip.ingest.gunw import PAIR_MAX_DAYS, merge_pairs_on_chip, read_gunw, select_pairs
 from eoclip.ingest.layout import Dataset, find_datasets, read_chips, read_splits
-from eoclip.ingest.report import IngestError, IngestFileError, IngestReport
+from eoclip.ingest.report import IngestConfigError, IngestError, IngestFileError, IngestReport
 from eoclip.ingest.runner import StoreSpec, run_ingest
 from eoclip.ingest.source import ChipData, ChipSource
 
@@ -95,19 +95,19 @@ class M3LEOConfig:
         self.root = Path(self.root)
         self.s1_direction = {"desc": "des"}.get(self.s1_direction, self.s1_direction)
         if self.s1_direction not in ("asc", "des"):
-            raise ValueError(f"s1_direction must be 'asc' or 'des' ('desc'), not {self.s1_direction!r}")
+            raise IngestConfigError(f"s1_direction must be 'asc' or 'des' ('desc'), not {self.s1_direction!r}")
         self.months = tuple(int(m) for m in self.months)
         if not self.months or any(not 1 <= m <= 12 for m in self.months):
-            raise ValueError(f"months must be calendar months 1..12, got {self.months}")
+            raise IngestConfigError(f"months must be calendar months 1..12, got {self.months}")
         for name in self.modalities:
             if name not in MODALITY_PRODUCTS:
-                raise ValueError(f"M3LEO has no modality {name!r}; it has {list(MODALITY_PRODUCTS)}")
+                raise IngestConfigError(f"M3LEO has no modality {name!r}; it has {list(MODALITY_PRODUCTS)}")
             if name in ("s2rgbm", "s1grdm") and len(self.months) != len(get_modality(name).channels) // 3:
-                raise ValueError(f"{name} stores {len(get_modality(name).channels) // 3} months; got "
+                raise IngestConfigError(f"{name} stores {len(get_modality(name).channels) // 3} months; got "
                                  f"months={self.months}")
         unknown = set(self.labels) - set(LABEL_PRODUCTS)
         if unknown:
-            raise ValueError(f"unknown label products {sorted(unknown)}; known: {list(LABEL_PRODUCTS)}")
+            raise IngestConfigError(f"unknown label products {sorted(unknown)}; known: {list(LABEL_PRODUCTS)}")
         self.folders = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.folders.items()}
 
     def gunw_window(self) -> tuple[dt.date, dt.date]:

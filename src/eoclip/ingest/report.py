@@ -16,13 +16,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eoclip.errors import EoclipError
 from eoclip.fsio import write_text_atomic
 
-__all__ = ["IngestError", "IngestFileError", "IngestReport", "NothingIngestedError", "Skip"]
+__all__ = ["IngestConfigError", "IngestError", "IngestFileError", "IngestReport", "NothingIngestedError",
+           "Skip"]
 
 
-class IngestError(Exception):
+class IngestError(EoclipError):
     """An ingest run cannot go on; the message names the input and the fix in library terms."""
+
+
+class IngestConfigError(IngestError, ValueError):
+    """An ingest setting that cannot work (months, workers, chip size, engine, config keys)."""
 
 
 class IngestFileError(IngestError):

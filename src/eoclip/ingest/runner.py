@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from eoclip.ingest.executors import ExecutorSpec, open_pool
 from eoclip.ingest.grid import chip_grid
-from eoclip.ingest.report import IngestError, IngestReport, NothingIngestedError
+from eoclip.ingest.report import IngestConfigError, IngestError, IngestReport, NothingIngestedError
 from eoclip.ingest.shardplan import ShardPlan
 from eoclip.ingest.source import ChipSource
 from eoclip.ingest.tasks import ShardTask, TaskContext, claim_store, run_shard_task
@@ -86,11 +86,11 @@ class StoreSpec:
         self.path = str(self.path)
         for name in ("chip_px", "batch_size", "shard_chips"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+                raise IngestConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, not {self.limit}")
+            raise IngestConfigError(f"limit must be >= 0, not {self.limit}")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other")
+            raise IngestConfigError("resume and overwrite exclude each other")
 
 
 def load_grid(spec: GridSpec) -> gpd.GeoDataFrame:

@@ -39,7 +39,7 @@ from shapely.geometry import box, shape
 from eoclip.data.labels import WORLDCOVER_CROPLAND, WORLDCOVER_WATER, class_fraction
 from eoclip.ingest.grid import ChipGrid
 from eoclip.ingest.gunw import GunwLibrary
-from eoclip.ingest.report import IngestError, IngestReport
+from eoclip.ingest.report import IngestConfigError, IngestError, IngestReport
 from eoclip.ingest.source import ChipData, ChipSource
 
 __all__ = ["StacConfig", "StacSource", "composite_s1", "composite_s2", "ingest_stac", "load_stac_config",
@@ -93,7 +93,7 @@ class StacConfig:
 
     def __post_init__(self) -> None:
         if self.s1_units not in ("linear", "db"):
-            raise ValueError(f"s1_units must be 'linear' or 'db', not {self.s1_units!r}")
+            raise IngestConfigError(f"s1_units must be 'linear' or 'db', not {self.s1_units!r}")
         for name in ("s2_bands", "s1_bands", "scl_mask", "months"):
             setattr(self, name, tuple(getattr(self, name)))
 
@@ -124,7 +124,7 @@ class StacConfig:
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
-            raise ValueError(f"modifier {name!r} cannot be imported: {err}") from err
+            raise IngestConfigError(f"modifier {name!r} cannot be imported: {err}") from err
 
 
 def load_stac_config(path: str | Path | None = None, **overrides) -> StacConfig:
@@ -134,7 +134,7 @@ def load_stac_config(path: str | Path | None = None, **overrides) -> StacConfig:
     known = {f.name for f in fields(StacConfig)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{path}: unknown STAC config keys {sorted(unknown)}; known: {sorted(known)}")
+        raise IngestConfigError(f"{path}: unknown STAC config keys {sorted(unknown)}; known: {sorted(known)}")
     return StacConfig(**data)
 
 

@@ -19,6 +19,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from eoclip.data.store import ChipStore
+from eoclip.errors import ReportError
 from eoclip.fsio import atomic_write
 
 matplotlib.use("Agg")
@@ -124,7 +125,7 @@ def fig_label_quantiles(index: pd.DataFrame, path: str | Path,
     tasks = list(tasks or [c.removeprefix("label_") for c in index if c.startswith("label_")])
     tasks = [t for t in tasks if index[f"label_{t}"].notna().any()]
     if not tasks:
-        raise ValueError("no label_* column with values to plot")
+        raise ReportError("no label_* column with values to plot")
     q = np.linspace(0, 1, 101)
     fig = Figure(figsize=(3.3 * len(tasks), 3.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(tasks), squeeze=False)).ravel()
@@ -167,7 +168,7 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
         baselines: sources drawn as dashed concat lines (missing ones are skipped).
     """
     if summary.empty:
-        raise ValueError("empty few-shot summary")
+        raise ReportError("empty few-shot summary")
     tasks = [t for t in ("tree", "built", "crop", "water") if t in set(summary["task"])]
     tasks += sorted(set(summary["task"]) - set(tasks))
     aois = sorted(summary["aoi"].unique())
@@ -223,7 +224,7 @@ def fig_retrieval(records: list[dict], path: str | Path) -> str:
     """
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not epochs:
-        raise ValueError("no epoch records in the metrics")
+        raise ReportError("no epoch records in the metrics")
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax_loss, ax_rec = fig.subplots(1, 2, width_ratios=[1, 1.4])
     x = [r["epoch"] for r in epochs]
@@ -322,7 +323,7 @@ def fig_examples(store: ChipStore, path: str | Path, n: int = 4, seed: int = 0) 
     """
     positions = pick_example_chips(store, n, seed)
     if not positions:
-        raise ValueError(f"{store.url}: no chip holds every modality")
+        raise ReportError(f"{store.url}: no chip holds every modality")
     mods = list(store.modalities)
     fig = Figure(figsize=(2.5 * len(mods), 2.5 * len(positions)), layout="constrained")
     axes = fig.subplots(len(positions), len(mods), squeeze=False)

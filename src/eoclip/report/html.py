@@ -251,8 +251,8 @@ def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
 
 def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.search_table or not inp.store:
-        return _note("No EmbeddingTable and ChipStore for the neighbour strips (pass "
-                     "--search-table and --store).")
+        return _note("No EmbeddingTable and ChipStore for the neighbour strips (give a "
+                     "search table and a store).")
     from eoclip.report.neighbours import fig_neighbours
 
     try:
@@ -272,7 +272,7 @@ def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
 
 def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.store:
-        return _note("No ChipStore found (pass --store).")
+        return _note("No ChipStore found (give a store).")
     try:
         store = ChipStore.open(inp.store)
     except StoreError as err:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import read_vectors
+from eoclip.errors import ReportError
 from eoclip.report.figures import _panel, _save, pick_example_chips
 from eoclip.search.exact import cosine_topk
 
@@ -61,7 +62,7 @@ def fig_neighbours(store: ChipStore, table: str, out_dir: str | Path, n_queries:
             continue
     mods = list(vecs)
     if not mods:
-        raise ValueError(f"{table} has no vectors of the store's modalities {list(store.modalities)}")
+        raise ReportError(f"{table} has no vectors of the store's modalities {list(store.modalities)}")
     ids = vecs[mods[0]][2]
     lookup = {c: i for i, c in enumerate(ids)}
     queries = [store.chip_ids[p] for p in pick_example_chips(store, n_queries, seed)]

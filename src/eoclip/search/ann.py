@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eoclip.errors import MissingDependencyError
 from eoclip.fsio import atomic_write, write_text_atomic
 from eoclip.search.exact import normalize_rows
 
@@ -31,11 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def faiss_module():
-    """The `faiss` module, or an ImportError saying how to install it."""
+    """The `faiss` module, or a MissingDependencyError saying how to install it."""
     try:
         import faiss
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "approximate search needs FAISS: pip install 'eoclip[ann]' (or faiss-cpu)") from err
     return faiss
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from eoclip.embeddings.table import read_vectors, table_identity
+from eoclip.errors import EoclipError
 from eoclip.fsio import atomic_write
 from eoclip.search.exact import cosine_topk
 
@@ -37,7 +38,7 @@ RESULT_COLUMNS = ["query_chip", "query_modality", "modality", "rank", "chip_id",
                   "distance", "aoi", "split"]
 
 
-class SearchError(ValueError):
+class SearchError(EoclipError, ValueError):
     """A search that cannot run: unknown chip or modality, a query without a vector."""
 
 

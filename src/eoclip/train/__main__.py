@@ -15,7 +15,7 @@ import sys
 from dataclasses import fields
 
 from eoclip.distributed import print0
-from eoclip.errors import EoclipError
+from eoclip.errors import EoclipError, error_message
 from eoclip.train.config import PretrainConfig, load_pretrain_config, parse_overrides
 from eoclip.train.loop import pretrain
 
@@ -42,13 +42,18 @@ def parse_args(argv: list[str]) -> tuple[str, dict, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one pretraining; a bad input ends with a one-line message and exit status 1."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Run one pretraining; a bad input ends with a one-line message and exit status 1.
+
+    The same convention as the ``eoclip`` command line: ``EoclipError`` and ``OSError`` print
+    ``error: <message>`` on stderr and return 1; argparse's usage errors exit with 2; anything
+    else is a bug and keeps its traceback. Diagnostics are logged at INFO on stderr.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         name, overrides, resume = parse_args(sys.argv[1:] if argv is None else argv)
         result = pretrain(load_pretrain_config(name, overrides), resume=resume)
-    except (EoclipError, ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (EoclipError, OSError) as err:
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 1
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     print0(f"done: {result.step} steps, {result.epoch} epochs; best val loss {best}; "

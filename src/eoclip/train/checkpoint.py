@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import uuid
@@ -170,11 +171,19 @@ def restore_training_state(
     if not (path / OPTIM).is_file():
         raise CheckpointError(f"{path} has no {OPTIM}: it cannot be resumed (weights only)")
     load_weights(unwrap(model), path / WEIGHTS, map_location)
-    state = torch.load(path / OPTIM, map_location=map_location, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
+    try:
+        state = torch.load(path / OPTIM, map_location=map_location, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        step = int(state["scheduler"]["step"])
+    # An empty or truncated file raises EOFError or an unpickling error, a foreign one
+    # KeyError/TypeError; all mean the same to the user: this state cannot be resumed.
+    except (EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
+        raise CheckpointError(
+            f"{path / OPTIM} is empty or damaged ({type(err).__name__}: {err}); resume from "
+            "another checkpoint or start the run again without resuming") from err
     return {
-        "step": int(state["scheduler"]["step"]),
+        "step": step,
         "epoch": int(meta["epoch"]),
         "best_val_loss": meta.get("best_val_loss"),
         "data": state.get("data", {}),

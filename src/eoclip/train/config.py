@@ -82,19 +82,28 @@ class PretrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"pretrain config: {name} must be a positive integer or null")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+        for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            # Overrides are read as YAML, so `weight_decay=abc` arrives as a string.
+            if not (value is None and name == "grad_clip") and not (
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value)):
+                raise ConfigError(f"pretrain config: {name} must be a number, got {value!r}")
+        if not self.lr > 0:
             raise ConfigError(f"pretrain config: lr must be a positive number, got {self.lr!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"pretrain config: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise ConfigError("pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        if not isinstance(self.device, str) or (
+                self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:")):
             raise ConfigError(f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}")
         if not isinstance(self.compile, bool | str) or self.compile in ("", "true", "false"):
             raise ConfigError(f"pretrain config: compile must be true, false or a torch.compile "
                              f"backend name such as inductor, got {self.compile!r}")
         if not self.store:
-            raise ConfigError("pretrain config: no store given (set `store:` or pass --store DIR)")
+            raise ConfigError("pretrain config: no store given (set `store` in the YAML file or "
+                              "as an override)")
         if not self.name or "/" in self.name:
             raise ConfigError(f"pretrain config: name must be a folder name, got {self.name!r}")
 
@@ -113,7 +122,10 @@ class PretrainConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "pretrain config") -> PretrainConfig:
         """Build from a mapping, rejecting unknown keys with a message naming `source`."""
         check_keys(data, {f.name for f in fields(cls)}, source)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:  # e.g. betas or model_overrides of another type
+            raise ConfigError(f"{source}: a value has the wrong type ({err})") from err
 
 
 def list_pretrain_configs() -> list[str]:

@@ -16,6 +16,7 @@ loss"), and cross-modal retrieval recall. Rank 0 alone writes the run folder.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -36,6 +37,7 @@ from eoclip.distributed import (
     DistEnv,
     barrier,
     cleanup_distributed,
+    log0,
     print0,
     setup_distributed,
 )
@@ -51,6 +53,8 @@ from eoclip.train.schedule import lr_at
 from eoclip.train.validate import validate
 
 __all__ = ["PretrainResult", "make_optimizer", "pretrain", "train_order", "train_step"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -266,12 +270,13 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
     ckpt = find_resume_checkpoint(run_dir)
     if ckpt is None:
         if resume:
-            print0(f"--resume: no checkpoint in {run_dir}, starting a new run")
+            log0(logger, logging.WARNING, "nothing to resume in %s (no checkpoint); starting a new run",
+                 run_dir)
         return 0, 0, 0, None
     if not resume:
         raise FileExistsError(
-            f"{run_dir} already holds a run ({ckpt.name}/); pass --resume to continue it, or "
-            "choose another --name / --out"
+            f"{run_dir} already holds a run ({ckpt.name}/); resume it (resume=True, the CLI's "
+            "--resume) or choose another run name or output folder"
         )
     _check_resumable(ckpt, config, fingerprint)
     state = restore_training_state(ckpt, model, optimizer, map_location=env.device)
@@ -284,7 +289,8 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
             "matches"
         )
     epoch, skip = data.get("epoch", state["epoch"]), data.get("batch_in_epoch", 0)
-    print0(f"resuming {ckpt} at step {state['step']} (epoch {epoch}, batch {skip})")
+    log0(logger, logging.INFO, "resuming %s at step %d (epoch %d, batch %d)", ckpt, state["step"],
+         epoch, skip)
     return state["step"], epoch, skip, state["best_val_loss"]
 
 
@@ -310,7 +316,8 @@ def _check_resumable(ckpt: Path, config: PretrainConfig, fingerprint: str) -> No
 def _val_dataset(store: ChipStore, mods: list[str], config: PretrainConfig) -> ChipDataset | None:
     # Never set_epoch: the val channel choice stays that of (val_seed, epoch 0) for comparability.
     if not (store.index["split"] == "val").any():
-        print0(f"warning: {config.store} has no val split; no validation and no best/ checkpoint")
+        log0(logger, logging.WARNING, "%s has no val split; no validation and no best/ checkpoint",
+             config.store)
         return None
     return ChipDataset(store, "val", mods, channels="random", seed=config.val_seed)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from eoclip.errors import GeoError
+
 __all__ = [
     "AOI_NAMES",
     "COVERS",
@@ -78,7 +80,7 @@ def get_profile(aoi: str) -> AoiProfile:
         ValueError: if ``aoi`` is not one of :data:`AOI_NAMES`.
     """
     if aoi not in _PROFILES:
-        raise ValueError(f"unknown synthetic AOI {aoi!r}; choose from {', '.join(AOI_NAMES)}")
+        raise GeoError(f"unknown synthetic AOI {aoi!r}; choose from {', '.join(AOI_NAMES)}")
     return _PROFILES[aoi]
 
 

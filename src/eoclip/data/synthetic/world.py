@@ -43,6 +43,7 @@ from eoclip.data.synthetic.render import (
     render_s1,
     render_s2,
 )
+from eoclip.errors import ConfigError
 from eoclip.geo import PAPER_CHIP_SIZE_M, band_splits, subgrid
 
 __all__ = ["MODALITIES", "WorldConfig", "world_grid", "generate_chip", "make_world"]
@@ -72,17 +73,17 @@ class WorldConfig:
         object.__setattr__(self, "split_fractions", tuple(self.split_fractions))
         object.__setattr__(self, "missing", tuple(self.missing))
         if self.n_chips_per_aoi < 1:
-            raise ValueError(f"n_chips_per_aoi must be >= 1, got {self.n_chips_per_aoi}")
+            raise ConfigError(f"n_chips_per_aoi must be >= 1, got {self.n_chips_per_aoi}")
         if self.chip_px < 4:
-            raise ValueError(f"chip_px must be >= 4, got {self.chip_px}")
+            raise ConfigError(f"chip_px must be >= 4, got {self.chip_px}")
         if not self.aois:
-            raise ValueError("a world needs at least one AOI")
+            raise ConfigError("a world needs at least one AOI")
         if len(set(self.aois)) != len(self.aois):
-            raise ValueError(f"duplicate AOIs in {self.aois}")
+            raise ConfigError(f"duplicate AOIs in {self.aois}")
         for aoi in self.aois:
             get_profile(aoi)  # raises on an unknown AOI
         if len(self.missing) != 3 or not all(0 <= p <= 1 for p in self.missing):
-            raise ValueError(f"missing must be 3 probabilities (s2, s1, gunw), got {self.missing}")
+            raise ConfigError(f"missing must be 3 probabilities (s2, s1, gunw), got {self.missing}")
 
     @property
     def pixel_size_m(self) -> float:
@@ -175,7 +176,7 @@ def _open_or_create(out: str | os.PathLike, config: WorldConfig, overwrite: bool
         if made_by != config.to_dict():
             raise StoreError(
                 f"{url} holds a synthetic world made with a different config ({made_by}); "
-                "pass overwrite=True (CLI: --overwrite) or choose another --out"
+                "pass overwrite=True or choose another output location"
             )
         return ChipStore.open(url, mode="a")
     store = ChipStore.create(url, list(MODALITIES), chip_px=config.chip_px,
