@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from eoclip.data.store import ChipStore
+from eoclip.errors import ConfigError
 from eoclip.ingest.report import IngestError
 from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
 from eoclip.ingest.stac import StacConfig, ingest_stac, load_stac_config, search_items
@@ -76,8 +77,13 @@ def test_orbit_filter_and_config_yaml(stac_catalog, tmp_path):
     s1 = ChipStore.open(tmp_path / "s").read_chip("a")["s1grdm"]
     assert s1.valid.tolist() == [False] * 3 + [True] * 3 + [False] * 3  # only the February scene
     path.write_text("catalgo: x\n")
-    with pytest.raises(ValueError, match="catalgo"):
+    with pytest.raises(ConfigError, match="unknown keys \\['catalgo'\\]"):
         load_stac_config(path)
+    path.write_text("s1_units: [db\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_stac_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_stac_config(tmp_path / "none.yaml")
 
 
 def test_default_config_is_planetary_computer():

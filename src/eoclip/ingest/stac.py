@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import pystac
-import yaml
 from shapely.geometry import box, shape
 
+from eoclip.config import check_keys, read_mapping
 from eoclip.data.labels import WORLDCOVER_CROPLAND, WORLDCOVER_WATER, class_fraction
+from eoclip.errors import ConfigError
 from eoclip.ingest.grid import ChipGrid
 from eoclip.ingest.gunw import GunwLibrary
 from eoclip.ingest.report import IngestConfigError, IngestError, IngestReport
@@ -128,14 +129,18 @@ class StacConfig:
 
 
 def load_stac_config(path: str | Path | None = None, **overrides) -> StacConfig:
-    """A StacConfig from a YAML file (keys = field names) with keyword overrides."""
-    data = yaml.safe_load(Path(path).read_text()) if path else {}
-    data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    known = {f.name for f in fields(StacConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise IngestConfigError(f"{path}: unknown STAC config keys {sorted(unknown)}; known: {sorted(known)}")
-    return StacConfig(**data)
+    """A StacConfig from a YAML file (keys = field names) with keyword overrides.
+
+    Read and checked by the project's one config reader (`eoclip.config`): a missing file, bad
+    YAML or an unknown key is a `ConfigError` naming the file and the known keys.
+    """
+    data = read_mapping(path) if path else {}
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    check_keys(data, [f.name for f in fields(StacConfig)], str(path or "STAC config"))
+    try:
+        return StacConfig(**data)
+    except TypeError as err:
+        raise ConfigError(f"{path or 'STAC config'}: {err}") from err
 
 
 _LOCAL_ITEMS: dict[str, list[pystac.Item]] = {}
