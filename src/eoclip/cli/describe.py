@@ -1,4 +1,4 @@
-"""``eoclip describe STORE``: what a ChipStore holds."""
+"""``eoclip describe STORE``: what a ChipStore holds; ``--check``: whether it is intact."""
 
 from __future__ import annotations
 
@@ -14,13 +14,23 @@ def register(app: typer.Typer) -> None:
     def describe(
         store: str = typer.Argument(..., help="ChipStore folder or fsspec URL."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        check: bool = typer.Option(
+            False, "--check", help="Scan every file and chunk (checksums) and list what is missing "
+            "or corrupt with the chips affected; exit 1 when damaged."),
     ) -> None:
         """Chips per AOI and split, modality presence, valid channels and size on disk."""
         try:
-            info = ChipStore.open(store).describe()
+            opened = ChipStore.open(store)
+            if check:
+                report = opened.verify(progress=not as_json)
+            else:
+                info = opened.describe()
         except (StoreError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
+        if check:
+            typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
+            raise typer.Exit(0 if report.ok else 1)
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
