@@ -234,19 +234,24 @@ class CheckedArray:
         return r[~present[s0, s1]], "lacks the chunks"
 
     def _read_failed(self, rows: np.ndarray, c_lo: int, c_hi: int, err: Exception) -> StoreError:
-        """The chips whose chunks fail to decode (each read alone), as one StoreError."""
-        bad = []
+        """The chips whose chunks fail to decode (each chunk read alone), as one StoreError
+        naming the first failing file."""
+        k = self.layout.chunk_channels
+        bad, first = [], None
         for r in rows[:4096].tolist():  # the error path only: a shard at most
-            try:
-                self.array[(r, slice(c_lo, c_hi)) if self.array.ndim > 1 else r]
-            except Exception:
-                bad.append(r)
-        rows_bad = np.asarray(bad or rows[:1].tolist(), dtype=np.int64)
-        k0, k1 = self.layout.key(rows_bad[:1], np.asarray([c_lo]))
+            for f in range(c_lo // k * k, max(c_hi, c_lo + 1), k):
+                try:
+                    self.array[(r, slice(f, f + k)) if self.array.ndim > 1 else r]
+                except Exception:
+                    bad.append(r)
+                    first = first or self.layout.key(np.asarray([r]), np.asarray([f]))
+        if first is None:  # the whole read failed, no single chunk: name the first one
+            bad, first = rows[:1].tolist(), self.layout.key(rows[:1], np.asarray([c_lo]))
         logger.debug("zarr read of %s failed", self.layout.path, exc_info=err)
         what = f"holds chunks that fail to decode ({type(err).__name__}: {err})"
-        damaged = self.layout.damaged((int(k0[0]), int(k1[0])), what, chip_list(self._ids(rows_bad)))
-        return StoreError(f"{self.url}: {damaged}")
+        key = (int(first[0][0]), int(first[1][0]))
+        ids = chip_list(self._ids(np.unique(np.asarray(bad, dtype=np.int64))))
+        return StoreError(f"{self.url}: {self.layout.damaged(key, what, ids)}")
 
 
 def guarded(store, modality: str, key: str, array: zarr.Array) -> CheckedArray:
