@@ -89,6 +89,7 @@ class ChipStore:
         self._index = index.reset_index(drop=True)
         self._positions: dict[str, int] | None = None
         self._valid: dict[str, np.ndarray] = {}
+        self._counts: dict[str, np.ndarray] = {}
         self._group = None
         self._group_pid: int | None = None
         self._handles: dict[str, dict[str, zarr.Array]] = {}
@@ -209,10 +210,12 @@ class ChipStore:
         return self._handles[modality]
 
     def channel_counts(self, modality: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """int (N,) (or for ``rows``): valid channels per chip according to the index."""
-        col = self._index[f"{modality}_channels"]
-        col = col if rows is None else col.iloc[rows]
-        return col.map(len).to_numpy(dtype=np.int64) if len(col) else np.zeros(0, np.int64)
+        """int (N,) (or for ``rows``): valid channels per chip according to the index (cached:
+        the integrity checks ask on every read)."""
+        if modality not in self._counts:
+            col = self._index[f"{modality}_channels"]
+            self._counts[modality] = np.fromiter(map(len, col), np.int64, len(col))
+        return self._counts[modality] if rows is None else self._counts[modality][rows]
 
     def verify(self, deep: bool = True, progress: bool = False):
         """Scan the whole store for missing or corrupt arrays, files and chunks.
@@ -331,6 +334,7 @@ class ChipStore:
             ]
             if name in self._valid:
                 self._valid[name] = np.concatenate([self._valid[name], ok])
+        self._counts = {}  # recounted from the index on the next read
         self._index = pd.concat([self._index, new], ignore_index=True)
         self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
         if self._positions is not None:  # extended, not rebuilt: ingest commits every shard
