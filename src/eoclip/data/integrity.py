@@ -170,6 +170,7 @@ class CheckedArray:
         self.layout = ArrayLayout(layout_args[0], layout_args[1], array, layout_args[2])
         self._needed, self._ids, self._n, self.url = needed, chip_ids, n_committed, url
         self._cache: dict[tuple[int, int], np.ndarray | None] | None = {} if cache else None
+        self._clean: dict[tuple[int, int], bool] = {}
 
     def __getattr__(self, name: str):
         return getattr(self.array, name)
@@ -178,6 +179,7 @@ class CheckedArray:
         self.array[sel] = value
         if self._cache is not None:
             self._cache.clear()
+        self._clean.clear()
 
     def __array__(self, dtype=None, copy=None):
         out = self[...]
@@ -204,9 +206,15 @@ class CheckedArray:
     def check(self, rows: np.ndarray, c_lo: int, c_hi: int) -> None:
         """Raise ``StoreError`` unless every chunk needed by the chips at ``rows`` (channels
         ``c_lo:c_hi``) exists."""
-        rows = rows[rows < self._n()]
+        n = self._n()
+        rows = rows[rows < n]
         if not len(rows) or c_hi <= c_lo:
             return
+        if self._cache is not None:  # read-only: each shard is judged whole, once
+            o0, o1 = self.layout.outer[0], self.layout.outer[1] if len(self.layout.outer) > 1 else 1
+            blocks = range(c_lo // o1, (c_hi - 1) // o1 + 1)
+            if all(self._intact((i, j), n) for i in set((rows // o0).tolist()) for j in blocks):
+                return
         k = self.layout.chunk_channels
         firsts = np.arange(c_lo // k * k, c_hi, k)
         need = self._needed(rows, firsts, k)
@@ -221,6 +229,17 @@ class CheckedArray:
             if len(missing):
                 chips = chip_list(self._ids(np.unique(missing)))
                 raise StoreError(f"{self.url}: {self.layout.damaged(key, what, chips)}") from None
+
+    def _intact(self, key: tuple[int, int], n: int) -> bool:
+        """Whether every chunk needed by the committed chips of shard ``key`` exists (cached)."""
+        if key not in self._clean:
+            o0, k = self.layout.outer[0], self.layout.chunk_channels
+            rows = np.arange(key[0] * o0, min((key[0] + 1) * o0, n))
+            o1 = self.layout.outer[1] if len(self.layout.outer) > 1 else 1
+            firsts = np.arange(key[1] * o1, min((key[1] + 1) * o1, self.array.shape[1]), k)
+            rr, cc = np.nonzero(self._needed(rows, firsts, k)) if len(rows) else ((), ())
+            self._clean[key] = not len(self.missing(key, rows[rr], firsts[cc])[0]) if len(rr) else True
+        return self._clean[key]
 
     def missing(self, key: tuple[int, int], r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, str]:
         """Which of the (chip, chunk) pairs ``r, c`` in shard ``key`` lack bytes, and why."""
