@@ -19,6 +19,7 @@ __all__ = [
     "OutputLockedError",
     "ReportError",
     "ResumeMismatchError",
+    "StoreError",
     "TsneError",
     "error_message",
 ]
@@ -62,6 +63,20 @@ class OutputLockedError(EoclipError, RuntimeError):
 
 class ResumeMismatchError(EoclipError, ValueError):
     """A run resumed with another store or changed settings."""
+
+
+class StoreError(EoclipError, RuntimeError):
+    """A ChipStore that is missing, damaged or used wrongly; the message names the store, and
+    for damage the array, the file and the chips (``eoclip.data.integrity``)."""
+
+    def __init__(self, message: str = "", *args):
+        # A DataLoader worker's error comes back as a new StoreError whose message is the
+        # worker's whole traceback (torch's ExceptionWrapper): keep the worker's own one-line
+        # message, which is what the command line prints.
+        text = str(message)
+        if text.startswith("Caught StoreError") and "StoreError: " in text:
+            text = text.rstrip().rpartition("StoreError: ")[2]
+        super().__init__(text, *args)
 
 
 class TsneError(EoclipError, ValueError):

@@ -280,3 +280,26 @@ def test_overwrite_discards_leftover_parts_and_a_second_writer_is_refused(setup,
     assert out.is_file() and not parts.exists()
     with output_lock(out), pytest.raises(OutputLockedError, match="being written"):
         embed_store(_cfg(setup, out, overwrite=True))
+
+
+def test_a_damaged_store_fails_with_one_line_instead_of_vectors(setup, tmp_path):
+    """A deleted shard file: the export stops naming array, file and chips; no table."""
+    import shutil
+
+    from eoclip.data.store import StoreError
+
+    store, ckpt, root = setup
+    damaged = tmp_path / "damaged"
+    shutil.copytree(store, damaged)
+    (damaged / "data.zarr/s1grdm/pixels/c/1/0/0/0").unlink()  # chips c008..c015
+    out = tmp_path / "emb.parquet"
+    res = CliRunner().invoke(app, ["embed", "--checkpoint", ckpt, "--store", str(damaged),
+                                   "--out", str(out), "--no-progress"])
+    assert res.exit_code != 0 and not out.exists()
+    line = res.output.strip()
+    assert "\n" not in line and line.startswith("error: ") and "s1grdm/pixels" in line
+    assert "data.zarr/s1grdm/pixels/c/1/0/0/0" in line and "c008" in line
+    with pytest.raises(StoreError) as err:  # reader processes: same one-line message
+        embed_store(EmbedConfig(checkpoint=ckpt, store=str(damaged), out=str(out), part_chips=6,
+                                progress=False, num_workers=1, overwrite=True))
+    assert "\n" not in str(err.value) and "c008" in str(err.value) and not out.exists()

@@ -1,4 +1,4 @@
-"""``eoclip describe STORE``: what a ChipStore holds."""
+"""``eoclip describe STORE``: what a ChipStore holds; ``--check``: whether it is intact."""
 
 from __future__ import annotations
 
@@ -17,11 +17,19 @@ def register(app: typer.Typer) -> None:
     def describe(
         store: Annotated[str, typer.Argument(help="ChipStore folder or fsspec URL.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+        check: Annotated[bool, typer.Option(
+            "--check", help="Scan every file and chunk (checksums) and list what is missing or "
+            "corrupt with the chips affected; exit 1 when damaged.")] = False,
     ) -> None:
         """Chips per AOI and split, modality presence, valid channels and size on disk."""
         from eoclip.data.store import ChipStore
 
-        info = ChipStore.open(store).describe()
+        opened = ChipStore.open(store)
+        if check:
+            report = opened.verify(progress=not as_json)
+            typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
+            raise typer.Exit(0 if report.ok else 1)
+        info = opened.describe()
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return

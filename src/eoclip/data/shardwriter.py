@@ -16,6 +16,7 @@ import zarr
 
 from eoclip import fsio
 
+from .integrity import writable
 from .modalities import MAX_NAN_FRACTION, Modality, encode_chips
 from .store import StoreError
 
@@ -43,7 +44,8 @@ class PixelWriter:
         self.shard_chips = int(self.meta["shard_chips"])
         self.max_nan_fraction = float(self.meta.get("max_nan_fraction", MAX_NAN_FRACTION))
         group = zarr.open_group(fsio.zarr_store(fsio.join(self.url, "data.zarr"), False), mode="r+")
-        self._pixels = {name: group[name]["pixels"] for name in self.modalities}
+        # every chunk written, even one equal to the fill value: in a store, absent = damage
+        self._pixels = {name: writable(group[name]["pixels"]) for name in self.modalities}
 
     def encode(self, modality: str, x: np.ndarray | None, names: Sequence[str] | None = None):
         """One chip of one modality to storage: see ``encode_chips`` (with n = 1, no chip axis).

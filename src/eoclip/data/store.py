@@ -33,11 +33,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import BloscCodec
 
 from eoclip import fsio
-from eoclip.errors import EoclipError
+from eoclip.errors import EoclipError, StoreError
 
+from . import integrity
+from .arrays import chunk_channels, create_arrays
 from .modalities import MAX_NAN_FRACTION, Modality, default_slot_names, encode_chips, get_modality
 
 __all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS",
@@ -45,13 +46,8 @@ __all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_CO
 
 FORMAT = "eoclip-chipstore"
 VERSION = 1
-WHOLE_CHIP_CHUNK_BYTES = 512 * 2**10  # a chip's channels in one chunk up to this size
 LABEL_COLUMNS = ("label_tree", "label_built", "label_crop", "label_water")
 _REQUIRED = ("chip_id", "geometry", "aoi", "split")
-
-
-class StoreError(EoclipError, RuntimeError):
-    """A store that is missing, corrupt or used wrongly; the message names the store."""
 
 
 class UnknownChipError(EoclipError, KeyError):
@@ -93,6 +89,7 @@ class ChipStore:
         self._index = index.reset_index(drop=True)
         self._positions: dict[str, int] | None = None
         self._valid: dict[str, np.ndarray] = {}
+        self._counts: dict[str, np.ndarray] = {}
         self._group = None
         self._group_pid: int | None = None
         self._handles: dict[str, dict[str, zarr.Array]] = {}
@@ -127,7 +124,7 @@ class ChipStore:
         fs.makedirs(root, exist_ok=True)
         group = zarr.open_group(fsio.zarr_store(fsio.join(url, "data.zarr"), False), mode="w")
         for m in mods:
-            _create_arrays(group, m, chip_px, shard_chips)
+            create_arrays(group, m, chip_px, shard_chips)
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -199,18 +196,40 @@ class ChipStore:
             self._handles = {}
         return self._group
 
-    def arrays(self, modality: str) -> dict[str, zarr.Array]:
-        """The zarr arrays of a modality (``pixels``, ``valid``, ``names`` if variable), for bulk
-        reads; handles are cached per process (each lookup reads metadata)."""
+    def arrays(self, modality: str) -> dict[str, integrity.CheckedArray]:
+        """The arrays of a modality (``pixels``, ``valid``, ``names`` if variable), for bulk
+        reads: zarr arrays whose reads fail with ``StoreError`` on missing or corrupt chunks
+        (``eoclip.data.integrity.CheckedArray``); handles are cached per process (each lookup
+        reads metadata)."""
         self._modality(modality)
         group = self._zarr_group()
         if modality not in self._handles:
             g = group[modality]
-            out = {"pixels": g["pixels"], "valid": g["valid"]}
-            if self.modalities[modality].variable:
-                out["names"] = g["names"]
-            self._handles[modality] = out
+            names = ["pixels", "valid"] + (["names"] if self.modalities[modality].variable else [])
+            self._handles[modality] = {k: integrity.guarded(self, modality, k, g[k]) for k in names}
         return self._handles[modality]
+
+    def channel_counts(self, modality: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """int (N,) (or for ``rows``): valid channels per chip according to the index (cached:
+        the integrity checks ask on every read)."""
+        if modality not in self._counts:
+            col = self._index[f"{modality}_channels"]
+            self._counts[modality] = np.fromiter(map(len, col), np.int64, len(col))
+        return self._counts[modality] if rows is None else self._counts[modality][rows]
+
+    def verify(self, deep: bool = True, progress: bool = False):
+        """Scan the whole store for missing or corrupt arrays, files and chunks.
+
+        Args:
+            deep: also decode every needed chunk (checksums); False checks existence only.
+            progress: show a progress bar.
+
+        Returns:
+            An ``eoclip.data.verify.IntegrityReport`` (``.ok``, ``.problems``, ``.to_dict()``).
+        """
+        from .verify import verify_store
+
+        return verify_store(self, deep=deep, progress=progress)
 
     def _modality(self, name: str) -> Modality:
         if name not in self.modalities:
@@ -315,6 +334,7 @@ class ChipStore:
             ]
             if name in self._valid:
                 self._valid[name] = np.concatenate([self._valid[name], ok])
+        self._counts = {}  # recounted from the index on the next read
         self._index = pd.concat([self._index, new], ignore_index=True)
         self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
         if self._positions is not None:  # extended, not rebuilt: ingest commits every shard
@@ -421,9 +441,22 @@ class ChipStore:
             raise UnknownChipError(f"chip {chip!r} is not in {self.url}") from None
 
     def valid_mask(self, modality: str) -> np.ndarray:
-        """bool (N, C): which channels of each chip hold data (cached)."""
+        """bool (N, C): which channels of each chip hold data (cached).
+
+        Raises:
+            StoreError: the array disagrees with the index (a lost or damaged ``valid`` chunk
+                would otherwise read as "modality absent").
+        """
         if modality not in self._valid:
-            self._valid[modality] = np.asarray(self.arrays(modality)["valid"][: len(self)])
+            valid = np.asarray(self.arrays(modality)["valid"][: len(self)])
+            bad = integrity.valid_counts_mismatch(valid, self.channel_counts(modality))
+            if len(bad):
+                arr = self.arrays(modality)["valid"]
+                raise StoreError(
+                    f"{self.url}: {modality}/valid disagrees with index.parquet on the channels of "
+                    f"chips {integrity.chip_list(self._index['chip_id'].to_numpy()[bad].tolist())} "
+                    f"({arr.layout.file((int(bad[0]) // arr.chunks[0], 0))}). To fix: {integrity.FIX}")
+            self._valid[modality] = valid
         return self._valid[modality]
 
     def channel_names(self, modality: str, pos: int | None = None) -> list[str]:
@@ -503,35 +536,6 @@ class ChipStore:
 
     def __repr__(self) -> str:
         return f"ChipStore({self.url!r}, chips={len(self)}, modalities={list(self.modalities)})"
-
-
-def chunk_channels(m: Modality, chip_px: int) -> int:
-    """Channels per zarr chunk: 1 (a random-channel read reads a ninth of the chip), or all
-    of them when a chip's channels together take at most ``WHOLE_CHIP_CHUNK_BYTES``: zarr
-    spends ~0.3 ms per chunk whatever its size, which dominates small chips (measured on
-    64 px chips: a shard read 8x faster, a single-channel read as fast)."""
-    whole = m.max_channels * chip_px * chip_px * np.dtype(m.dtype).itemsize
-    return m.max_channels if whole <= WHOLE_CHIP_CHUNK_BYTES else 1
-
-
-def _create_arrays(group, m: Modality, chip_px: int, shard_chips: int) -> None:
-    c = m.max_channels
-    g = group.create_group(m.name)
-    g.attrs.update({"channels": list(m.channels) if m.channels else None, "units": m.units})
-    k = chunk_channels(m, chip_px)
-    # lz4 with bit shuffling: 3-4x faster than zarr's default zstd on int16 dB, and smaller
-    # (bench/ingest_throughput.py); stores made with zstd keep it (codecs are in the metadata).
-    g.create_array(
-        "pixels", shape=(0, c, chip_px, chip_px), dtype=m.dtype, fill_value=0,
-        chunks=(1, k, chip_px, chip_px), shards=(shard_chips, k, chip_px, chip_px),
-        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
-        dimension_names=("chip", "channel", "y", "x"),
-    )
-    g.create_array("valid", shape=(0, c), dtype="bool", fill_value=False,
-                   chunks=(max(shard_chips, 1024), c), dimension_names=("chip", "channel"))
-    if m.variable:
-        g.create_array("names", shape=(0, c), dtype=np.dtypes.StringDType(), fill_value="",
-                       chunks=(max(shard_chips, 1024), c), dimension_names=("chip", "channel"))
 
 
 def _empty_index(mods: Sequence[Modality]) -> gpd.GeoDataFrame:
