@@ -11,6 +11,8 @@ import pytest
 import eoclip.fewshot.run as run_mod
 from eoclip.embeddings import write_embedding_table
 from eoclip.fewshot import (
+    PAPER_RF,
+    PAPER_TRAIN_SIZES,
     RESULT_COLUMNS,
     FewshotConfig,
     FewshotError,
@@ -293,3 +295,12 @@ def test_config_rejects_zero_sizes_and_jobs():
         fast(max_val=0)
     with pytest.raises(FewshotError, match="n_jobs must be >= 1"):
         fast(n_jobs=0)
+
+
+def test_paper_preset_fixes_the_protocol():
+    cfg = FewshotConfig.paper(seed=3, n_jobs=2, train_sizes=PAPER_TRAIN_SIZES)
+    assert cfg.head_grid == (PAPER_RF,) and cfg.train_sizes == PAPER_TRAIN_SIZES
+    assert cfg.repeats == 10 and cfg.repeats_for("all") == 10 and cfg.seed == 3
+    assert cfg.result_key()["grid"] == [PAPER_RF]
+    with pytest.raises(FewshotError, match="fixes \\['repeats'\\]"):
+        FewshotConfig.paper(repeats=3)

@@ -21,6 +21,7 @@ from eoclip.fewshot import (
     TASKS,
     FewshotConfig,
     FewshotError,
+    headline,
     point95,
     run_fewshot,
     summarize,
@@ -94,12 +95,18 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(help="train chips per head-selection fit (0: the whole train split)"),
         ] = SELECT_MAX_TRAIN,
+        paper: Annotated[
+            bool,
+            typer.Option(help="the paper's protocol exactly: RF 50 trees / depth 7 without "
+                         "validation search, the paper's train sizes, 10 repeats"),
+        ] = False,
         overwrite: Annotated[bool, typer.Option(help="discard results already in --out")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Few-shot accuracy vs number of labels, per source, AOI, task and feature set."""
         try:
-            config = FewshotConfig(
+            make = FewshotConfig.paper if paper else FewshotConfig
+            config = make(
                 train_sizes=_csv(train_sizes, int),
                 repeats=repeats,
                 repeats_all=repeats_all,
@@ -120,6 +127,8 @@ def register(app: typer.Typer) -> None:
         summary = summarize(results)
         typer.echo(f"{len(results)} results in {out}; smallest n_train reaching 95 % of 'all':")
         typer.echo(point95(summary).to_string(index=False))
+        typer.echo("share of AOI x task cells reaching 95 % with <= 250 / <= 500 labels:")
+        typer.echo(headline(summary).to_string(index=False))
         bad = summary.groupby(["source", "aoi", "features"])["n_nonfinite"].max()
         if bad.sum() > 0:
             cells = ", ".join(f"{'/'.join(k)}: {v}" for k, v in bad[bad > 0].items())

@@ -17,7 +17,7 @@ from eoclip.fewshot.executor import make_executor
 from eoclip.fewshot.heads import make_head
 from eoclip.fewshot.io import read_results
 from eoclip.fewshot.run import RESULT_COLUMNS, run_fewshot
-from eoclip.fewshot.summary import point95, summarize
+from eoclip.fewshot.summary import headline, point95, summarize
 
 __all__ = [
     "CONCAT",
@@ -30,6 +30,7 @@ __all__ = [
     "FewshotConfig",
     "FewshotError",
     "derive_seed",
+    "headline",
     "make_executor",
     "make_head",
     "point95",

@@ -107,6 +107,25 @@ class FewshotConfig:
             if not self.grid:
                 raise FewshotError("grid must hold at least one parameter dict")
 
+    @classmethod
+    def paper(cls, **overrides: object) -> FewshotConfig:
+        """The paper's protocol exactly (section 4.2): no validation search.
+
+        The Random Forest of 50 trees and depth 7, the paper's train sizes (5 ... 20000 and
+        all) and 10 repeats at every size, `all` included. `overrides` may set what does not
+        change the protocol (seed, n_jobs, scheduler, tasks, features, max_test, progress, ...).
+
+        Raises:
+            FewshotError: an override of a setting the preset fixes, with another value.
+        """
+        fixed = {"head": "rf", "grid": (dict(PAPER_RF),), "train_sizes": PAPER_TRAIN_SIZES,
+                 "repeats": 10, "repeats_all": None}
+        clash = {k: v for k, v in overrides.items() if k in fixed and v != fixed[k]}
+        if clash:
+            raise FewshotError(f"the paper preset fixes {sorted(clash)}; leave them at the "
+                               f"paper's values {({k: fixed[k] for k in clash})}")
+        return cls(**{**overrides, **fixed})
+
     @property
     def head_grid(self) -> tuple[dict, ...]:
         """The parameter dicts searched on validation for `head`."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["CELL_KEYS", "SUMMARY_INPUTS", "point95", "summarize"]
+__all__ = ["CELL_KEYS", "HEADLINE_SIZES", "SUMMARY_INPUTS", "headline", "point95", "summarize"]
+
+# the paper's headline: 95 % of full-data accuracy "always <= 500 labels, mostly <= 250"
+HEADLINE_SIZES = (250, 500)
 
 CELL_KEYS = ["source", "aoi", "task", "features"]
 # the results columns `summarize` reads (a reader may project on them)
@@ -76,3 +79,23 @@ def point95(summary: pd.DataFrame) -> pd.DataFrame:
         "relative_accuracy",
     ]
     return summary[summary["is_95_point"]][cols].reset_index(drop=True)
+
+
+def headline(summary: pd.DataFrame, sizes: tuple[int, ...] = HEADLINE_SIZES) -> pd.DataFrame:
+    """The paper's headline per source and feature set: how often 95 % comes cheap.
+
+    Args:
+        summary: a `summarize` table.
+        sizes: label budgets (the paper's sentence: <= 500 always, <= 250 mostly).
+
+    Returns:
+        One row per (source, features): `n_cells` (AOI x task cells) and, per size s,
+        `share_n95_le_<s>`, the fraction of cells whose `n_train_95` is <= s. A cell whose
+        95 % point is only its whole train split counts as <= s when that split is.
+    """
+    p = point95(summary)
+    g = p.groupby(["source", "features"], sort=True)["n_train_95"]
+    out = g.size().rename("n_cells").to_frame()
+    for size in sizes:
+        out[f"share_n95_le_{size}"] = g.apply(lambda n, s=size: float((n <= s).mean()))
+    return out.reset_index()

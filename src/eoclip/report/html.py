@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from eoclip.data.store import ChipStore, StoreError
-from eoclip.fewshot import read_results, summarize
+from eoclip.fewshot import headline, read_results, summarize
 from eoclip.fewshot.summary import SUMMARY_INPUTS
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
@@ -195,6 +195,10 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
                   f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
                   "dot: 95 % of the full-data accuracy.")
         + _per_aoi_html(summary)
+        + "<p>The paper's headline (95 % of the full-data accuracy with at most 500 labels "
+        "always, with at most 250 mostly): share of AOI x task cells per source and feature "
+        "set whose 95 % point is at most 250 and 500 labels.</p>"
+        + headline(summary).to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)
     )
 
 
@@ -270,6 +274,33 @@ def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     return "\n".join(parts)
 
 
+FIG6_MAP = "s1grdm"  # the paper places its example chips on the s1grdm t-SNE map
+
+
+def _fig6(store: ChipStore, inp: ReportInputs, cfg: ReportConfig, path: Path) -> str:
+    """Draw Fig. 6 (on the s1grdm t-SNE map when there is one) and return its caption."""
+    chips = ("s2rgbm as RGB of one month, s1grdm VV of one month in dB, gunw one coherence "
+             "pair.")
+    if inp.tsne:
+        from eoclip.report.examples import fig_tsne_examples
+
+        cols = ["source", "aoi", "modality", "chip_id", "x", "y"]
+        df = pq.read_table(inp.tsne, columns=cols,
+                           filters=[("modality", "==", FIG6_MAP)]).to_pandas()
+        sources = sorted(df["source"].unique())
+        source = cfg.main_source if cfg.main_source in sources else (sources or [None])[0]
+        try:
+            fig_tsne_examples(store, df[df["source"] == source], path, FIG6_MAP,
+                              cfg.n_examples, cfg.seed)
+            return (f"Fig. 6: example chips located (numbered) on the {FIG6_MAP} t-SNE map of "
+                    f"the {source} embeddings, as in the paper; " + chips)
+        except ValueError as err:
+            figures.fig_examples(store, path, cfg.n_examples, cfg.seed)
+            return f"Fig. 6: example chips (not located on a t-SNE map: {err}); " + chips
+    figures.fig_examples(store, path, cfg.n_examples, cfg.seed)
+    return "Fig. 6: example chips (run `eoclip tsne` to locate them on the t-SNE map); " + chips
+
+
 def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.store:
         return _note("No ChipStore found (pass --store).")
@@ -279,15 +310,14 @@ def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
         return _note(f"cannot open the store: {err}")
     figures.fig_aois(store.index, fig_dir / "fig1_aois.png")
     figures.fig_label_quantiles(store.index, fig_dir / "fig2_labels.png")
-    figures.fig_examples(store, fig_dir / "fig6_examples.png", cfg.n_examples, cfg.seed)
+    fig6 = _fig6(store, inp, cfg, fig_dir / "fig6_examples.png")
     counts = store.index.groupby(["aoi", "split"]).size().unstack(fill_value=0)
     return (f"<p>{len(store)} chips of {store.chip_px} px, modalities "
             f"{', '.join(store.modalities)}.</p>" + counts.to_html(border=0)
             + _figure("figures/fig1_aois.png", "Fig. 1: AOIs and the chips coloured by split "
                       "(train yellow, validation blue, test pink).")
             + _figure("figures/fig2_labels.png", "Fig. 2: label quantiles per task and AOI.")
-            + _figure("figures/fig6_examples.png", "Fig. 6: example chips; s2rgbm as RGB of one "
-                      "month, s1grdm VV of one month in dB, gunw one coherence pair."))
+            + _figure("figures/fig6_examples.png", fig6))
 
 
 def build_report(cfg: ReportConfig) -> Path:
