@@ -153,6 +153,7 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     assert len(stored) == len(full) == len(pd.read_csv(out / "results.csv"))
     assert sorted(p.name for p in out.iterdir()) == [
         "fewshot_config.json",
+        "headline.csv",
         "results.csv",
         "results.parquet",
         "summary.csv",
@@ -164,7 +165,7 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     original = run_mod.evaluate
 
     def counting(*args, **kwargs):
-        calls.append(args[4])  # the train size label
+        calls.append(args[3])  # the train size label
         return original(*args, **kwargs)
 
     monkeypatch.setattr(run_mod, "evaluate", counting)

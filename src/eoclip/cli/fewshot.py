@@ -69,6 +69,11 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--out", help="output folder (results.parquet/.csv, summary.csv)")
         ],
         head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
+        sampler: Annotated[
+            str,
+            typer.Option(help="which train chips get labels: random (paper) | kmeans (nearest "
+                         "the centres of a k-means of the unlabelled train features)"),
+        ] = "random",
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
         repeats_all: Annotated[
             int | None,
@@ -111,6 +116,7 @@ def register(app: typer.Typer) -> None:
                 repeats=repeats,
                 repeats_all=repeats_all,
                 head=head,
+                sampler=sampler,
                 seed=seed,
                 n_jobs=n_jobs,
                 scheduler=scheduler,

@@ -7,11 +7,13 @@ from eoclip.fewshot.config import (
     DEFAULT_GRIDS,
     PAPER_RF,
     PAPER_TRAIN_SIZES,
+    SAMPLERS,
     SELECT_MAX_TRAIN,
     TASKS,
     FewshotConfig,
     FewshotError,
 )
+from eoclip.fewshot.compare import paired_gain
 from eoclip.fewshot.data import derive_seed, train_size_plan
 from eoclip.fewshot.executor import make_executor
 from eoclip.fewshot.heads import make_head
@@ -25,6 +27,7 @@ __all__ = [
     "PAPER_RF",
     "PAPER_TRAIN_SIZES",
     "RESULT_COLUMNS",
+    "SAMPLERS",
     "SELECT_MAX_TRAIN",
     "TASKS",
     "FewshotConfig",
@@ -33,6 +36,7 @@ __all__ = [
     "headline",
     "make_executor",
     "make_head",
+    "paired_gain",
     "point95",
     "read_results",
     "run_fewshot",

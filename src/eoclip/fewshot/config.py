@@ -13,8 +13,10 @@ __all__ = [
     "HEADS",
     "PAPER_RF",
     "PAPER_TRAIN_SIZES",
+    "SAMPLERS",
     "SELECT_MAX_TRAIN",
     "TASKS",
+    "VARIANT_DEFAULTS",
     "FewshotConfig",
     "FewshotError",
 ]
@@ -26,6 +28,9 @@ PAPER_TRAIN_SIZES = (5, 10, 100, 250, 500, 1000, 5000, 20000)
 PAPER_RF = {"n_estimators": 50, "max_depth": 7}
 CONCAT = "concat"
 HEADS = ("rf", "logreg", "knn")
+# which train chips get labels: the paper's uniform sample, or the chips nearest the centres of
+# a k-means (k = labels) of the unlabelled train features (eoclip.fewshot.samplers)
+SAMPLERS = ("random", "kmeans")
 
 # Head selection fits each grid entry on at most this many train chips (a seeded sample of the
 # split): at the paper's ~100 K train chips per AOI, fitting the grid (up to 100 unpruned
@@ -46,6 +51,10 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 }
 
 
+# settings beyond the paper's protocol and their defaults (the paper's choices)
+VARIANT_DEFAULTS = {"sampler": "random"}
+
+
 class FewshotError(ValueError):
     """Bad few-shot input: unknown task or feature set, missing label column, stale results."""
 
@@ -63,6 +72,7 @@ class FewshotConfig:
     # seed changes; None: `repeats`. Its first k repeats are those of a run with more.
     repeats_all: int | None = None
     head: str = "rf"  # "rf" | "logreg" | "knn"
+    sampler: str = "random"  # which train chips get labels: "random" (paper) | "kmeans"
     grid: tuple[dict, ...] | None = None  # head params searched on val; None -> DEFAULT_GRIDS
     seed: int = 0  # root of every derived seed (samples, forests, subsamples)
     n_jobs: int = 1  # parallel fits on this machine (-1: all cores); results do not depend on it
@@ -84,6 +94,8 @@ class FewshotConfig:
             self.features = tuple(self.features)
         if self.head not in HEADS:
             raise FewshotError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        if self.sampler not in SAMPLERS:
+            raise FewshotError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise FewshotError(f"unknown task(s) {bad or '(none)'}; known tasks: {TASKS}")
@@ -140,11 +152,16 @@ class FewshotConfig:
     def result_key(self) -> dict:
         """Settings that change the numbers of a (source, aoi, task, features, n_train) group.
 
-        Resuming into a folder written with a different key is refused.
+        Resuming into a folder written with a different key is refused. Settings added
+        after the first release (`VARIANT_DEFAULTS`) appear only when not at their default,
+        so the key of a default run, and folders written before them, stay the same.
         """
+        variants = {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items()
+                    if getattr(self, k) != v}
         return json.loads(
             json.dumps(
                 {
+                    **variants,
                     "head": self.head,
                     "grid": list(self.head_grid),
                     "seed": self.seed,

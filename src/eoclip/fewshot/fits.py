@@ -9,29 +9,51 @@ splits are views of it, and only a train sample smaller than the split is gather
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from eoclip.fewshot.data import GroupRows, derive_seed, sample_train
-from eoclip.fewshot.executor import resolve
+from eoclip.fewshot.data import GroupRows, derive_seed
+from eoclip.fewshot.executor import SharedMatrix, resolve
 from eoclip.fewshot.heads import fit_predict
+from eoclip.fewshot.samplers import draw_train
 
-__all__ = ["evaluate", "selection_rows", "val_accuracy"]
+__all__ = ["FitPlan", "evaluate", "selection_rows", "val_accuracy"]
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What every protocol fit of one group does, apart from its size, repeat and seeds."""
+
+    head: str  # "rf" | "logreg" | "knn"
+    params: dict  # the head's parameters (chosen on validation)
+    max_resample: int = 100  # redraws of a one-class train sample
+    sampler: str = "random"  # which train chips get labels (eoclip.fewshot.samplers)
+
+
+def _memo_key(X_handle: object, train: slice | np.ndarray) -> tuple:
+    """(matrix, train rows) identity for the k-means memo of a worker process."""
+    matrix = X_handle.path if isinstance(X_handle, SharedMatrix) else id(X_handle)
+    rows = (train.start, train.stop) if isinstance(train, slice) else hash(train.tobytes())
+    return (matrix, rows)
 
 
 def evaluate(
     X_handle: object,
     rows: GroupRows,
-    head: str,
-    params: dict,
+    plan: FitPlan,
     label: str,
     n: int,
     repeat: int,
     seed: int,
-    max_resample: int,
+    sample_seed: int | None = None,
 ) -> dict:
-    """Fit `head` on a seeded sample of `n` train chips and score it on the test split.
+    """Fit a head on `n` train chips chosen by `plan.sampler` and score it on the test split.
+
+    Args:
+        seed: seeds the random sample and the head.
+        sample_seed: seeds a sampler that does not depend on the task (k-means); None: `seed`.
 
     Returns:
         One result row (train size label, n_train, repeat, accuracy, balanced accuracy, class
@@ -39,10 +61,12 @@ def evaluate(
     """
     X = resolve(X_handle)
     rng = np.random.default_rng(seed)
-    idx, n_resamples = sample_train(rows.y_train, n, rng, max_resample)
     X_train = X[rows.train]
+    idx, n_resamples = draw_train(
+        plan.sampler, X_train, rows.y_train, n, rng, plan.max_resample,
+        seed if sample_seed is None else sample_seed, _memo_key(X_handle, rows.train))
     y_fit = rows.y_train[idx]
-    pred, single = fit_predict(head, params, seed, X_train[idx], y_fit, X[rows.test])
+    pred, single = fit_predict(plan.head, plan.params, seed, X_train[idx], y_fit, X[rows.test])
     with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
         warnings.simplefilter("ignore", UserWarning)
         balanced = float(balanced_accuracy_score(rows.y_test, pred))

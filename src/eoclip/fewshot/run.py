@@ -60,7 +60,7 @@ from eoclip.fewshot.data import (
     train_size_plan,
 )
 from eoclip.fewshot.executor import FitExecutor, make_executor
-from eoclip.fewshot.fits import evaluate, selection_rows, val_accuracy
+from eoclip.fewshot.fits import FitPlan, evaluate, selection_rows, val_accuracy
 from eoclip.fewshot.io import write_results
 from eoclip.fewshot.resume import GROUP_KEYS, RESULT_COLUMNS, existing_results, source_record
 
@@ -256,11 +256,14 @@ class _Runner:
     def _protocol(self, m: _Matrix, g: _Group) -> None:
         cfg = self.config
         # largest train sizes first: the long fits start early instead of ending the run alone
+        plan = FitPlan(cfg.head, g.params, cfg.max_resample, cfg.sampler)
         for label, n in sorted(g.todo, key=lambda p: -p[1]):
             for rep in range(cfg.repeats_for(label)):
                 seed = derive_seed(cfg.seed, g.aoi, g.task, label, rep)
-                fut = self.ex.submit(evaluate, m.handle, g.rows, cfg.head, g.params, label, n,
-                                     rep, seed, cfg.max_resample, priority=float(n))
+                # k-means picks ignore the task: every task of the matrix labels the same chips
+                sample_seed = derive_seed(cfg.seed, g.aoi, label, rep, cfg.sampler)
+                fut = self.ex.submit(evaluate, m.handle, g.rows, plan, label, n, rep, seed,
+                                     sample_seed, priority=float(n))
                 self.pending[fut] = (self._evaluated, (m, g))
 
     def _evaluated(self, row: dict, m: _Matrix, g: _Group) -> None:
@@ -287,6 +290,7 @@ class _Runner:
             threshold=g.rows.threshold,
             n_train_split=len(g.rows.y_train),
             n_nonfinite=g.n_nonfinite,
+            sampler=self.config.sampler,
         )[RESULT_COLUMNS]
         g.results, g.rows = [], None
         self.results = df if self.results.empty else pd.concat([self.results, df],
