@@ -2,6 +2,7 @@
 train sizes from 5 chips to the whole train split, a head chosen on validation, accuracy
 on the test split."""
 
+from eoclip.fewshot.compare import paired_gain
 from eoclip.fewshot.config import (
     CONCAT,
     DEFAULT_GRIDS,
@@ -13,7 +14,6 @@ from eoclip.fewshot.config import (
     FewshotConfig,
     FewshotError,
 )
-from eoclip.fewshot.compare import paired_gain
 from eoclip.fewshot.data import derive_seed, train_size_plan
 from eoclip.fewshot.executor import make_executor
 from eoclip.fewshot.heads import make_head
