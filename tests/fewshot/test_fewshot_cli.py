@@ -140,3 +140,17 @@ def test_fewshot_cli_paper_preset(tmp_path, app):
     assert head.loc[0, "n_cells"] == 2  # 2 AOIs x 1 task
     _one_line_error(CliRunner().invoke(app, [*args, "--head", "knn", "--out", str(tmp_path / "o")]),
                     "paper preset fixes ['head']")
+
+
+def test_fewshot_cli_target_and_sampler(tmp_path, app):
+    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    r = CliRunner().invoke(app, _args(tmp_path, tmp_path / "c", "--target", "continuous",
+                                      "--sampler", "kmeans"))
+    assert r.exit_code == 0, r.output
+    res = pd.read_parquet(tmp_path / "c" / "results.parquet")
+    assert set(res["target"]) == {"continuous"} and set(res["sampler"]) == {"kmeans"}
+    assert "r2_mean" in r.output and res["r2"].notna().all()
+    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--target", "x")),
+                    "unknown target 'x'")
+    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--sampler", "x")),
+                    "unknown sampler 'x'")

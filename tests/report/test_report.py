@@ -208,3 +208,19 @@ def test_fig6_locates_examples_on_the_s1grdm_tsne_map(tmp_path, run_dir):
                                      tsne=str(run_dir / "tsne.parquet"))).read_text()
     assert "located (numbered) on the s1grdm t-SNE map" in page
     assert "share_n95_le_250" in page
+
+
+def test_continuous_results_get_the_r2_twin_of_fig4(tmp_path, run_dir):
+    res = _results()
+    cont = res.assign(target="continuous", r2=res["accuracy"] - 0.2, mae=0.1,
+                      accuracy=np.nan, balanced_accuracy=np.nan)
+    folder = tmp_path / "cont"
+    folder.mkdir()
+    cont.to_parquet(folder / "results.parquet")
+    cfg = ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir),
+                       fewshot=[str(run_dir / "fewshot" / "all"), str(folder)])
+    page = build_report(cfg).read_text()
+    assert "figures/fig4_r2.png" in page and "figures/fig4_accuracy.png" in page
+    assert imread(tmp_path / "rep" / "figures" / "fig4_r2.png").shape[0] > 300
+    # the binary table is unchanged by the continuous rows
+    assert "pretrained concat" in page

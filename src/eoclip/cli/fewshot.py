@@ -74,6 +74,11 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="which train chips get labels: random (paper) | kmeans (nearest "
                          "the centres of a k-means of the unlabelled train features)"),
         ] = "random",
+        target: Annotated[
+            str,
+            typer.Option(help="binary (paper: label above the AOI's train median) | continuous "
+                         "(regress the label mean; scored by R2 and MAE)"),
+        ] = "binary",
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
         repeats_all: Annotated[
             int | None,
@@ -117,6 +122,7 @@ def register(app: typer.Typer) -> None:
                 repeats_all=repeats_all,
                 head=head,
                 sampler=sampler,
+                target=target,
                 seed=seed,
                 n_jobs=n_jobs,
                 scheduler=scheduler,

@@ -15,6 +15,7 @@ __all__ = [
     "PAPER_TRAIN_SIZES",
     "SAMPLERS",
     "SELECT_MAX_TRAIN",
+    "TARGETS",
     "TASKS",
     "VARIANT_DEFAULTS",
     "FewshotConfig",
@@ -31,6 +32,9 @@ HEADS = ("rf", "logreg", "knn")
 # which train chips get labels: the paper's uniform sample, or the chips nearest the centres of
 # a k-means (k = labels) of the unlabelled train features (eoclip.fewshot.samplers)
 SAMPLERS = ("random", "kmeans")
+# what is predicted: the paper's binary task (label above the AOI's train median), or the
+# continuous label mean itself with a regressor (scored by R2 and MAE)
+TARGETS = ("binary", "continuous")
 
 # Head selection fits each grid entry on at most this many train chips (a seeded sample of the
 # split): at the paper's ~100 K train chips per AOI, fitting the grid (up to 100 unpruned
@@ -52,7 +56,7 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 
 
 # settings beyond the paper's protocol and their defaults (the paper's choices)
-VARIANT_DEFAULTS = {"sampler": "random"}
+VARIANT_DEFAULTS = {"sampler": "random", "target": "binary"}
 
 
 class FewshotError(ValueError):
@@ -73,6 +77,7 @@ class FewshotConfig:
     repeats_all: int | None = None
     head: str = "rf"  # "rf" | "logreg" | "knn"
     sampler: str = "random"  # which train chips get labels: "random" (paper) | "kmeans"
+    target: str = "binary"  # "binary" (paper) | "continuous": regress the label mean
     grid: tuple[dict, ...] | None = None  # head params searched on val; None -> DEFAULT_GRIDS
     seed: int = 0  # root of every derived seed (samples, forests, subsamples)
     n_jobs: int = 1  # parallel fits on this machine (-1: all cores); results do not depend on it
@@ -94,6 +99,11 @@ class FewshotConfig:
             self.features = tuple(self.features)
         if self.head not in HEADS:
             raise FewshotError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        if self.target not in TARGETS:
+            raise FewshotError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        if self.target == "continuous" and self.head == "logreg":
+            raise FewshotError("a continuous target needs a regressor: head 'rf' or 'knn', "
+                               "not 'logreg'")
         if self.sampler not in SAMPLERS:
             raise FewshotError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
         bad = [t for t in self.tasks if t not in TASKS]

@@ -12,11 +12,16 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    mean_absolute_error,
+    r2_score,
+)
 
 from eoclip.fewshot.data import GroupRows, derive_seed
 from eoclip.fewshot.executor import SharedMatrix, resolve
-from eoclip.fewshot.heads import fit_predict
+from eoclip.fewshot.heads import fit_predict, fit_predict_values
 from eoclip.fewshot.samplers import draw_train
 
 __all__ = ["FitPlan", "evaluate", "selection_rows", "val_accuracy"]
@@ -30,6 +35,7 @@ class FitPlan:
     params: dict  # the head's parameters (chosen on validation)
     max_resample: int = 100  # redraws of a one-class train sample
     sampler: str = "random"  # which train chips get labels (eoclip.fewshot.samplers)
+    target: str = "binary"  # "binary" (classifier) | "continuous" (regressor)
 
 
 def _memo_key(X_handle: object, train: slice | np.ndarray) -> tuple:
@@ -57,7 +63,9 @@ def evaluate(
 
     Returns:
         One result row (train size label, n_train, repeat, accuracy, balanced accuracy, class
-        balance of the sample and of the test split, redraws, single-class flag, seed).
+        balance of the sample and of the test split, redraws, single-class flag, seed; for a
+        continuous target R2 and MAE instead of the accuracies and class balances, which
+        are NaN, and the other way round).
     """
     X = resolve(X_handle)
     rng = np.random.default_rng(seed)
@@ -66,22 +74,29 @@ def evaluate(
         plan.sampler, X_train, rows.y_train, n, rng, plan.max_resample,
         seed if sample_seed is None else sample_seed, _memo_key(X_handle, rows.train))
     y_fit = rows.y_train[idx]
+    row = {"train_size": label, "n_train": len(y_fit), "repeat": repeat,
+           "n_test": len(rows.y_test), "n_resamples": n_resamples, "seed": seed}
+    if plan.target == "continuous":
+        pred = fit_predict_values(plan.head, plan.params, seed, X_train[idx], y_fit,
+                                  X[rows.test])
+        nan = float("nan")
+        return {**row, "accuracy": nan, "balanced_accuracy": nan, "pos_frac_train": nan,
+                "pos_frac_test": nan, "single_class": False,
+                "r2": float(r2_score(rows.y_test, pred)),
+                "mae": float(mean_absolute_error(rows.y_test, pred))}
     pred, single = fit_predict(plan.head, plan.params, seed, X_train[idx], y_fit, X[rows.test])
     with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
         warnings.simplefilter("ignore", UserWarning)
         balanced = float(balanced_accuracy_score(rows.y_test, pred))
     return {
-        "train_size": label,
-        "n_train": len(y_fit),
-        "repeat": repeat,
+        **row,
         "accuracy": float(accuracy_score(rows.y_test, pred)),
         "balanced_accuracy": balanced,
         "pos_frac_train": float(y_fit.mean()),
         "pos_frac_test": float(rows.y_test.mean()),
-        "n_test": len(rows.y_test),
-        "n_resamples": n_resamples,
         "single_class": single,
-        "seed": seed,
+        "r2": float("nan"),
+        "mae": float("nan"),
     }
 
 
@@ -103,10 +118,12 @@ def val_accuracy(
     params: dict,
     seed: int,
     train: slice | np.ndarray,
+    target: str = "binary",
 ) -> float:
-    """Validation accuracy of `head(params)` fitted on train positions `train`."""
+    """Validation accuracy (R2 for a continuous target) of `head(params)` fitted on `train`."""
     X = resolve(X_handle)
-    pred, _ = fit_predict(
-        head, params, seed, X[rows.train][train], rows.y_train[train], X[rows.val]
-    )
+    args = (head, params, seed, X[rows.train][train], rows.y_train[train], X[rows.val])
+    if target == "continuous":
+        return float(r2_score(rows.y_val, fit_predict_values(*args)))
+    pred, _ = fit_predict(*args)
     return float(accuracy_score(rows.y_val, pred))

@@ -40,9 +40,13 @@ RESULT_COLUMNS = [
     "seed",
     "n_nonfinite",
     "sampler",
+    "target",
+    "r2",
+    "mae",
 ]
 # columns added after the first release, with the value older results have
-COLUMN_DEFAULTS = {"n_nonfinite": 0, "sampler": "random"}
+COLUMN_DEFAULTS = {"n_nonfinite": 0, "sampler": "random", "target": "binary",
+                   "r2": float("nan"), "mae": float("nan")}
 
 
 def source_record(reader: TableReader, scan: TableScan) -> dict:

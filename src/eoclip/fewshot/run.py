@@ -214,6 +214,7 @@ class _Runner:
                 derive_seed(cfg.seed, g.aoi, g.task),
                 cfg.max_test,
                 cfg.max_val,
+                cfg.target,
             )
             self._select(m, g)
 
@@ -241,7 +242,7 @@ class _Runner:
                                derive_seed(self.config.seed, g.aoi, g.task))
         for i, params in enumerate(grid):
             fut = self.ex.submit(val_accuracy, m.handle, g.rows, self.config.head, params, seed,
-                                 train, priority=1e9)  # selection first: protocol waits on it
+                                 train, self.config.target, priority=1e9)  # selection first: protocol waits on it
             self.pending[fut] = (self._selected, (m, g, i))
 
     def _selected(self, score: float, m: _Matrix, g: _Group, i: int) -> None:
@@ -256,7 +257,7 @@ class _Runner:
     def _protocol(self, m: _Matrix, g: _Group) -> None:
         cfg = self.config
         # largest train sizes first: the long fits start early instead of ending the run alone
-        plan = FitPlan(cfg.head, g.params, cfg.max_resample, cfg.sampler)
+        plan = FitPlan(cfg.head, g.params, cfg.max_resample, cfg.sampler, cfg.target)
         for label, n in sorted(g.todo, key=lambda p: -p[1]):
             for rep in range(cfg.repeats_for(label)):
                 seed = derive_seed(cfg.seed, g.aoi, g.task, label, rep)
@@ -291,6 +292,7 @@ class _Runner:
             n_train_split=len(g.rows.y_train),
             n_nonfinite=g.n_nonfinite,
             sampler=self.config.sampler,
+            target=self.config.target,
         )[RESULT_COLUMNS]
         g.results, g.rows = [], None
         self.results = df if self.results.empty else pd.concat([self.results, df],

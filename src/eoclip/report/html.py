@@ -175,6 +175,14 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
                         ignore_index=True)
     # The same source evaluated in two result folders (e.g. a comparison run with an imported
     # product next to the demo's own): keep one copy of each repeat.
+    if "target" in results.columns:  # continuous targets get their own figure (R2)
+        continuous = results[results["target"] == "continuous"]
+        results = results[results["target"] != "continuous"]
+    else:
+        continuous = results.iloc[:0]
+    twin = _r2_figure(continuous, cfg, fig_dir)
+    if results.empty:
+        return twin or _note("No few-shot results found (run `eoclip fewshot`).")
     results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
                                        "repeat"], keep="first")
     summary = summarize(results)
@@ -199,7 +207,22 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
         "always, with at most 250 mostly): share of AOI x task cells per source and feature "
         "set whose 95 % point is at most 250 and 500 labels.</p>"
         + headline(summary).to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)
+        + twin
     )
+
+
+def _r2_figure(continuous: pd.DataFrame, cfg: ReportConfig, fig_dir: Path) -> str:
+    """Fig. 4's twin for continuous targets (R2 of the label mean), or "" without them."""
+    if continuous.empty:
+        return ""
+    continuous = continuous.drop_duplicates(["source", "aoi", "task", "features", "train_size",
+                                             "repeat"], keep="first")
+    summary = summarize(continuous, metric="r2")
+    sources = sorted(set(summary["source"]) - {cfg.main_source})
+    figures.fig_accuracy(summary, fig_dir / "fig4_r2.png", cfg.main_source, sources, "r2")
+    return _figure("figures/fig4_r2.png",
+                   "Fig. 4 for continuous targets: R² of a Random-Forest regressor of the label "
+                   "mean on the test split vs labelled chips; dot: 95 % of the full-data R².")
 
 
 def _read_metrics(run: str) -> list[dict]:
