@@ -154,3 +154,20 @@ def test_fewshot_cli_target_and_sampler(tmp_path, app):
                     "unknown target 'x'")
     _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--sampler", "x")),
                     "unknown sampler 'x'")
+
+
+def test_fewshot_cli_modality_subsets(tmp_path, app):
+    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    args = ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out",
+            str(tmp_path / "s"), "--repeats", "1", "--train-sizes", "5", "--tasks", "tree",
+            "--n-jobs", "1", "--no-progress", "--modality-subsets", "--missing-frac", "0.3"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(tmp_path / "s" / "subsets.csv")
+    assert table["features"].tolist() == ["concat", "concat-s1@test", "concat-s2@test", "s1",
+                                          "s2"]
+    assert table.columns.tolist() == ["source", "features", "tree@100", "tree@all"]
+    assert table["tree@100"].isna().all() and table["tree@all"].between(0.5, 1).all()
+    assert "concat-s2@test" in r.output
+    _one_line_error(CliRunner().invoke(app, [*args[:-1], "1.5", "--out", str(tmp_path / "t")]),
+                    "missing_frac must be in (0, 1]")

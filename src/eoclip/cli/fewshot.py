@@ -24,6 +24,7 @@ from eoclip.fewshot import (
     headline,
     point95,
     run_fewshot,
+    subset_table,
     summarize,
 )
 
@@ -79,6 +80,14 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="binary (paper: label above the AOI's train median) | continuous "
                          "(regress the label mean; scored by R2 and MAE)"),
         ] = "binary",
+        modality_subsets: Annotated[
+            bool,
+            typer.Option(help="also every subset of modalities, and concat with one modality "
+                         "missing for --missing-frac of the test chips (concat-<m>@test)"),
+        ] = False,
+        missing_frac: Annotated[
+            float, typer.Option(help="share of test chips losing the modality in concat-<m>@test")
+        ] = 0.5,
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
         repeats_all: Annotated[
             int | None,
@@ -123,6 +132,8 @@ def register(app: typer.Typer) -> None:
                 head=head,
                 sampler=sampler,
                 target=target,
+                modality_subsets=modality_subsets,
+                missing_frac=missing_frac,
                 seed=seed,
                 n_jobs=n_jobs,
                 scheduler=scheduler,
@@ -141,6 +152,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(point95(summary).to_string(index=False))
         typer.echo("share of AOI x task cells reaching 95 % with <= 250 / <= 500 labels:")
         typer.echo(headline(summary).to_string(index=False))
+        if modality_subsets:
+            typer.echo("per task, at 100 labels and all (mean over AOIs):")
+            typer.echo(subset_table(summary).to_string(index=False, float_format="%.3f"))
         bad = summary.groupby(["source", "aoi", "features"])["n_nonfinite"].max()
         if bad.sum() > 0:
             cells = ", ".join(f"{'/'.join(k)}: {v}" for k, v in bad[bad > 0].items())

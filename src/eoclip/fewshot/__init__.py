@@ -19,7 +19,7 @@ from eoclip.fewshot.executor import make_executor
 from eoclip.fewshot.heads import make_head
 from eoclip.fewshot.io import read_results
 from eoclip.fewshot.run import RESULT_COLUMNS, run_fewshot
-from eoclip.fewshot.summary import headline, point95, summarize
+from eoclip.fewshot.summary import headline, point95, subset_table, summarize
 
 __all__ = [
     "CONCAT",
@@ -40,6 +40,7 @@ __all__ = [
     "point95",
     "read_results",
     "run_fewshot",
+    "subset_table",
     "summarize",
     "train_size_plan",
 ]

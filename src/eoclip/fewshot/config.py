@@ -56,7 +56,8 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 
 
 # settings beyond the paper's protocol and their defaults (the paper's choices)
-VARIANT_DEFAULTS = {"sampler": "random", "target": "binary"}
+VARIANT_DEFAULTS = {"sampler": "random", "target": "binary", "modality_subsets": False,
+                    "missing_frac": 0.5}
 
 
 class FewshotError(ValueError):
@@ -78,6 +79,10 @@ class FewshotConfig:
     head: str = "rf"  # "rf" | "logreg" | "knn"
     sampler: str = "random"  # which train chips get labels: "random" (paper) | "kmeans"
     target: str = "binary"  # "binary" (paper) | "continuous": regress the label mean
+    # also every subset of modalities and `concat-<m>@test` (m missing for `missing_frac` of
+    # the test chips); see eoclip.fewshot.featuresets
+    modality_subsets: bool = False
+    missing_frac: float = 0.5  # share of test chips that lose the modality in `concat-<m>@test`
     grid: tuple[dict, ...] | None = None  # head params searched on val; None -> DEFAULT_GRIDS
     seed: int = 0  # root of every derived seed (samples, forests, subsamples)
     n_jobs: int = 1  # parallel fits on this machine (-1: all cores); results do not depend on it
@@ -104,6 +109,8 @@ class FewshotConfig:
         if self.target == "continuous" and self.head == "logreg":
             raise FewshotError("a continuous target needs a regressor: head 'rf' or 'knn', "
                                "not 'logreg'")
+        if not 0.0 < self.missing_frac <= 1.0:
+            raise FewshotError(f"missing_frac must be in (0, 1], got {self.missing_frac}")
         if self.sampler not in SAMPLERS:
             raise FewshotError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
         bad = [t for t in self.tasks if t not in TASKS]

@@ -69,9 +69,12 @@ def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
     return out
 
 
-def feature_sets(modalities: list[str]) -> list[str]:
-    """Each modality, plus `concat` when a source has two or more."""
-    return list(modalities) + ([CONCAT] if len(modalities) > 1 else [])
+def feature_sets(modalities: list[str], subsets: bool = False) -> list[str]:
+    """Each modality, plus `concat` when a source has two or more (and, with `subsets`, the
+    other subsets and the missing-at-test sets: `eoclip.fewshot.featuresets`)."""
+    from eoclip.fewshot.featuresets import feature_sets as names
+
+    return names(modalities, subsets)
 
 
 def feature_matrix(gdf: pd.DataFrame, features: str, modalities: list[str]) -> np.ndarray:

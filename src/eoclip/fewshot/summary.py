@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from eoclip.fewshot.config import TASKS
+
 __all__ = [
     "CELL_KEYS",
     "HEADLINE_SIZES",
     "SUMMARY_INPUTS",
+    "has_subsets",
     "headline",
     "metric_of",
     "point95",
+    "subset_table",
     "summarize",
 ]
 
@@ -120,3 +124,37 @@ def headline(summary: pd.DataFrame, sizes: tuple[int, ...] = HEADLINE_SIZES) -> 
     for size in sizes:
         out[f"share_n95_le_{size}"] = g.apply(lambda n, s=size: float((n <= s).mean()))
     return out.reset_index()
+
+
+def has_subsets(summary: pd.DataFrame) -> bool:
+    """Whether a summary holds modality subsets or missing-at-test feature sets."""
+    f = summary["features"].astype(str)
+    return bool((f.str.contains("+", regex=False) | f.str.endswith("@test")).any())
+
+
+def subset_table(summary: pd.DataFrame, sizes: tuple[str, ...] = ("100", "all")) -> pd.DataFrame:
+    """The robustness matrix: per source and feature set, the score per task at `sizes`.
+
+    Args:
+        summary: a `summarize` table (accuracy, or R2 for continuous targets).
+        sizes: train size labels (the issue's: 100 labels and all).
+
+    Returns:
+        One row per (source, features), in the summary's order of feature sets; columns
+        `<task>@<size>`: the mean over AOIs of the mean over repeats (NaN where an AOI lacks
+        that size, so a mean never mixes AOIs with and without it).
+    """
+    metric = "accuracy" if "accuracy_mean" in summary.columns else "r2"
+    sub = summary[summary["train_size"].astype(str).isin(sizes)]
+    n_aois = summary.groupby(["source", "task"])["aoi"].nunique()
+    g = sub.groupby(["source", "features", "task", "train_size"], sort=False).agg(
+        score=(f"{metric}_mean", "mean"), n=("aoi", "nunique")).reset_index()
+    complete = g.apply(lambda r: r["n"] == n_aois[(r["source"], r["task"])], axis=1)
+    g.loc[~complete, "score"] = float("nan")
+    g["col"] = g["task"] + "@" + g["train_size"].astype(str)
+    out = g.pivot_table(index=["source", "features"], columns="col", values="score",
+                        sort=False, dropna=False)
+    present = list(dict.fromkeys(summary["task"]))
+    tasks = [t for t in TASKS if t in present] + [t for t in present if t not in TASKS]
+    cols = [f"{t}@{s}" for t in tasks for s in sizes]  # a size no AOI ran: a NaN column
+    return out.reindex(columns=cols).reset_index().rename_axis(columns=None)

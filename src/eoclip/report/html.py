@@ -23,7 +23,7 @@ import yaml
 
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.fewshot import headline, read_results, summarize
-from eoclip.fewshot.summary import SUMMARY_INPUTS
+from eoclip.fewshot.summary import SUMMARY_INPUTS, has_subsets, subset_table
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
 
@@ -186,6 +186,10 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
                                        "repeat"], keep="first")
     summary = summarize(results)
+    robustness = _subsets_html(summary)
+    # Fig. 4 and the table keep the paper's feature sets (each modality and concat)
+    f = summary["features"].astype(str)
+    summary = summary[~(f.str.contains("+", regex=False) | f.str.endswith("@test"))]
     sources = [cfg.main_source, *[b for b in cfg.baselines if b != cfg.main_source]]
     sources += sorted(set(summary["source"]) - set(sources))
     table = summary_table(summary, sources)
@@ -207,8 +211,21 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
         "always, with at most 250 mostly): share of AOI x task cells per source and feature "
         "set whose 95 % point is at most 250 and 500 labels.</p>"
         + headline(summary).to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)
+        + robustness
         + twin
     )
+
+
+def _subsets_html(summary: pd.DataFrame) -> str:
+    """The robustness matrix of a run with modality subsets, or "" without one."""
+    if not has_subsets(summary):
+        return ""
+    table = subset_table(summary).to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                          border=0, na_rep="")
+    return ("<p>Missing-modality robustness: accuracy per task at 100 labels and with all "
+            "labels (mean over AOIs) for every subset of modalities (concatenated), and for "
+            "<code>concat-&lt;m&gt;@test</code>: fitted on every modality, tested with "
+            "modality m missing for a share of the test chips.</p>" + table)
 
 
 def _r2_figure(continuous: pd.DataFrame, cfg: ReportConfig, fig_dir: Path) -> str:
