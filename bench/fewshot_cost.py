@@ -52,9 +52,14 @@ def _fit_function(X: np.ndarray, labels: np.ndarray, split: np.ndarray):
         from eoclip.fewshot.fits import evaluate
 
         rows = group_rows(labels, split, 0)
+        try:  # a FitPlan bundles head, parameters and sampler
+            from eoclip.fewshot.fits import FitPlan
 
-        def run(params, n, seed):
-            return evaluate(X, rows, "rf", params, str(n), n, 0, seed, 100)
+            def run(params, n, seed):
+                return evaluate(X, rows, FitPlan("rf", params, 100), str(n), n, 0, seed)
+        except ImportError:
+            def run(params, n, seed):
+                return evaluate(X, rows, "rf", params, str(n), n, 0, seed, 100)
     except ImportError:  # eoclip <= 2028023: GroupData and run._evaluate
         from eoclip.fewshot.data import prepare_group
         from eoclip.fewshot.run import _evaluate

@@ -12,7 +12,7 @@ import eoclip.fewshot.fits as fits_mod
 from eoclip.fewshot import FewshotConfig, FewshotError, make_executor, run_fewshot
 from eoclip.fewshot.data import group_rows
 from eoclip.fewshot.executor import FitExecutor, LocalProcesses, SharedMatrix, resolve
-from eoclip.fewshot.fits import evaluate
+from eoclip.fewshot.fits import FitPlan, evaluate
 
 SMALL_RF = ({"n_estimators": 8, "max_depth": 4}, {"n_estimators": 8, "max_depth": 2})
 
@@ -68,10 +68,10 @@ def test_fits_score_views_of_the_matrix(monkeypatch):
 
     monkeypatch.setattr(fits_mod, "fit_predict", spy)
     X.flags.writeable = False  # as a matrix may arrive on a Dask worker
-    row = evaluate(X, rows, "rf", SMALL_RF[0], "all", 30, 0, 1, 10)
+    row = evaluate(X, rows, FitPlan("rf", SMALL_RF[0], 10), "all", 30, 0, 1)
     assert np.shares_memory(seen["eval"], X) and np.shares_memory(seen["train"], X)
     assert row["n_train"] == 30 and 0.5 < row["accuracy"] <= 1
-    evaluate(X, rows, "rf", SMALL_RF[0], "5", 5, 0, 1, 10)
+    evaluate(X, rows, FitPlan("rf", SMALL_RF[0], 10), "5", 5, 0, 1)
     assert seen["train"].shape == (5, 3) and np.shares_memory(seen["eval"], X)
 
 

@@ -122,3 +122,53 @@ def test_fewshot_cli_notes_nonfinite_and_runs_on_dask(tmp_path, app):
     assert r.exit_code == 0, r.output
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "results.parquet"),
                                   pd.read_parquet(tmp_path / "dask" / "results.parquet"))
+
+
+def test_fewshot_cli_paper_preset(tmp_path, app):
+    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    out = tmp_path / "out"
+    args = ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out", str(out),
+            "--tasks", "tree", "--features", "s2", "--n-jobs", "1", "--no-progress", "--paper"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = pd.read_parquet(out / "results.parquet")
+    # 36 train chips per AOI: sizes 5 and 10 of the paper's list, then all; 10 repeats each
+    assert sorted(set(res["train_size"])) == ["10", "5", "all"]
+    assert (res.groupby(["aoi", "train_size"])["repeat"].nunique() == 10).all()
+    assert set(res["head_params"]) == {'{"max_depth": 7, "n_estimators": 50}'}
+    assert "share_n95_le_250" in r.output
+    head = pd.read_csv(out / "headline.csv")
+    assert head.loc[0, "n_cells"] == 2  # 2 AOIs x 1 task
+    _one_line_error(CliRunner().invoke(app, [*args, "--head", "knn", "--out", str(tmp_path / "o")]),
+                    "paper preset fixes ['head']")
+
+
+def test_fewshot_cli_target_and_sampler(tmp_path, app):
+    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    r = CliRunner().invoke(app, _args(tmp_path, tmp_path / "c", "--target", "continuous",
+                                      "--sampler", "kmeans"))
+    assert r.exit_code == 0, r.output
+    res = pd.read_parquet(tmp_path / "c" / "results.parquet")
+    assert set(res["target"]) == {"continuous"} and set(res["sampler"]) == {"kmeans"}
+    assert "r2_mean" in r.output and res["r2"].notna().all()
+    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--target", "x")),
+                    "unknown target 'x'")
+    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--sampler", "x")),
+                    "unknown sampler 'x'")
+
+
+def test_fewshot_cli_modality_subsets(tmp_path, app):
+    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    args = ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out",
+            str(tmp_path / "s"), "--repeats", "1", "--train-sizes", "5", "--tasks", "tree",
+            "--n-jobs", "1", "--no-progress", "--modality-subsets", "--missing-frac", "0.3"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(tmp_path / "s" / "subsets.csv")
+    assert table["features"].tolist() == ["concat", "concat-s1@test", "concat-s2@test", "s1",
+                                          "s2"]
+    assert table.columns.tolist() == ["source", "features", "tree@100", "tree@all"]
+    assert table["tree@100"].isna().all() and table["tree@all"].between(0.5, 1).all()
+    assert "concat-s2@test" in r.output
+    _one_line_error(CliRunner().invoke(app, [*args[:-1], "1.5", "--out", str(tmp_path / "t")]),
+                    "missing_frac must be in (0, 1]")

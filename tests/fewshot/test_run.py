@@ -11,6 +11,8 @@ import pytest
 import eoclip.fewshot.run as run_mod
 from eoclip.embeddings import write_embedding_table
 from eoclip.fewshot import (
+    PAPER_RF,
+    PAPER_TRAIN_SIZES,
     RESULT_COLUMNS,
     FewshotConfig,
     FewshotError,
@@ -151,6 +153,7 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     assert len(stored) == len(full) == len(pd.read_csv(out / "results.csv"))
     assert sorted(p.name for p in out.iterdir()) == [
         "fewshot_config.json",
+        "headline.csv",
         "results.csv",
         "results.parquet",
         "summary.csv",
@@ -162,7 +165,7 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     original = run_mod.evaluate
 
     def counting(*args, **kwargs):
-        calls.append(args[4])  # the train size label
+        calls.append(args[3])  # the train size label
         return original(*args, **kwargs)
 
     monkeypatch.setattr(run_mod, "evaluate", counting)
@@ -293,3 +296,42 @@ def test_config_rejects_zero_sizes_and_jobs():
         fast(max_val=0)
     with pytest.raises(FewshotError, match="n_jobs must be >= 1"):
         fast(n_jobs=0)
+
+
+def test_paper_preset_fixes_the_protocol():
+    cfg = FewshotConfig.paper(seed=3, n_jobs=2, train_sizes=PAPER_TRAIN_SIZES)
+    assert cfg.head_grid == (PAPER_RF,) and cfg.train_sizes == PAPER_TRAIN_SIZES
+    assert cfg.repeats == 10 and cfg.repeats_for("all") == 10 and cfg.seed == 3
+    assert cfg.result_key()["grid"] == [PAPER_RF]
+    with pytest.raises(FewshotError, match="fixes \\['repeats'\\]"):
+        FewshotConfig.paper(repeats=3)
+
+
+def test_continuous_target_regresses_the_label_mean(tmp_path, table):
+    cfg = dict(train_sizes=(5, 20), repeats=2, grid=SMALL_RF[:1], tasks=("tree",),
+               features=("s2", "concat"), progress=False)
+    binary = run_fewshot({"p": table}, FewshotConfig(**cfg))
+    res = run_fewshot({"p": table}, FewshotConfig(**cfg, target="continuous"), out_dir=tmp_path)
+    assert list(res.columns) == RESULT_COLUMNS and (res["target"] == "continuous").all()
+    assert res["accuracy"].isna().all() and res["threshold"].isna().all()
+    full = res[res["train_size"] == "all"]
+    assert (full["r2"] > 0.5).all()  # the label is exp of an embedding dimension
+    assert (res["mae"] > 0).all()
+    assert res.groupby("train_size")["r2"].mean()["5"] < full["r2"].mean()
+    # the same sizes, repeats and seeds as the binary protocol
+    key = ["aoi", "features", "train_size", "repeat"]
+    assert res.set_index(key)["seed"].equals(binary.set_index(key)["seed"])
+    assert binary["r2"].isna().all() and (binary["target"] == "binary").all()
+    s = summarize(res)
+    assert "r2_mean" in s and "accuracy_mean" not in s and s["n_train_95"].notna().all()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert "full_r2_mean" in summary and (summary["n_train_95"] <= 120).all()
+    with pytest.raises(FewshotError, match="regressor"):
+        FewshotConfig(target="continuous", head="logreg")
+    with pytest.raises(FewshotError, match="unknown target"):
+        FewshotConfig(target="ordinal")
+    with pytest.raises(FewshotError, match="target"):  # a binary folder is not resumed
+        run_fewshot({"p": table}, FewshotConfig(**cfg), out_dir=tmp_path)
+    knn = run_fewshot({"p": table}, FewshotConfig(**{**cfg, "grid": None}, head="knn",
+                                                  target="continuous"))
+    assert knn["r2"].notna().all()

@@ -105,3 +105,37 @@ def test_ingest_gunw_products_mosaic(m3leo_fixture, tmp_path):
     assert any("broken" in (p.path or "") for p in report.problems)  # once, not per chip
     g = chip_grid("c0", grid.geometry.iloc[0], 16)
     assert g.pixel_size_m == pytest.approx(40.0, rel=0.01)
+
+
+def _ten_pairs_raster(empty: set[int]):
+    """10 pairs ending 2020-03-01 with spans of 4..40 days; `empty` ones hold only NaN."""
+    from affine import Affine
+    from pyproj import CRS
+
+    from eoclip.ingest.readers import RasterChip
+
+    second = dt.date(2020, 3, 1)
+    names = [f"{second:%Y%m%d}_{second - dt.timedelta(days=4 * (k + 1)):%Y%m%d}" for k in range(10)]
+    data = np.stack([np.full((60, 60), np.nan if k in empty else 0.1 * k, np.float32)
+                     for k in range(10)])
+    return RasterChip("mem.nc", data, names, CRS.from_epsg(4326),
+                      Affine(0.001, 0, 10.0, 0, -0.001, 45.06)), names
+
+
+def test_pair_cap_applies_to_pairs_that_cover_the_chip():
+    """The 8-slot cap keeps the shortest pairs WITH data: empty ones never take a slot."""
+    import shapely
+
+    from eoclip.ingest.gunw import cap_pairs, merge_pairs_on_chip
+
+    raster, names = _ten_pairs_raster(empty={0, 1})  # the two shortest spans miss the chip
+    grid = chip_grid("x", shapely.box(10.01, 45.01, 10.05, 45.05), 16)
+    data, kept = cap_pairs(*merge_pairs_on_chip([raster], grid, select_pairs(names, *Q1)), 8)
+    assert len(kept) == 8 and set(kept) == set(names[2:])
+    assert data.shape == (8, 16, 16) and np.isfinite(data).all()
+    assert np.nanmean(data[kept.index(names[9])]) == pytest.approx(0.9, abs=1e-6)
+    # capping first (what the M3LEO path did) would have left 6 pairs with data
+    first = merge_pairs_on_chip([raster], grid, select_pairs(names, *Q1, max_pairs=8))[1]
+    assert len(first) == 6
+    few, few_names = cap_pairs(data[:3], kept[:3], 8)  # under the cap: unchanged
+    assert few_names == kept[:3] and few.shape[0] == 3

@@ -181,3 +181,46 @@ def test_report_renders_in_headless_chromium(tmp_path, run_dir):
     assert img.shape[:2] == (2000, 1280)
     colours = np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
     assert len(colours) > 200 and img.std() > 0.05  # a blank page has a few colours
+
+
+def test_fig6_locates_examples_on_the_s1grdm_tsne_map(tmp_path, run_dir):
+    from eoclip.report.examples import fig_tsne_examples, spread_points
+
+    store = ChipStore.open(run_dir / "world")
+    ids = store.index["chip_id"].tolist()
+    rng = np.random.default_rng(0)
+    tsne = pd.DataFrame({"source": "pretrained", "aoi": store.index["aoi"], "modality": "s1grdm",
+                         "chip_id": ids, "x": rng.normal(size=len(ids)),
+                         "y": rng.normal(size=len(ids))})
+    png = fig_tsne_examples(store, tsne, tmp_path / "fig6.png", n=3)
+    assert imread(png).shape[1] > 500
+    with pytest.raises(ValueError, match="no gunw map"):
+        fig_tsne_examples(store, tsne, tmp_path / "x.png", modality="gunw")
+    only_bad = tsne[tsne["chip_id"] == ids[0]]  # chip 0 lacks s1grdm
+    with pytest.raises(ValueError, match="holds every modality"):
+        fig_tsne_examples(store, only_bad, tmp_path / "x.png")
+    # farthest-point sampling: the corners of a square before its centre
+    square = np.array([[0, 0], [1, 1], [0.5, 0.5], [1, 0], [0, 1]], float)
+    assert sorted(spread_points(square, 4, seed=0)) == [0, 1, 3, 4]
+    assert spread_points(square[:2], 4) == [0, 1]
+    tsne.to_parquet(run_dir / "tsne.parquet")
+    page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir),
+                                     tsne=str(run_dir / "tsne.parquet"))).read_text()
+    assert "located (numbered) on the s1grdm t-SNE map" in page
+    assert "share_n95_le_250" in page
+
+
+def test_continuous_results_get_the_r2_twin_of_fig4(tmp_path, run_dir):
+    res = _results()
+    cont = res.assign(target="continuous", r2=res["accuracy"] - 0.2, mae=0.1,
+                      accuracy=np.nan, balanced_accuracy=np.nan)
+    folder = tmp_path / "cont"
+    folder.mkdir()
+    cont.to_parquet(folder / "results.parquet")
+    cfg = ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir),
+                       fewshot=[str(run_dir / "fewshot" / "all"), str(folder)])
+    page = build_report(cfg).read_text()
+    assert "figures/fig4_r2.png" in page and "figures/fig4_accuracy.png" in page
+    assert imread(tmp_path / "rep" / "figures" / "fig4_r2.png").shape[0] > 300
+    # the binary table is unchanged by the continuous rows
+    assert "pretrained concat" in page

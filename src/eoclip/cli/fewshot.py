@@ -61,6 +61,24 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--out", "-o", help="output folder (results.parquet/.csv, summary.csv)")
         ],
         head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
+        sampler: Annotated[
+            str,
+            typer.Option(help="which train chips get labels: random (paper) | kmeans (nearest "
+                         "the centres of a k-means of the unlabelled train features)"),
+        ] = "random",
+        target: Annotated[
+            str,
+            typer.Option(help="binary (paper: label above the AOI's train median) | continuous "
+                         "(regress the label mean; scored by R2 and MAE)"),
+        ] = "binary",
+        modality_subsets: Annotated[
+            bool,
+            typer.Option(help="also every subset of modalities, and concat with one modality "
+                         "missing for --missing-frac of the test chips (concat-<m>@test)"),
+        ] = False,
+        missing_frac: Annotated[
+            float, typer.Option(help="share of test chips losing the modality in concat-<m>@test")
+        ] = 0.5,
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
         repeats_all: Annotated[
             int | None,
@@ -90,21 +108,38 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="train chips per head-selection fit (0: the whole train split; "
                          f"default: {DEFAULTS_HELP['select_max_train']})"),
         ] = None,
+        paper: Annotated[
+            bool,
+            typer.Option(help="the paper's protocol exactly: RF 50 trees / depth 7 without "
+                         "validation search, the paper's train sizes, 10 repeats"),
+        ] = False,
         overwrite: Annotated[bool, typer.Option(help="discard results already in the output")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Few-shot accuracy vs number of labels, per source, AOI, task and feature set."""
-        from eoclip.fewshot import FewshotConfig, point95, run_fewshot, summarize
+        from eoclip.fewshot import (
+            FewshotConfig,
+            headline,
+            point95,
+            run_fewshot,
+            subset_table,
+            summarize,
+        )
 
         # Settings not given keep FewshotConfig's defaults, defined there.
         given = {k: v for k, v in {"train_sizes": _csv(train_sizes, int), "tasks": _csv(tasks)}.items()
                  if v is not None}
         if select_max_train is not None:
             given["select_max_train"] = select_max_train or None  # 0: the whole train split
-        config = FewshotConfig(
+        make = FewshotConfig.paper if paper else FewshotConfig
+        config = make(
             repeats=repeats,
             repeats_all=repeats_all,
             head=head,
+            sampler=sampler,
+            target=target,
+            modality_subsets=modality_subsets,
+            missing_frac=missing_frac,
             seed=seed,
             n_jobs=n_jobs,
             scheduler=scheduler,
@@ -117,6 +152,11 @@ def register(app: typer.Typer) -> None:
         summary = summarize(results)
         typer.echo(f"{len(results)} results in {out}; smallest n_train reaching 95 % of 'all':")
         typer.echo(point95(summary).to_string(index=False))
+        typer.echo("share of AOI x task cells reaching 95 % with <= 250 / <= 500 labels:")
+        typer.echo(headline(summary).to_string(index=False))
+        if modality_subsets:
+            typer.echo("per task, at 100 labels and all (mean over AOIs):")
+            typer.echo(subset_table(summary).to_string(index=False, float_format="%.3f"))
         bad = summary.groupby(["source", "aoi", "features"])["n_nonfinite"].max()
         if bad.sum() > 0:
             cells = ", ".join(f"{'/'.join(k)}: {v}" for k, v in bad[bad > 0].items())

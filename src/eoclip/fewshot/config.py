@@ -14,8 +14,11 @@ __all__ = [
     "HEADS",
     "PAPER_RF",
     "PAPER_TRAIN_SIZES",
+    "SAMPLERS",
     "SELECT_MAX_TRAIN",
+    "TARGETS",
     "TASKS",
+    "VARIANT_DEFAULTS",
     "FewshotConfig",
     "FewshotError",
 ]
@@ -27,6 +30,12 @@ PAPER_TRAIN_SIZES = (5, 10, 100, 250, 500, 1000, 5000, 20000)
 PAPER_RF = {"n_estimators": 50, "max_depth": 7}
 CONCAT = "concat"
 HEADS = ("rf", "logreg", "knn")
+# which train chips get labels: the paper's uniform sample, or the chips nearest the centres of
+# a k-means (k = labels) of the unlabelled train features (eoclip.fewshot.samplers)
+SAMPLERS = ("random", "kmeans")
+# what is predicted: the paper's binary task (label above the AOI's train median), or the
+# continuous label mean itself with a regressor (scored by R2 and MAE)
+TARGETS = ("binary", "continuous")
 
 # Head selection fits each grid entry on at most this many train chips (a seeded sample of the
 # split): at the paper's ~100 K train chips per AOI, fitting the grid (up to 100 unpruned
@@ -47,6 +56,11 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 }
 
 
+# settings beyond the paper's protocol and their defaults (the paper's choices)
+VARIANT_DEFAULTS = {"sampler": "random", "target": "binary", "modality_subsets": False,
+                    "missing_frac": 0.5}
+
+
 class FewshotError(EoclipError, ValueError):
     """Bad few-shot input: unknown task or feature set, missing label column, stale results."""
 
@@ -64,6 +78,12 @@ class FewshotConfig:
     # seed changes; None: `repeats`. Its first k repeats are those of a run with more.
     repeats_all: int | None = None
     head: str = "rf"  # "rf" | "logreg" | "knn"
+    sampler: str = "random"  # which train chips get labels: "random" (paper) | "kmeans"
+    target: str = "binary"  # "binary" (paper) | "continuous": regress the label mean
+    # also every subset of modalities and `concat-<m>@test` (m missing for `missing_frac` of
+    # the test chips); see eoclip.fewshot.featuresets
+    modality_subsets: bool = False
+    missing_frac: float = 0.5  # share of test chips that lose the modality in `concat-<m>@test`
     grid: tuple[dict, ...] | None = None  # head params searched on val; None -> DEFAULT_GRIDS
     seed: int = 0  # root of every derived seed (samples, forests, subsamples)
     n_jobs: int = 1  # parallel fits on this machine (-1: all cores); results do not depend on it
@@ -84,6 +104,15 @@ class FewshotConfig:
             self.features = tuple(self.features)
         if self.head not in HEADS:
             raise FewshotError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        if self.target not in TARGETS:
+            raise FewshotError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        if self.target == "continuous" and self.head == "logreg":
+            raise FewshotError("a continuous target needs a regressor: head 'rf' or 'knn', "
+                               "not 'logreg'")
+        if not 0.0 < self.missing_frac <= 1.0:
+            raise FewshotError(f"missing_frac must be in (0, 1], got {self.missing_frac}")
+        if self.sampler not in SAMPLERS:
+            raise FewshotError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise FewshotError(f"unknown task(s) {bad or '(none)'}; known tasks: {TASKS}")
@@ -107,6 +136,25 @@ class FewshotConfig:
             if not self.grid:
                 raise FewshotError("grid must hold at least one parameter dict")
 
+    @classmethod
+    def paper(cls, **overrides: object) -> FewshotConfig:
+        """The paper's protocol exactly (section 4.2): no validation search.
+
+        The Random Forest of 50 trees and depth 7, the paper's train sizes (5 ... 20000 and
+        all) and 10 repeats at every size, `all` included. `overrides` may set what does not
+        change the protocol (seed, n_jobs, scheduler, tasks, features, max_test, progress, ...).
+
+        Raises:
+            FewshotError: an override of a setting the preset fixes, with another value.
+        """
+        fixed = {"head": "rf", "grid": (dict(PAPER_RF),), "train_sizes": PAPER_TRAIN_SIZES,
+                 "repeats": 10, "repeats_all": None}
+        clash = {k: v for k, v in overrides.items() if k in fixed and v != fixed[k]}
+        if clash:
+            raise FewshotError(f"the paper preset fixes {sorted(clash)}; leave them at the "
+                               f"paper's values {({k: fixed[k] for k in clash})}")
+        return cls(**{**overrides, **fixed})
+
     @property
     def head_grid(self) -> tuple[dict, ...]:
         """The parameter dicts searched on validation for `head`."""
@@ -121,11 +169,16 @@ class FewshotConfig:
     def result_key(self) -> dict:
         """Settings that change the numbers of a (source, aoi, task, features, n_train) group.
 
-        Resuming into a folder written with a different key is refused.
+        Resuming into a folder written with a different key is refused. Settings added
+        after the first release (`VARIANT_DEFAULTS`) appear only when not at their default,
+        so the key of a default run, and folders written before them, stay the same.
         """
+        variants = {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items()
+                    if getattr(self, k) != v}
         return json.loads(
             json.dumps(
                 {
+                    **variants,
                     "head": self.head,
                     "grid": list(self.head_grid),
                     "seed": self.seed,

@@ -50,9 +50,12 @@ def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
         raise
 
 
-def feature_sets(modalities: list[str]) -> list[str]:
-    """Each modality, plus `concat` when a source has two or more."""
-    return list(modalities) + ([CONCAT] if len(modalities) > 1 else [])
+def feature_sets(modalities: list[str], subsets: bool = False) -> list[str]:
+    """Each modality, plus `concat` when a source has two or more (and, with `subsets`, the
+    other subsets and the missing-at-test sets: `eoclip.fewshot.featuresets`)."""
+    from eoclip.fewshot.featuresets import feature_sets as names
+
+    return names(modalities, subsets)
 
 
 def feature_matrix(gdf: pd.DataFrame, features: str, modalities: list[str]) -> np.ndarray:
@@ -121,7 +124,7 @@ class GroupRows:
     train: Rows
     val: Rows
     test: Rows
-    y_train: np.ndarray  # int8 (n_train,) in {0, 1}
+    y_train: np.ndarray  # int8 (n_train,) in {0, 1}; float32 label means for "continuous"
     y_val: np.ndarray
     y_test: np.ndarray
     threshold: float
@@ -175,6 +178,7 @@ def group_rows(
     seed: int,
     max_test: int | None = None,
     max_val: int | None = None,
+    target: str = "binary",
 ) -> GroupRows:
     """Binarise one AOI's labels at its train median and find each split's rows.
 
@@ -183,6 +187,8 @@ def group_rows(
         split: str (N,) "train" / "val" / "test" (other values ignored).
         seed: seeds the optional val/test subsamples.
         max_test, max_val: subsample the test / validation split to at most this many chips.
+        target: "binary" (the paper's task) or "continuous": the y arrays are then the label
+            means themselves (float32) and the threshold is NaN.
 
     Returns:
         Rows in the order of `labels`; when the matrix is sorted by split and every label is
@@ -195,7 +201,8 @@ def group_rows(
         b = binarize(labels, split)
     except ValueError as err:
         raise FewshotError(str(err)) from err
-    y = b.y.astype(np.int8)  # -1 where unknown (dropped below)
+    # int8 classes (-1 where unknown, dropped below), or the label means for a regressor
+    y = labels.astype(np.float32) if target == "continuous" else b.y.astype(np.int8)
     idx = {s: np.flatnonzero(known & (split == s)) for s in ("train", "val", "test")}
     idx["test"] = _subsample(idx["test"], max_test, derive_seed(seed, "test"))
     idx["val"] = _subsample(idx["val"], max_val, derive_seed(seed, "val"))
@@ -206,7 +213,7 @@ def group_rows(
         y_train=y[idx["train"]],
         y_val=y[idx["val"]],
         y_test=y[idx["test"]],
-        threshold=float(b.threshold),
+        threshold=float("nan") if target == "continuous" else float(b.threshold),
     )
 
 

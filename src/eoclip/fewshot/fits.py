@@ -9,55 +9,100 @@ splits are views of it, and only a train sample smaller than the split is gather
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    mean_absolute_error,
+    r2_score,
+)
 
-from eoclip.fewshot.data import GroupRows, derive_seed, sample_train
-from eoclip.fewshot.executor import resolve
-from eoclip.fewshot.heads import fit_predict
+from eoclip.fewshot.data import GroupRows, derive_seed
+from eoclip.fewshot.executor import SharedMatrix, resolve
+from eoclip.fewshot.heads import fit_predict, fit_predict_values
+from eoclip.fewshot.samplers import draw_train
 
-__all__ = ["evaluate", "selection_rows", "val_accuracy"]
+__all__ = ["FitPlan", "evaluate", "selection_rows", "val_accuracy"]
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What every protocol fit of one group does, apart from its size, repeat and seeds."""
+
+    head: str  # "rf" | "logreg" | "knn"
+    params: dict  # the head's parameters (chosen on validation)
+    max_resample: int = 100  # redraws of a one-class train sample
+    sampler: str = "random"  # which train chips get labels (eoclip.fewshot.samplers)
+    target: str = "binary"  # "binary" (classifier) | "continuous" (regressor)
+    # a modality missing at test time: its (start, stop) columns are NaN in these test rows
+    blank_cols: tuple[int, int] | None = None
+    blank_rows: np.ndarray | None = None  # positions within the test split
+
+
+def _memo_key(X_handle: object, train: slice | np.ndarray) -> tuple:
+    """(matrix, train rows) identity for the k-means memo of a worker process."""
+    matrix = X_handle.path if isinstance(X_handle, SharedMatrix) else id(X_handle)
+    rows = (train.start, train.stop) if isinstance(train, slice) else hash(train.tobytes())
+    return (matrix, rows)
 
 
 def evaluate(
     X_handle: object,
     rows: GroupRows,
-    head: str,
-    params: dict,
+    plan: FitPlan,
     label: str,
     n: int,
     repeat: int,
     seed: int,
-    max_resample: int,
+    sample_seed: int | None = None,
 ) -> dict:
-    """Fit `head` on a seeded sample of `n` train chips and score it on the test split.
+    """Fit a head on `n` train chips chosen by `plan.sampler` and score it on the test split.
+
+    Args:
+        seed: seeds the random sample and the head.
+        sample_seed: seeds a sampler that does not depend on the task (k-means); None: `seed`.
 
     Returns:
         One result row (train size label, n_train, repeat, accuracy, balanced accuracy, class
-        balance of the sample and of the test split, redraws, single-class flag, seed).
+        balance of the sample and of the test split, redraws, single-class flag, seed; for a
+        continuous target R2 and MAE instead of the accuracies and class balances, which
+        are NaN, and the other way round).
     """
     X = resolve(X_handle)
     rng = np.random.default_rng(seed)
-    idx, n_resamples = sample_train(rows.y_train, n, rng, max_resample)
     X_train = X[rows.train]
+    idx, n_resamples = draw_train(
+        plan.sampler, X_train, rows.y_train, n, rng, plan.max_resample,
+        seed if sample_seed is None else sample_seed, _memo_key(X_handle, rows.train))
     y_fit = rows.y_train[idx]
-    pred, single = fit_predict(head, params, seed, X_train[idx], y_fit, X[rows.test])
+    X_test = X[rows.test]
+    if plan.blank_cols is not None:  # a copy: the shared matrix stays whole
+        X_test = np.array(X_test)
+        X_test[plan.blank_rows, plan.blank_cols[0] : plan.blank_cols[1]] = np.nan
+    row = {"train_size": label, "n_train": len(y_fit), "repeat": repeat,
+           "n_test": len(rows.y_test), "n_resamples": n_resamples, "seed": seed}
+    if plan.target == "continuous":
+        pred = fit_predict_values(plan.head, plan.params, seed, X_train[idx], y_fit, X_test)
+        nan = float("nan")
+        return {**row, "accuracy": nan, "balanced_accuracy": nan, "pos_frac_train": nan,
+                "pos_frac_test": nan, "single_class": False,
+                "r2": float(r2_score(rows.y_test, pred)),
+                "mae": float(mean_absolute_error(rows.y_test, pred))}
+    pred, single = fit_predict(plan.head, plan.params, seed, X_train[idx], y_fit, X_test)
     with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
         warnings.simplefilter("ignore", UserWarning)
         balanced = float(balanced_accuracy_score(rows.y_test, pred))
     return {
-        "train_size": label,
-        "n_train": len(y_fit),
-        "repeat": repeat,
+        **row,
         "accuracy": float(accuracy_score(rows.y_test, pred)),
         "balanced_accuracy": balanced,
         "pos_frac_train": float(y_fit.mean()),
         "pos_frac_test": float(rows.y_test.mean()),
-        "n_test": len(rows.y_test),
-        "n_resamples": n_resamples,
         "single_class": single,
-        "seed": seed,
+        "r2": float("nan"),
+        "mae": float("nan"),
     }
 
 
@@ -79,10 +124,12 @@ def val_accuracy(
     params: dict,
     seed: int,
     train: slice | np.ndarray,
+    target: str = "binary",
 ) -> float:
-    """Validation accuracy of `head(params)` fitted on train positions `train`."""
+    """Validation accuracy (R2 for a continuous target) of `head(params)` fitted on `train`."""
     X = resolve(X_handle)
-    pred, _ = fit_predict(
-        head, params, seed, X[rows.train][train], rows.y_train[train], X[rows.val]
-    )
+    args = (head, params, seed, X[rows.train][train], rows.y_train[train], X[rows.val])
+    if target == "continuous":
+        return float(r2_score(rows.y_val, fit_predict_values(*args)))
+    pred, _ = fit_predict(*args)
     return float(accuracy_score(rows.y_val, pred))

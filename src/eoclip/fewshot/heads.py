@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import ClassifierMixin
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from eoclip.fewshot.config import HEADS, FewshotError
 
-__all__ = ["fit_predict", "make_head"]
+__all__ = ["fit_predict", "fit_predict_values", "make_head"]
 
 
 def _scaled(estimator: ClassifierMixin) -> ClassifierMixin:
@@ -30,27 +30,35 @@ def _scaled(estimator: ClassifierMixin) -> ClassifierMixin:
     )
 
 
-def make_head(head: str, params: dict, seed: int, n_train: int) -> ClassifierMixin:
-    """Build an unfitted classifier.
+def make_head(
+    head: str, params: dict, seed: int, n_train: int, target: str = "binary"
+) -> ClassifierMixin:
+    """Build an unfitted classifier (or, for `target="continuous"`, regressor).
 
     Args:
         head: "rf", "logreg" or "knn".
         params: estimator parameters (e.g. `{"n_estimators": 50, "max_depth": 7}`).
         seed: random_state for estimators that use one.
         n_train: training-set size; caps knn's `n_neighbors`.
+        target: "binary" (classifier) or "continuous" (the same forest or knn as a regressor,
+            same parameters; logreg has no regressor here).
 
     Raises:
         FewshotError: unknown head or parameter.
     """
+    regress = target == "continuous"
     try:
         if head == "rf":
-            return RandomForestClassifier(**{**params, "random_state": seed, "n_jobs": 1})
+            forest = RandomForestRegressor if regress else RandomForestClassifier
+            return forest(**{**params, "random_state": seed, "n_jobs": 1})
+        if head == "logreg" and regress:
+            raise FewshotError("head 'logreg' has no regressor; use 'rf' or 'knn'")
         if head == "logreg":
             return _scaled(LogisticRegression(**{"max_iter": 2000, **params, "random_state": seed}))
         if head == "knn":
             p = dict(params)
             p["n_neighbors"] = max(1, min(int(p.get("n_neighbors", 5)), n_train))
-            return _scaled(KNeighborsClassifier(**p))
+            return _scaled((KNeighborsRegressor if regress else KNeighborsClassifier)(**p))
     except TypeError as err:
         raise FewshotError(f"bad parameters {params} for head {head!r}: {err}") from err
     raise FewshotError(f"unknown head {head!r}; choose one of {HEADS}")
@@ -80,3 +88,14 @@ def fit_predict(
     model = make_head(head, params, seed, len(y_train))
     model.fit(X_train, y_train)
     return model.predict(X_eval).astype(np.int64), False
+
+
+def fit_predict_values(
+    head: str, params: dict, seed: int, X_train: np.ndarray, y_train: np.ndarray, X_eval: np.ndarray
+) -> np.ndarray:
+    """Fit a regressor head on continuous labels y_train float (n,) and predict (m,) floats."""
+    if not X_train.flags.writeable:  # as in fit_predict
+        X_train = np.array(X_train)
+    model = make_head(head, params, seed, len(y_train), target="continuous")
+    model.fit(X_train, y_train)
+    return np.asarray(model.predict(X_eval), dtype=np.float64)

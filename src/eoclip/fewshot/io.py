@@ -16,8 +16,10 @@ from eoclip.fsio import atomic_write
 
 __all__ = [
     "CONFIG_FILE",
+    "HEADLINE_FILE",
     "RESULTS_CSV",
     "RESULTS_FILE",
+    "SUBSETS_FILE",
     "SUMMARY_FILE",
     "read_results",
     "write_json",
@@ -28,6 +30,8 @@ RESULTS_FILE = "results.parquet"
 RESULTS_CSV = "results.csv"
 SUMMARY_FILE = "summary.csv"
 CONFIG_FILE = "fewshot_config.json"
+HEADLINE_FILE = "headline.csv"
+SUBSETS_FILE = "subsets.csv"
 
 
 def _atomic(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[io.IOBase], None]) -> None:
@@ -42,8 +46,9 @@ def write_json(obj: dict, path: str, fs: fsspec.AbstractFileSystem) -> None:
 
 
 def write_results(results: pd.DataFrame, out_dir: str) -> None:
-    """Write `results.parquet`, `results.csv` and `summary.csv` into `out_dir` atomically."""
-    from eoclip.fewshot.summary import summarize
+    """Write `results.parquet`, `results.csv`, `summary.csv` and `headline.csv` atomically,
+    and `subsets.csv` (`subset_table`) when the results hold modality subsets."""
+    from eoclip.fewshot.summary import has_subsets, headline, subset_table, summarize
 
     fs, root = fsspec.core.url_to_fs(out_dir)
     fs.makedirs(root, exist_ok=True)
@@ -51,6 +56,11 @@ def write_results(results: pd.DataFrame, out_dir: str) -> None:
     _atomic(fs, f"{root}/{RESULTS_CSV}", lambda f: f.write(results.to_csv(index=False).encode()))
     summary = summarize(results)
     _atomic(fs, f"{root}/{SUMMARY_FILE}", lambda f: f.write(summary.to_csv(index=False).encode()))
+    top = headline(summary)
+    _atomic(fs, f"{root}/{HEADLINE_FILE}", lambda f: f.write(top.to_csv(index=False).encode()))
+    if has_subsets(summary):
+        table = subset_table(summary).to_csv(index=False).encode()
+        _atomic(fs, f"{root}/{SUBSETS_FILE}", lambda f: f.write(table))
 
 
 def read_results(

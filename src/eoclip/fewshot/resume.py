@@ -14,10 +14,10 @@ import fsspec
 import pandas as pd
 
 from eoclip.embeddings.reader import TableReader, TableScan
-from eoclip.fewshot.config import FewshotConfig, FewshotError
+from eoclip.fewshot.config import VARIANT_DEFAULTS, FewshotConfig, FewshotError
 from eoclip.fewshot.io import CONFIG_FILE, RESULTS_FILE, read_results, write_json
 
-__all__ = ["GROUP_KEYS", "RESULT_COLUMNS", "existing_results", "source_record", "table_changes"]
+__all__ = ["COLUMN_DEFAULTS", "GROUP_KEYS", "RESULT_COLUMNS", "existing_results", "source_record", "table_changes"]
 
 GROUP_KEYS = ["source", "aoi", "task", "features", "train_size"]
 RESULT_COLUMNS = [
@@ -39,7 +39,14 @@ RESULT_COLUMNS = [
     "single_class",
     "seed",
     "n_nonfinite",
+    "sampler",
+    "target",
+    "r2",
+    "mae",
 ]
+# columns added after the first release, with the value older results have
+COLUMN_DEFAULTS = {"n_nonfinite": 0, "sampler": "random", "target": "binary",
+                   "r2": float("nan"), "mae": float("nan")}
 
 
 def source_record(reader: TableReader, scan: TableScan) -> dict:
@@ -94,8 +101,10 @@ def _read_config(fs: fsspec.AbstractFileSystem, path: str) -> dict:
 
 
 def _check(out_dir: str, stored: dict, config: FewshotConfig, records: dict) -> None:
-    key = config.result_key()
-    old_key = {k: stored["result_key"].get(k) for k in key}  # keys added later default to None
+    # variant settings are in a key only when not at their default: compare them in full
+    key = {**VARIANT_DEFAULTS, **config.result_key()}
+    stored_key = {**VARIANT_DEFAULTS, **stored["result_key"]}
+    old_key = {k: stored_key.get(k) for k in key}  # other keys added later default to None
     if old_key != key:
         diff = {k: (old_key[k], key[k]) for k in key if old_key[k] != key[k]}
         raise FewshotError(
@@ -142,8 +151,9 @@ def existing_results(
     if overwrite or not fs.exists(res_path):
         return empty
     df = read_results(res_path, fs)
-    if "n_nonfinite" not in df.columns:  # results of an older eoclip
-        df["n_nonfinite"] = 0
+    for col, value in COLUMN_DEFAULTS.items():  # results of an older eoclip
+        if col not in df.columns:
+            df[col] = value
     need = df["train_size"].astype(str).map(config.repeats_for)
     complete = df.groupby(GROUP_KEYS)["repeat"].transform("nunique") >= need
     return df[complete].reset_index(drop=True)

@@ -49,7 +49,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eoclip.embeddings.reader import TableReader, TableScan
-from eoclip.fewshot.config import CONCAT, FewshotConfig, FewshotError
+from eoclip.fewshot.config import FewshotConfig, FewshotError
 from eoclip.fewshot.data import (
     GroupRows,
     aoi_order,
@@ -60,7 +60,8 @@ from eoclip.fewshot.data import (
     train_size_plan,
 )
 from eoclip.fewshot.executor import FitExecutor, make_executor
-from eoclip.fewshot.fits import evaluate, selection_rows, val_accuracy
+from eoclip.fewshot.featuresets import blank_columns, blank_test_rows, feature_mods
+from eoclip.fewshot.fits import FitPlan, evaluate, selection_rows, val_accuracy
 from eoclip.fewshot.io import write_results
 from eoclip.fewshot.resume import GROUP_KEYS, RESULT_COLUMNS, existing_results, source_record
 
@@ -80,6 +81,7 @@ class _Group:
     plan: list[tuple[str, int]]
     todo: list[tuple[str, int]] = field(default_factory=list)
     n_nonfinite: int = 0
+    blank: tuple[int, int] | None = None  # columns of a modality missing at test time
     # filled while running
     rows: GroupRows | None = None
     params: dict | None = None
@@ -101,7 +103,7 @@ class _Matrix:
 
 
 def _feature_mods(features: str, mods: list[str]) -> list[str]:
-    return list(mods) if features == CONCAT else [features]
+    return feature_mods(features, list(mods))
 
 
 def _check_source(source: str, reader: TableReader, scan: TableScan, feats: list[str]) -> None:
@@ -129,13 +131,16 @@ def _plan(readers: dict, scans: dict, config: FewshotConfig, done: set) -> list[
     matrices = []
     for source, reader in readers.items():
         mods, scan = reader.modalities, scans[source]
-        feats = list(config.features) if config.features is not None else feature_sets(mods)
-        unknown = [f for f in feats if f not in feature_sets(mods)]
+        feats = list(config.features) if config.features is not None else feature_sets(
+            mods, config.modality_subsets)
+        known = feature_sets(mods, subsets=True)  # a subset may be named without the flag
+        unknown = [f for f in feats if f not in known]
         if unknown:
             raise FewshotError(
                 f"unknown feature set {unknown[0]!r} for source {source!r}; "
-                f"available: {feature_sets(mods)}"
+                f"available: {feature_sets(mods, config.modality_subsets)}"
             )
+        dims = {m: reader.dim(m) for m in mods}
         for task in config.tasks:
             if f"label_{task}" not in reader.label_columns:
                 raise FewshotError(
@@ -159,7 +164,8 @@ def _plan(readers: dict, scans: dict, config: FewshotConfig, done: set) -> list[
                         log.warning("%s/%s/%s: no labelled train chips, skipped", source, aoi, task)
                         continue
                     plan = train_size_plan(config.train_sizes, n_split)
-                    g = _Group(source, aoi, task, f, plan, n_nonfinite=bad)
+                    g = _Group(source, aoi, task, f, plan, n_nonfinite=bad,
+                               blank=blank_columns(f, list(mods), dims))
                     g.todo = [p for p in plan if (source, aoi, task, f, p[0]) not in done]
                     if g.todo:
                         groups.append(g)
@@ -214,6 +220,7 @@ class _Runner:
                 derive_seed(cfg.seed, g.aoi, g.task),
                 cfg.max_test,
                 cfg.max_val,
+                cfg.target,
             )
             self._select(m, g)
 
@@ -241,7 +248,7 @@ class _Runner:
                                derive_seed(self.config.seed, g.aoi, g.task))
         for i, params in enumerate(grid):
             fut = self.ex.submit(val_accuracy, m.handle, g.rows, self.config.head, params, seed,
-                                 train, priority=1e9)  # selection first: protocol waits on it
+                                 train, self.config.target, priority=1e9)  # selection first: protocol waits on it
             self.pending[fut] = (self._selected, (m, g, i))
 
     def _selected(self, score: float, m: _Matrix, g: _Group, i: int) -> None:
@@ -256,11 +263,18 @@ class _Runner:
     def _protocol(self, m: _Matrix, g: _Group) -> None:
         cfg = self.config
         # largest train sizes first: the long fits start early instead of ending the run alone
+        blank_rows = None if g.blank is None else blank_test_rows(
+            len(g.rows.y_test), cfg.missing_frac, derive_seed(cfg.seed, g.aoi, g.task,
+                                                              g.features, "missing"))
+        plan = FitPlan(cfg.head, g.params, cfg.max_resample, cfg.sampler, cfg.target, g.blank,
+                       blank_rows)
         for label, n in sorted(g.todo, key=lambda p: -p[1]):
             for rep in range(cfg.repeats_for(label)):
                 seed = derive_seed(cfg.seed, g.aoi, g.task, label, rep)
-                fut = self.ex.submit(evaluate, m.handle, g.rows, cfg.head, g.params, label, n,
-                                     rep, seed, cfg.max_resample, priority=float(n))
+                # k-means picks ignore the task: every task of the matrix labels the same chips
+                sample_seed = derive_seed(cfg.seed, g.aoi, label, rep, cfg.sampler)
+                fut = self.ex.submit(evaluate, m.handle, g.rows, plan, label, n, rep, seed,
+                                     sample_seed, priority=float(n))
                 self.pending[fut] = (self._evaluated, (m, g))
 
     def _evaluated(self, row: dict, m: _Matrix, g: _Group) -> None:
@@ -287,6 +301,8 @@ class _Runner:
             threshold=g.rows.threshold,
             n_train_split=len(g.rows.y_train),
             n_nonfinite=g.n_nonfinite,
+            sampler=self.config.sampler,
+            target=self.config.target,
         )[RESULT_COLUMNS]
         g.results, g.rows = [], None
         self.results = df if self.results.empty else pd.concat([self.results, df],

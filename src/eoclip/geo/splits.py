@@ -104,6 +104,8 @@ def band_splits(
     UTM east); the projected coordinate is cut into ``n_bands`` equal intervals (bands), and
     bands take the names of :func:`split_pattern` cyclically. ``angle=0`` gives north-south
     stripes (intervals of easting), ``angle=90`` east-west stripes (intervals of northing).
+    This differs from the paper authors' tool, whose angle 0 gives latitude bands: their
+    ``angle=a`` is ``angle=a + 90`` here.
     Each (aoi, utm_epsg) group of the grid gets its own bands.
 
     Args:

@@ -27,6 +27,7 @@ __all__ = [
     "GUNW_GROUP",
     "GunwLibrary",
     "PAIR_MAX_DAYS",
+    "cap_pairs",
     "merge_pairs_on_chip",
     "pair_from_name",
     "parse_pair",
@@ -93,6 +94,28 @@ def select_pairs(
     if max_pairs is not None:
         chosen = chosen[:max_pairs]
     return sorted(chosen, key=lambda n: keep[n])
+
+
+def cap_pairs(data: np.ndarray, names: list[str], max_pairs: int) -> tuple[np.ndarray, list[str]]:
+    """Keep at most `max_pairs` of the pairs that hold data on a chip (the shortest spans).
+
+    The cap is this project's choice, not the paper's (which keeps every qualifying pair): the
+    store has a fixed number of channel slots (the gunw modality's `max_channels`, 8). It is
+    applied after resampling, to the pairs that cover the chip, so a pair without a valid pixel
+    on the chip never takes the slot of one with data.
+
+    Args:
+        data: (P, H, W) coherence of the pairs `names` on the chip.
+        max_pairs: slots available.
+
+    Returns:
+        (data (P', H, W), names) with P' = min(P, max_pairs), chronological.
+    """
+    if len(names) <= max_pairs:
+        return data, names
+    keep = set(select_pairs(names, dt.date.min, dt.date.max, 10**6, max_pairs))
+    idx = [i for i, n in enumerate(names) if n in keep]
+    return data[idx], [names[i] for i in idx]
 
 
 def _axis(values: np.ndarray, path: str, name: str) -> tuple[float, float]:
@@ -276,12 +299,7 @@ class GunwLibrary:
         lon0, lat0, lon1, lat1 = grid.geometry.bounds
         near = [r for r in rasters if not r.crs.is_geographic or _bounds_overlap(r, (lon0, lat0, lon1, lat1))]
         data, names = merge_pairs_on_chip(near, grid, pairs)
-        max_pairs = get_modality("gunw").max_channels
-        if len(names) > max_pairs:
-            keep = set(select_pairs(names, dt.date.min, dt.date.max, 10**6, max_pairs))
-            idx = [i for i, n in enumerate(names) if n in keep]
-            data, names = data[idx], [names[i] for i in idx]
-        return data, names
+        return cap_pairs(data, names, get_modality("gunw").max_channels)
 
 
 def _bounds_overlap(raster: RasterChip, bounds: tuple[float, float, float, float]) -> bool:

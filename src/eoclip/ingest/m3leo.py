@@ -36,7 +36,13 @@ from eoclip.data.modalities import MAX_NAN_FRACTION, get_modality
 from eoclip.ingest import readers
 from eoclip.ingest.executors import ExecutorSpec
 from eoclip.ingest.grid import ChipGrid
-from eoclip.ingest.gunw import PAIR_MAX_DAYS, merge_pairs_on_chip, read_gunw, select_pairs
+from eoclip.ingest.gunw import (
+    PAIR_MAX_DAYS,
+    cap_pairs,
+    merge_pairs_on_chip,
+    read_gunw,
+    select_pairs,
+)
 from eoclip.ingest.layout import Dataset, find_datasets, read_chips, read_splits
 from eoclip.ingest.report import IngestConfigError, IngestError, IngestFileError, IngestReport
 from eoclip.ingest.runner import StoreSpec, run_ingest
@@ -206,9 +212,10 @@ class M3LEOSource(ChipSource):
         try:
             raster, pairs = read_gunw(path)
             raster.check_overlap(grid)
-            wanted = select_pairs(pairs, *self.cfg.gunw_window(), self.cfg.gunw_max_days,
-                                  get_modality("gunw").max_channels)
-            data, kept = merge_pairs_on_chip([raster], grid, wanted)
+            wanted = select_pairs(pairs, *self.cfg.gunw_window(), self.cfg.gunw_max_days)
+            # cap after resampling, so a pair without data on this chip never takes a slot
+            data, kept = cap_pairs(*merge_pairs_on_chip([raster], grid, wanted),
+                                   get_modality("gunw").max_channels)
         except IngestFileError as err:
             report.skip(cid, folder.name, path, err.problem)
             return

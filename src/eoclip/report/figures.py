@@ -143,18 +143,19 @@ def fig_label_quantiles(index: pd.DataFrame, path: str | Path,
     return _save(fig, path)
 
 
-def _plot_curve(ax, g: pd.DataFrame, color: str, style: str, label: str) -> None:
+def _plot_curve(ax, g: pd.DataFrame, color: str, style: str, label: str,
+                metric: str = "accuracy") -> None:
     g = g.sort_values("n_train")
-    x, y = g["n_train"].to_numpy(float), g["accuracy_mean"].to_numpy(float)
-    sd = np.nan_to_num(g["accuracy_std"].to_numpy(float))
+    x, y = g["n_train"].to_numpy(float), g[f"{metric}_mean"].to_numpy(float)
+    sd = np.nan_to_num(g[f"{metric}_std"].to_numpy(float))
     ax.plot(x, y, style, color=color, lw=1.3, label=label)
     ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.15, lw=0)
     p = g[g["is_95_point"]]
-    ax.plot(p["n_train"], p["accuracy_mean"], "o", color=color, ms=5)
+    ax.plot(p["n_train"], p[f"{metric}_mean"], "o", color=color, ms=5)
 
 
 def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretrained",
-                 baselines: Sequence[str] = ("stats", "untrained")) -> str:
+                 baselines: Sequence[str] = ("stats", "untrained"), metric: str = "accuracy") -> str:
     """Fig. 4: accuracy vs train size, one panel per task (rows) and AOI (columns).
 
     Lines: every feature set of the `main` source (solid), and the `concat` of each baseline
@@ -166,6 +167,8 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
         path: PNG to write.
         main: source whose feature sets are all drawn.
         baselines: sources drawn as dashed concat lines (missing ones are skipped).
+        metric: "accuracy", or "r2" for the twin figure of continuous targets (a summary
+            of continuous results).
     """
     if summary.empty:
         raise ReportError("empty few-shot summary")
@@ -180,13 +183,14 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
             ax = axes[i, j]
             cell = summary[(summary["task"] == task) & (summary["aoi"] == aoi)]
             for feats, g in cell[cell["source"] == main].groupby("features", sort=False):
-                _plot_curve(ax, g, FEATURE_COLORS.get(feats, "tab:gray"), "-", f"{main} {feats}")
+                _plot_curve(ax, g, FEATURE_COLORS.get(feats, "tab:gray"), "-", f"{main} {feats}",
+                            metric)
             for k, src in enumerate(baselines):
                 feats = single.get(src, "concat")
                 g = cell[(cell["source"] == src) & (cell["features"] == feats)]
                 if not g.empty:
                     color = BASELINE_COLORS.get(src, f"C{k + 5}")
-                    _plot_curve(ax, g, color, "--", f"{src} {feats}")
+                    _plot_curve(ax, g, color, "--", f"{src} {feats}", metric)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -195,12 +199,13 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
             if i == 0:
                 ax.set_title(aoi, fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{task}\naccuracy", fontsize=9)
+                ax.set_ylabel(f"{task}\n{'R²' if metric == 'r2' else metric}", fontsize=9)
             if i == len(tasks) - 1:
                 ax.set_xlabel("labelled chips", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
-    fig.suptitle("Few-shot accuracy vs labels (dot: 95 % of full-data accuracy)")
+    what = "R² of the label mean" if metric == "r2" else metric
+    fig.suptitle(f"Few-shot {what} vs labels (dot: 95 % of the full-data {what})")
     return _save(fig, path)
 
 

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from eoclip.data.store import ChipStore, StoreError
-from eoclip.fewshot import read_results, summarize
-from eoclip.fewshot.summary import SUMMARY_INPUTS
+from eoclip.fewshot import headline, read_results, summarize
+from eoclip.fewshot.summary import SUMMARY_INPUTS, has_subsets, subset_table
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
 
@@ -175,9 +175,21 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
                         ignore_index=True)
     # The same source evaluated in two result folders (e.g. a comparison run with an imported
     # product next to the demo's own): keep one copy of each repeat.
+    if "target" in results.columns:  # continuous targets get their own figure (R2)
+        continuous = results[results["target"] == "continuous"]
+        results = results[results["target"] != "continuous"]
+    else:
+        continuous = results.iloc[:0]
+    twin = _r2_figure(continuous, cfg, fig_dir)
+    if results.empty:
+        return twin or _note("No few-shot results found (run `eoclip fewshot`).")
     results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
                                        "repeat"], keep="first")
     summary = summarize(results)
+    robustness = _subsets_html(summary)
+    # Fig. 4 and the table keep the paper's feature sets (each modality and concat)
+    f = summary["features"].astype(str)
+    summary = summary[~(f.str.contains("+", regex=False) | f.str.endswith("@test"))]
     sources = [cfg.main_source, *[b for b in cfg.baselines if b != cfg.main_source]]
     sources += sorted(set(summary["source"]) - set(sources))
     table = summary_table(summary, sources)
@@ -195,7 +207,39 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
                   f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
                   "dot: 95 % of the full-data accuracy.")
         + _per_aoi_html(summary)
+        + "<p>The paper's headline (95 % of the full-data accuracy with at most 500 labels "
+        "always, with at most 250 mostly): share of AOI x task cells per source and feature "
+        "set whose 95 % point is at most 250 and 500 labels.</p>"
+        + headline(summary).to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)
+        + robustness
+        + twin
     )
+
+
+def _subsets_html(summary: pd.DataFrame) -> str:
+    """The robustness matrix of a run with modality subsets, or "" without one."""
+    if not has_subsets(summary):
+        return ""
+    table = subset_table(summary).to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                          border=0, na_rep="")
+    return ("<p>Missing-modality robustness: accuracy per task at 100 labels and with all "
+            "labels (mean over AOIs) for every subset of modalities (concatenated), and for "
+            "<code>concat-&lt;m&gt;@test</code>: fitted on every modality, tested with "
+            "modality m missing for a share of the test chips.</p>" + table)
+
+
+def _r2_figure(continuous: pd.DataFrame, cfg: ReportConfig, fig_dir: Path) -> str:
+    """Fig. 4's twin for continuous targets (R2 of the label mean), or "" without them."""
+    if continuous.empty:
+        return ""
+    continuous = continuous.drop_duplicates(["source", "aoi", "task", "features", "train_size",
+                                             "repeat"], keep="first")
+    summary = summarize(continuous, metric="r2")
+    sources = sorted(set(summary["source"]) - {cfg.main_source})
+    figures.fig_accuracy(summary, fig_dir / "fig4_r2.png", cfg.main_source, sources, "r2")
+    return _figure("figures/fig4_r2.png",
+                   "Fig. 4 for continuous targets: R² of a Random-Forest regressor of the label "
+                   "mean on the test split vs labelled chips; dot: 95 % of the full-data R².")
 
 
 def _read_metrics(run: str) -> list[dict]:
@@ -270,6 +314,33 @@ def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     return "\n".join(parts)
 
 
+FIG6_MAP = "s1grdm"  # the paper places its example chips on the s1grdm t-SNE map
+
+
+def _fig6(store: ChipStore, inp: ReportInputs, cfg: ReportConfig, path: Path) -> str:
+    """Draw Fig. 6 (on the s1grdm t-SNE map when there is one) and return its caption."""
+    chips = ("s2rgbm as RGB of one month, s1grdm VV of one month in dB, gunw one coherence "
+             "pair.")
+    if inp.tsne:
+        from eoclip.report.examples import fig_tsne_examples
+
+        cols = ["source", "aoi", "modality", "chip_id", "x", "y"]
+        df = pq.read_table(inp.tsne, columns=cols,
+                           filters=[("modality", "==", FIG6_MAP)]).to_pandas()
+        sources = sorted(df["source"].unique())
+        source = cfg.main_source if cfg.main_source in sources else (sources or [None])[0]
+        try:
+            fig_tsne_examples(store, df[df["source"] == source], path, FIG6_MAP,
+                              cfg.n_examples, cfg.seed)
+            return (f"Fig. 6: example chips located (numbered) on the {FIG6_MAP} t-SNE map of "
+                    f"the {source} embeddings, as in the paper; " + chips)
+        except ValueError as err:
+            figures.fig_examples(store, path, cfg.n_examples, cfg.seed)
+            return f"Fig. 6: example chips (not located on a t-SNE map: {err}); " + chips
+    figures.fig_examples(store, path, cfg.n_examples, cfg.seed)
+    return "Fig. 6: example chips (run `eoclip tsne` to locate them on the t-SNE map); " + chips
+
+
 def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.store:
         return _note("No ChipStore found (give a store).")
@@ -279,15 +350,14 @@ def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
         return _note(f"cannot open the store: {err}")
     figures.fig_aois(store.index, fig_dir / "fig1_aois.png")
     figures.fig_label_quantiles(store.index, fig_dir / "fig2_labels.png")
-    figures.fig_examples(store, fig_dir / "fig6_examples.png", cfg.n_examples, cfg.seed)
+    fig6 = _fig6(store, inp, cfg, fig_dir / "fig6_examples.png")
     counts = store.index.groupby(["aoi", "split"]).size().unstack(fill_value=0)
     return (f"<p>{len(store)} chips of {store.chip_px} px, modalities "
             f"{', '.join(store.modalities)}.</p>" + counts.to_html(border=0)
             + _figure("figures/fig1_aois.png", "Fig. 1: AOIs and the chips coloured by split "
                       "(train yellow, validation blue, test pink).")
             + _figure("figures/fig2_labels.png", "Fig. 2: label quantiles per task and AOI.")
-            + _figure("figures/fig6_examples.png", "Fig. 6: example chips; s2rgbm as RGB of one "
-                      "month, s1grdm VV of one month in dB, gunw one coherence pair."))
+            + _figure("figures/fig6_examples.png", fig6))
 
 
 def build_report(cfg: ReportConfig) -> Path:

@@ -44,7 +44,7 @@ class PretrainConfig:
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
     num_workers: int = 2  # DataLoader worker processes per training process
     seed: int = 0  # model init, data order and random channel choices
-    val_seed: int = 12345  # fixed channel choice of the val split (same every epoch)
+    val_seed: int = 12345  # fixed channel choice and batch order of the val split (every epoch)
     out: str = "runs"  # parent folder of run folders
     name: str = "pretrain"  # run folder name: <out>/<name>/{last,best,metrics.jsonl,config.yaml}
     eval_every: int = 1  # validate (and keep best/) every this many epochs; 0 = never

@@ -1,8 +1,10 @@
 """Validation after an epoch: CLIP loss on the val split and cross-modal retrieval recall.
 
-The val split is cut into consecutive batches of the GLOBAL batch size (batch_size x
-world_size), dealt round-robin to the ranks; each rank scores whole batches with a local
-(non-gathering) loss, and the results are gathered. So the validation loss does not
+The val split is put in a fixed order (`val_batches`: by a hash of chip id and `val_seed`),
+not the store's order, in which consecutive chips are geographic neighbours: those would make
+each batch's negatives unusually hard and the loss depend on the ingest order. It is then cut
+into batches of the GLOBAL batch size (batch_size x world_size), dealt round-robin to the
+ranks; each rank scores whole batches with a local (non-gathering) loss, and the results are gathered. So the validation loss does not
 depend on the number of processes, only on the global batch, and its chance level is
 log(n) of each batch and pair. Channels are chosen by the val dataset's fixed seed, the
 same every epoch, so epochs are comparable.
@@ -10,6 +12,8 @@ same every epoch, so epochs are comparable.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,7 +26,27 @@ from eoclip.train.checkpoint import unwrap
 from eoclip.train.config import PretrainConfig
 from eoclip.train.metrics import clip_chance_loss, cross_modal_recall
 
-__all__ = ["validate"]
+__all__ = ["val_batches", "validate"]
+
+
+def val_batches(chip_ids: Sequence[str], batch_size: int, seed: int) -> list[list[int]]:
+    """Val dataset positions in batches, in an order set by the chip ids and `seed` alone.
+
+    Chips are sorted by a seeded hash of their id, so a batch's negatives are chips from all
+    over the split (not the geographic neighbours that consecutive store positions are) and the
+    batches hold the same chips however the store was ingested.
+
+    Args:
+        chip_ids: (n,) the val dataset's chip ids, in dataset order.
+        batch_size: the global batch size.
+        seed: the run's `val_seed`.
+
+    Returns:
+        `ceil(n / batch_size)` lists of dataset positions (the last one may be shorter).
+    """
+    keys = [hashlib.blake2b(f"{seed}:{c}".encode(), digest_size=8).digest() for c in chip_ids]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
@@ -42,7 +66,8 @@ def validate(
     net.eval()
     global_bs = config.batch_size * env.world_size
     n = len(val_ds)
-    batches = [list(range(s, min(s + global_bs, n))) for s in range(0, n, global_bs)]
+    ids = val_ds.store.index["chip_id"].to_numpy()[val_ds.positions]
+    batches = val_batches(ids, global_bs, config.val_seed)
     mine = [j for j in range(len(batches)) if j % env.world_size == env.rank]
     loader = DataLoader(val_ds, batch_sampler=[batches[j] for j in mine], collate_fn=collate_samples,
                         num_workers=config.num_workers)
@@ -55,7 +80,8 @@ def validate(
             out = net(batch)
         feats = {m: f.float() for m, f in out["features"].items()}
         losses = loss_fn({"features": feats, "present": out["present"], "logit_scale": out["logit_scale"].float()})
-        rows = max(0, min(len(batches[j]), keep - batches[j][0]))
+        # recall is scored on the first `keep` chips of the seeded order
+        rows = max(0, min(len(batches[j]), keep - j * global_bs))
         results.append({
             "batch": j,
             "full": len(batches[j]) == global_bs,
