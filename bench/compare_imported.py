@@ -48,8 +48,12 @@ def _pixel_features(store: ChipStore, pos: np.ndarray) -> np.ndarray:
         valid = store.valid_mask(mod)[pos]
         stored = np.asarray(store.arrays(mod)["pixels"].get_orthogonal_selection((pos,)))
         x = np.stack([m.decode(stored[i], valid[i]) for i in range(len(pos))])
-        parts.append(np.stack([m.normalize(x[:, c], [m.channels[c]] * len(pos))
-                               for c in range(x.shape[1])], axis=1))
+        parts.append(
+            np.stack(
+                [m.normalize(x[:, c], [m.channels[c]] * len(pos)) for c in range(x.shape[1])],
+                axis=1,
+            )
+        )
     return np.concatenate(parts, axis=1)
 
 
@@ -72,22 +76,36 @@ def write_product(store: ChipStore, out: Path, dim: int = 64, seed: int = 0) -> 
     paths = []
     for aoi in sorted(store.index["aoi"].unique()):
         pos = np.flatnonzero(store.index["aoi"].to_numpy() == aoi)
-        keys = np.array([[int(g) for g in _ID.search(c).groups()]
-                         for c in store.index["chip_id"].iloc[pos]])
+        keys = np.array(
+            [[int(g) for g in _ID.search(c).groups()] for c in store.index["chip_id"].iloc[pos]]
+        )
         epsg, cols, rows = keys[0, 0], keys[:, 1], keys[:, 2]
         c0, r1 = cols.min(), rows.max() + 1
         width, height = (cols.max() + 1 - c0) * px, (r1 - rows.min()) * px
         data = np.full((dim, height, width), -128, dtype=np.int8)
         for lo in range(0, len(pos), 128):
-            feats = _pixel_features(store, pos[lo: lo + 128])
-            for f, c, r in zip(feats, cols[lo: lo + 128], rows[lo: lo + 128], strict=True):
+            feats = _pixel_features(store, pos[lo : lo + 128])
+            for f, c, r in zip(feats, cols[lo : lo + 128], rows[lo : lo + 128], strict=True):
                 y, x = (r1 - 1 - r) * px, (c - c0) * px  # raster rows run north to south
-                data[:, y: y + px, x: x + px] = _encode(f, W)
+                data[:, y : y + px, x : x + px] = _encode(f, W)
         path = out / f"pixel_product_{aoi}.tif"
         transform = from_origin(c0 * CHIP_M, r1 * CHIP_M, CHIP_M / px, CHIP_M / px)
-        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=dim,
-                           dtype="int8", crs=f"EPSG:{epsg}", transform=transform, nodata=-128,
-                           tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=dim,
+            dtype="int8",
+            crs=f"EPSG:{epsg}",
+            transform=transform,
+            nodata=-128,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="deflate",
+        ) as dst:
             dst.write(data)
         paths.append(str(path))
     return paths
@@ -107,26 +125,53 @@ def main() -> None:
     tifs = write_product(store, out, args.dim)
     print(f"wrote {len(tifs)} rasters in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    table = import_embeddings(ImportConfig(
-        sources=tuple(tifs), store=str(demo / "world"), product="pixel_product",
-        version="synthetic-v1", out=str(demo / "embeddings" / "pixel_product.parquet"),
-        dequantize="aef", overwrite=True, progress=False))
+    table = import_embeddings(
+        ImportConfig(
+            sources=tuple(tifs),
+            store=str(demo / "world"),
+            product="pixel_product",
+            version="synthetic-v1",
+            out=str(demo / "embeddings" / "pixel_product.parquet"),
+            dequantize="aef",
+            overwrite=True,
+            progress=False,
+        )
+    )
     print(f"import-embeddings: {len(store)} chips in {time.perf_counter() - t:.1f} s -> {table}")
     cfg = json.loads((demo / "demo_config.json").read_text())
-    fcfg = FewshotConfig(train_sizes=cfg["train_sizes"], repeats=cfg["repeats"], head=cfg["head"],
-                         grid=cfg["head_grid"], seed=cfg["seed"], n_jobs=2, progress=False)
+    fcfg = FewshotConfig(
+        train_sizes=cfg["train_sizes"],
+        repeats=cfg["repeats"],
+        head=cfg["head"],
+        grid=cfg["head_grid"],
+        seed=cfg["seed"],
+        n_jobs=2,
+        progress=False,
+    )
     t = time.perf_counter()
-    run_fewshot({"pixel_product": table}, fcfg, out_dir=str(demo / "fewshot" / "pixel_product"),
-                overwrite=True)
+    run_fewshot(
+        {"pixel_product": table},
+        fcfg,
+        out_dir=str(demo / "fewshot" / "pixel_product"),
+        overwrite=True,
+    )
     print(f"fewshot: {time.perf_counter() - t:.1f} s")
-    report = build_report(ReportConfig(out=str(demo / "report"), run=str(demo),
-                                       title="eoclip demo: synthetic world",
-                                       baselines=("stats", "untrained", "pixel_product")))
+    report = build_report(
+        ReportConfig(
+            out=str(demo / "report"),
+            run=str(demo),
+            title="eoclip demo: synthetic world",
+            baselines=("stats", "untrained", "pixel_product"),
+        )
+    )
     print(f"report: {report}")
     results = [read_results(str(p)) for p in sorted((demo / "fewshot").rglob("results.parquet"))]
     summary = summarize(pd.concat(results, ignore_index=True))
-    table = summary_table(summary, ["pretrained", "stats", "untrained", "pixel_product"],
-                          sizes=("10", "100", "500", "all"))
+    table = summary_table(
+        summary,
+        ["pretrained", "stats", "untrained", "pixel_product"],
+        sizes=("10", "100", "500", "all"),
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

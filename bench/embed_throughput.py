@@ -32,8 +32,17 @@ from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.model import autocast_for, create_model
 
 PAPER_CHIPS = 845_000  # paper, section 3: 5 AOIs
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
-                    "H100 NVL": 835.0, "H100": 756.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+}
 
 console = Console(width=150)
 
@@ -54,14 +63,30 @@ def flops_per_image(model, size: int, device: torch.device, bf16: bool) -> float
     return counter.get_total_flops() / 8
 
 
-def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, batch_size: int,
-                device: torch.device, bf16: bool, num_workers: int, passes: int) -> dict[str, float]:
+def time_policy(
+    model,
+    store: ChipStore,
+    policy: str,
+    chips: int,
+    part: int,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool,
+    num_workers: int,
+    passes: int,
+) -> dict[str, float]:
     """Chips/s and images/s of the export pipeline over the first `chips` chips, `passes` times
     (one pipeline: the reader processes start once, as in an export of passes x chips)."""
     policies = parse_channel_policy(policy, store, list(model.modalities))
     bounds = [(lo, min(lo + part, chips)) for lo in range(0, chips, part)] * passes
-    kwargs = dict(batch_size=batch_size, seed=0, bf16=bf16, device=device, bar=tqdm(disable=True),
-                  num_workers=num_workers)
+    kwargs = dict(
+        batch_size=batch_size,
+        seed=0,
+        bf16=bf16,
+        device=device,
+        bar=tqdm(disable=True),
+        num_workers=num_workers,
+    )
     for _ in iter_part_tables(model, store, policies, bounds[:1], **kwargs):  # warm-up
         pass
     if device.type == "cuda":
@@ -71,8 +96,11 @@ def time_policy(model, store: ChipStore, policy: str, chips: int, part: int, bat
         pass
     seconds = time.perf_counter() - t0  # each part ends with a device-to-host copy: synced
     images = sum(count_images(store, policies, lo, hi - lo) for lo, hi in bounds)
-    return {"chips_per_s": chips * passes / seconds, "images_per_s": images / seconds,
-            "images_per_chip": images / chips / passes}
+    return {
+        "chips_per_s": chips * passes / seconds,
+        "images_per_s": images / seconds,
+        "images_per_chip": images / chips / passes,
+    }
 
 
 def main(
@@ -81,29 +109,52 @@ def main(
     policies: str = typer.Option(
         "mean;random;s2rgbm=01_red,s1grdm=01_vv,gunw=random",
         help="Channel policies to time, separated by ';' (a fixed channel per modality as "
-        "mod=channel,...; gunw's date pairs differ per chip, so it stays random there)."),
+        "mod=channel,...; gunw's date pairs differ per chip, so it stays random there).",
+    ),
     max_chips: int = typer.Option(0, help="Chips to embed (0 = the whole store)."),
     batch_size: int = typer.Option(256, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: str = typer.Option("off", help="torch.compile settings to time: off, on or off,on."),
     bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
     num_workers: int = typer.Option(-1, help="Reader processes (-1: eoclip embed's default)."),
-    passes: int = typer.Option(1, help="Passes over the chips (a small store as a larger one; "
-                               "its reads then come from the page cache, decompression still runs)."),
+    passes: int = typer.Option(
+        1,
+        help="Passes over the chips (a small store as a larger one; "
+        "its reads then come from the page cache, decompression still runs).",
+    ),
 ) -> None:
     """Print chips/s, images/s, MFU and projected hours per channel policy."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if device == "auto"
+        else device
+    )
     s = ChipStore.open(store)
     chips = min(len(s), max_chips) if max_chips else len(s)
     peak = _peak(dev)
     workers = reader_processes(None if num_workers < 0 else num_workers, dev)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    table = Table(title=f"export of {passes} x {chips} chips of {s.chip_px} px, model {model}, {name}, "
-                        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}, "
-                        f"{workers} reader processes")
-    for col in ("policy", "compile", "images/chip", "chips/s", "images/s", "TFLOP/s", "MFU",
-                "h for 845K chips"):
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    table = Table(
+        title=f"export of {passes} x {chips} chips of {s.chip_px} px, model {model}, {name}, "
+        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}, "
+        f"{workers} reader processes"
+    )
+    for col in (
+        "policy",
+        "compile",
+        "images/chip",
+        "chips/s",
+        "images/s",
+        "TFLOP/s",
+        "MFU",
+        "h for 845K chips",
+    ):
         table.add_column(col)
     for c in [x for x in compile.split(",") if x]:
         torch.manual_seed(0)
@@ -111,14 +162,21 @@ def main(
         flops = flops_per_image(net, s.chip_px, dev, bf16)
         net.compile_towers(c == "on")
         for policy in [x for x in policies.split(";") if x]:
-            r = time_policy(net, s, policy, chips, s.shard_chips, batch_size, dev, bf16, workers,
-                            passes)
+            r = time_policy(
+                net, s, policy, chips, s.shard_chips, batch_size, dev, bf16, workers, passes
+            )
             tflops = r["images_per_s"] * flops / 1e12
             console.print(f"{policy} compile {c}: {r}, {tflops:.1f} TFLOP/s")
-            table.add_row(policy, c, f"{r['images_per_chip']:.1f}", f"{r['chips_per_s']:.1f}",
-                          f"{r['images_per_s']:.0f}", f"{tflops:.2f}",
-                          f"{tflops / peak:.1%}" if peak else "n/a",
-                          f"{PAPER_CHIPS / r['chips_per_s'] / 3600:.1f}")
+            table.add_row(
+                policy,
+                c,
+                f"{r['images_per_chip']:.1f}",
+                f"{r['chips_per_s']:.1f}",
+                f"{r['images_per_s']:.0f}",
+                f"{tflops:.2f}",
+                f"{tflops / peak:.1%}" if peak else "n/a",
+                f"{PAPER_CHIPS / r['chips_per_s'] / 3600:.1f}",
+            )
     console.print(table)
 
 

@@ -40,8 +40,13 @@ from fewshot_tables import synthetic_matrix, write_table  # noqa: E402
 from eoclip.fewshot import DEFAULT_GRIDS, PAPER_RF, FewshotConfig, run_fewshot  # noqa: E402
 from eoclip.fewshot.heads import make_head  # noqa: E402
 
-PAPER_AOIS = {"conus": 167_000, "middle_east": 163_000, "pakistan_india": 147_000,
-              "china": 285_000, "south_america": 83_000}
+PAPER_AOIS = {
+    "conus": 167_000,
+    "middle_east": 163_000,
+    "pakistan_india": 147_000,
+    "china": 285_000,
+    "south_america": 83_000,
+}
 PAPER_SIZES = (5, 10, 100, 250, 500, 1000, 5000, 20000)
 
 
@@ -58,6 +63,7 @@ def _fit_function(X: np.ndarray, labels: np.ndarray, split: np.ndarray):
             def run(params, n, seed):
                 return evaluate(X, rows, FitPlan("rf", params, 100), str(n), n, 0, seed)
         except ImportError:
+
             def run(params, n, seed):
                 return evaluate(X, rows, "rf", params, str(n), n, 0, seed, 100)
     except ImportError:  # eoclip <= 2028023: GroupData and run._evaluate
@@ -130,9 +136,17 @@ def dispatch_cost(chips: list[int], repeats: tuple[int, int], width: int, workdi
         path = write_table(f"{workdir}/dispatch_{n}.parquet", n, dims=(width // 3,) * 3)
         per_fit = {}
         for jobs in (1, 2):
+
             def cfg(r, jobs=jobs):
-                return FewshotConfig(grid=small, train_sizes=(), repeats=r, tasks=("tree",),
-                                     features=("concat",), n_jobs=jobs, progress=False)
+                return FewshotConfig(
+                    grid=small,
+                    train_sizes=(),
+                    repeats=r,
+                    tasks=("tree",),
+                    features=("concat",),
+                    n_jobs=jobs,
+                    progress=False,
+                )
 
             run_fewshot({"s": path}, cfg(1))  # start the worker pool before timing
             cpu = []
@@ -143,11 +157,17 @@ def dispatch_cost(chips: list[int], repeats: tuple[int, int], width: int, workdi
             # one fit per repeat (size "all"); the slope leaves out reading the table
             per_fit[jobs] = (cpu[1] - cpu[0]) / (repeats[1] - repeats[0])
         overhead = max(0.0, per_fit[2] - per_fit[1])
-        out[n * width * 4] = {"chips": n, "serial_cpu_s": per_fit[1], "two_workers_cpu_s":
-                              per_fit[2], "overhead_core_s": overhead}
-        print(f"  dispatch, {n} chips x {width}: {per_fit[1]:.3f} CPU s/fit in one process, "
-              f"{per_fit[2]:.3f} with 2 workers -> overhead {overhead:.3f} core-s/fit",
-              flush=True)
+        out[n * width * 4] = {
+            "chips": n,
+            "serial_cpu_s": per_fit[1],
+            "two_workers_cpu_s": per_fit[2],
+            "overhead_core_s": overhead,
+        }
+        print(
+            f"  dispatch, {n} chips x {width}: {per_fit[1]:.3f} CPU s/fit in one process, "
+            f"{per_fit[2]:.3f} with 2 workers -> overhead {overhead:.3f} core-s/fit",
+            flush=True,
+        )
     return out
 
 
@@ -193,8 +213,14 @@ def _plan(sizes, n_split):
 
 def project(model: CostModel, args, grid, select_cap, repeats_all=None) -> dict:
     """Core-seconds of the grid, split into selection, protocol fits, predictions, dispatch."""
-    tot = {"selection": 0.0, "fits": 0.0, "predict": 0.0, "dispatch": 0.0, "n_fits": 0,
-           "longest_fit_s": 0.0}
+    tot = {
+        "selection": 0.0,
+        "fits": 0.0,
+        "predict": 0.0,
+        "dispatch": 0.0,
+        "n_fits": 0,
+        "longest_fit_s": 0.0,
+    }
     mult = args.sources * args.tasks
     for n_aoi in args.aoi_chips.values():
         n_tr = round(args.train_frac * n_aoi)
@@ -205,8 +231,9 @@ def project(model: CostModel, args, grid, select_cap, repeats_all=None) -> dict:
             if len(grid) > 1:
                 n_sel = n_tr if select_cap is None else min(n_tr, select_cap)
                 for p in grid:
-                    tot["selection"] += mult * (model.fit_seconds(w, p, n_sel)
-                                                + model.predict_seconds(w, p, n_val) + disp)
+                    tot["selection"] += mult * (
+                        model.fit_seconds(w, p, n_sel) + model.predict_seconds(w, p, n_val) + disp
+                    )
                     tot["n_fits"] += mult
             for n in _plan(args.train_sizes, n_tr):
                 reps = args.repeats if n < n_tr or repeats_all is None else repeats_all
@@ -226,8 +253,12 @@ def _aois(text: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--aoi-chips", type=_aois,
-                    default=PAPER_AOIS, help="name=chips,... (default: the paper's five AOIs)")
+    ap.add_argument(
+        "--aoi-chips",
+        type=_aois,
+        default=PAPER_AOIS,
+        help="name=chips,... (default: the paper's five AOIs)",
+    )
     ap.add_argument("--train-frac", type=float, default=0.6)
     ap.add_argument("--val-frac", type=float, default=0.2)
     ap.add_argument("--sources", type=int, default=3)
@@ -235,8 +266,9 @@ def main() -> None:
     ap.add_argument("--widths", default="768,768,768,2304", help="feature widths of the sets")
     ap.add_argument("--train-sizes", default=",".join(map(str, PAPER_SIZES)))
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--repeats-all", type=int, default=None,
-                    help="repeats at size 'all' (default: --repeats)")
+    ap.add_argument(
+        "--repeats-all", type=int, default=None, help="repeats at size 'all' (default: --repeats)"
+    )
     ap.add_argument("--cores", type=int, default=64, help="for the wall-clock projection")
     ap.add_argument("--eval-rows", type=int, default=10_000)
     ap.add_argument("--quick", action="store_true", help="small timed sizes (smoke test)")
@@ -253,8 +285,11 @@ def main() -> None:
     others = [1000, 5000, big] if not args.quick else [500, big]
     sizes = {json.dumps(p, sort_keys=True): (paper if p == PAPER_RF else others) for p in grid}
     eval_rows = 2000 if args.quick else args.eval_rows
-    print(f"eoclip at {os.path.dirname(__import__('eoclip').__file__)}; selection cap "
-          f"{select_cap}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"eoclip at {os.path.dirname(__import__('eoclip').__file__)}; selection cap "
+        f"{select_cap}; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     if args.fits_from:  # reuse the fit timings of an earlier run (same machine, same code)
         timings = json.loads(Path(args.fits_from).read_text())["timings"]
@@ -266,8 +301,9 @@ def main() -> None:
         work = tempfile.mkdtemp(prefix="fewshot_cost-")
         try:
             chips = [2000, 6000] if args.quick else [5000, 20000]
-            dispatch = dispatch_cost(chips, (2, 6) if args.quick else (4, 12), max(args.widths),
-                                     work)
+            dispatch = dispatch_cost(
+                chips, (2, 6) if args.quick else (4, 12), max(args.widths), work
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
     model = CostModel(timings, dispatch)
@@ -283,15 +319,26 @@ def report(model, args, grid, select_cap, timings, dispatch, seconds) -> None:
     for w in sorted(set(args.widths)):  # predict the largest timed size from the smaller ones
         d = model.t[w]["fits"][json.dumps(PAPER_RF, sort_keys=True)]
         ns = sorted(d)
-        sub = CostModel([{**model.t[w], "fits": {json.dumps(PAPER_RF, sort_keys=True):
-                                                 {k: d[k] for k in ns[:-1]}}}], dispatch)
+        sub = CostModel(
+            [
+                {
+                    **model.t[w],
+                    "fits": {json.dumps(PAPER_RF, sort_keys=True): {k: d[k] for k in ns[:-1]}},
+                }
+            ],
+            dispatch,
+        )
         guess = sub.fit_seconds(w, PAPER_RF, ns[-1])
         real = model.fit_seconds(w, PAPER_RF, ns[-1])
-        print(f"  check width {w}: n={ns[-1]} extrapolated from n<={ns[-2]}: {guess:.1f} s, "
-              f"timed {real:.1f} s ({100 * (guess / real - 1):+.0f} %)")
-    shape = (f"{len(args.aoi_chips)} AOIs ({sum(args.aoi_chips.values())} chips), "
-             f"{args.sources} sources x {args.tasks} tasks x widths {args.widths}, sizes "
-             f"{args.train_sizes} + all, {args.repeats} repeats, grid of {len(grid)}")
+        print(
+            f"  check width {w}: n={ns[-1]} extrapolated from n<={ns[-2]}: {guess:.1f} s, "
+            f"timed {real:.1f} s ({100 * (guess / real - 1):+.0f} %)"
+        )
+    shape = (
+        f"{len(args.aoi_chips)} AOIs ({sum(args.aoi_chips.values())} chips), "
+        f"{args.sources} sources x {args.tasks} tasks x widths {args.widths}, sizes "
+        f"{args.train_sizes} + all, {args.repeats} repeats, grid of {len(grid)}"
+    )
     print(f"\nprojection for {shape}:")
     variants = [(select_cap, args.repeats_all)]
     if select_cap is not None:  # what the selection cap and fewer 'all' repeats each save
@@ -303,16 +350,23 @@ def report(model, args, grid, select_cap, timings, dispatch, seconds) -> None:
         p = project(model, args, grid, cap, rep_all)
         label = "selection on the whole train split" if cap is None else f"selection on {cap}"
         label += f", {rep_all if rep_all is not None else args.repeats} repeats at 'all'"
-        print(f"  {label}: {p['core_hours']:.1f} core-hours = selection "
-              f"{p['selection'] / 3600:.1f} + fits {p['fits'] / 3600:.1f} + predict "
-              f"{p['predict'] / 3600:.1f} + dispatch {p['dispatch'] / 3600:.1f}; {p['n_fits']} "
-              f"fits; on {args.cores} cores {60 * p['core_hours'] / args.cores:.0f} min "
-              f"(longest single fit {p['longest_fit_s'] / 60:.1f} min)")
+        print(
+            f"  {label}: {p['core_hours']:.1f} core-hours = selection "
+            f"{p['selection'] / 3600:.1f} + fits {p['fits'] / 3600:.1f} + predict "
+            f"{p['predict'] / 3600:.1f} + dispatch {p['dispatch'] / 3600:.1f}; {p['n_fits']} "
+            f"fits; on {args.cores} cores {60 * p['core_hours'] / args.cores:.0f} min "
+            f"(longest single fit {p['longest_fit_s'] / 60:.1f} min)"
+        )
         result[f"select={cap},repeats_all={rep_all}"] = p
     print(f"bench took {seconds:.0f} s; load average {os.getloadavg()[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"timings": timings, "dispatch": dispatch,
-                                               "projection": result}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {"timings": timings, "dispatch": dispatch, "projection": result},
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -51,12 +51,22 @@ def child(kind: str, table: str, n_jobs: int, out: str) -> None:
     _reset_peak()
     t0 = time.perf_counter()
     if kind == "fewshot":
-        cfg = FewshotConfig(grid=(PAPER_RF,), train_sizes=(10, 100), repeats=2, tasks=("tree",),
-                            n_jobs=n_jobs, progress=False)
+        cfg = FewshotConfig(
+            grid=(PAPER_RF,),
+            train_sizes=(10, 100),
+            repeats=2,
+            tasks=("tree",),
+            n_jobs=n_jobs,
+            progress=False,
+        )
         run_fewshot({"s": table}, cfg, out_dir=out)
     else:
         run_tsne({"s": table}, TsneConfig(max_points=2000, n_iter=100, progress=False))
-    print(json.dumps({"base_mb": base, "peak_mb": _status_mb("VmHWM"), "seconds": time.perf_counter() - t0}))
+    print(
+        json.dumps(
+            {"base_mb": base, "peak_mb": _status_mb("VmHWM"), "seconds": time.perf_counter() - t0}
+        )
+    )
 
 
 def main() -> None:
@@ -72,25 +82,41 @@ def main() -> None:
 
     n = args.chips_per_aoi
     matrix_mb = n * 2304 * 4 / 2**20
-    print(f"load average {os.getloadavg()[0]:.2f}; one AOI's concat matrix: {n} x 2304 float32 "
-          f"= {matrix_mb:.0f} MB")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; one AOI's concat matrix: {n} x 2304 float32 "
+        f"= {matrix_mb:.0f} MB"
+    )
     with tempfile.TemporaryDirectory(prefix="fewshot_memory-") as tmp:
-        tables = {k: write_table(f"{tmp}/{k}aoi.parquet", n, tuple(f"aoi_{i}" for i in range(k)))
-                  for k in (1, 5)}
+        tables = {
+            k: write_table(f"{tmp}/{k}aoi.parquet", n, tuple(f"aoi_{i}" for i in range(k)))
+            for k in (1, 5)
+        }
         jobs = [("fewshot", int(j)) for j in args.n_jobs.split(",")] + [("tsne", 1)]
-        print(f"{'job':16s} {'AOIs':>4s} {'file MB':>8s} {'imports MB':>10s} {'peak MB':>8s} "
-              f"{'above':>7s} {'matrices':>8s} {'seconds':>7s}")
+        print(
+            f"{'job':16s} {'AOIs':>4s} {'file MB':>8s} {'imports MB':>10s} {'peak MB':>8s} "
+            f"{'above':>7s} {'matrices':>8s} {'seconds':>7s}"
+        )
         for kind, n_jobs in jobs:
             for k, path in tables.items():
-                cmd = [sys.executable, __file__, "--child", kind, path, str(n_jobs),
-                       f"{tmp}/out_{kind}_{k}_{n_jobs}"]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    kind,
+                    path,
+                    str(n_jobs),
+                    f"{tmp}/out_{kind}_{k}_{n_jobs}",
+                ]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 above = r["peak_mb"] - r["base_mb"]
                 name = f"{kind} n_jobs={n_jobs}" if kind == "fewshot" else kind
-                print(f"{name:16s} {k:4d} {os.path.getsize(path) / 2**20:8.0f} "
-                      f"{r['base_mb']:10.0f} {r['peak_mb']:8.0f} {above:7.0f} "
-                      f"{above / matrix_mb:8.2f} {r['seconds']:7.1f}", flush=True)
+                print(
+                    f"{name:16s} {k:4d} {os.path.getsize(path) / 2**20:8.0f} "
+                    f"{r['base_mb']:10.0f} {r['peak_mb']:8.0f} {above:7.0f} "
+                    f"{above / matrix_mb:8.2f} {r['seconds']:7.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,17 @@ def write_table(
         )
         for m, block in zip(mods, blocks, strict=True):
             present = ~np.isnan(block).any(axis=1)
-            frame[f"emb_{m}"] = [row if ok else None for row, ok in zip(block, present, strict=True)]
+            frame[f"emb_{m}"] = [
+                row if ok else None for row, ok in zip(block, present, strict=True)
+            ]
         frame["geometry"] = shapely.box(a + i * 1e-3, 0, a + i * 1e-3 + 1e-3, 1e-3)
         frames.append(frame)
-    gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
-                           crs="EPSG:4326")
-    meta = {"source": "synthetic", "checkpoint_hash": f"synthetic-{seed}",
-            "dims": dict(zip(mods, dims, strict=True))}
+    gdf = gpd.GeoDataFrame(
+        pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326"
+    )
+    meta = {
+        "source": "synthetic",
+        "checkpoint_hash": f"synthetic-{seed}",
+        "dims": dict(zip(mods, dims, strict=True)),
+    }
     return write_embedding_table(gdf, path, meta)

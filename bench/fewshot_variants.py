@@ -1,6 +1,6 @@
 """The evaluations beyond the paper on a demo folder's tables, printed as Markdown tables.
 
-    python bench/fewshot_variants.py --demo demo_out --out /tmp/variants [--what sampler,target,subsets]
+    python bench/fewshot_variants.py --demo demo_out --out /tmp/v [--what sampler,target,subsets]
 
 Reads `<demo>/embeddings/{pretrained,stats,untrained}.parquet` and runs, with the demo's
 forest (the paper's 50 trees / depth 7, no search) on the concatenation of each source:
@@ -45,8 +45,10 @@ DEMO_SIZES = (10, 25, 50, 100, 250, 500)
 
 def _md(df: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     """A Markdown table (pandas' to_markdown needs tabulate, which is not a dependency)."""
+
     def cell(v):
         return fmt.format(v) if isinstance(v, float) else str(v)
+
     rows = [[str(c) for c in df.columns]] + [[cell(v) for v in r] for r in df.itertuples(False)]
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join([lines[0], "|" + "---|" * len(df.columns), *lines[1:]])
@@ -54,8 +56,13 @@ def _md(df: pd.DataFrame, fmt: str = "{:.3f}") -> str:
 
 def _run(tables: dict, out: Path, name: str, **kw) -> pd.DataFrame:
     t0 = time.perf_counter()
-    base = dict(repeats=kw.pop("repeats"), grid=(PAPER_RF,), n_jobs=kw.pop("n_jobs"),
-                progress=False, features=kw.pop("features", ("concat",)))
+    base = dict(
+        repeats=kw.pop("repeats"),
+        grid=(PAPER_RF,),
+        n_jobs=kw.pop("n_jobs"),
+        progress=False,
+        features=kw.pop("features", ("concat",)),
+    )
     res = run_fewshot(tables, FewshotConfig(**base, **kw), out_dir=out / name)
     print(f"<!-- {name}: {len(res)} fits in {time.perf_counter() - t0:.0f} s -->", flush=True)
     return res
@@ -68,15 +75,22 @@ def sampler_tables(tables: dict, out: Path, common: dict) -> str:
     g = paired_gain(km, rnd)
     g = g[g["train_size"] != "all"]
     g["cell"] = g.apply(lambda r: f"{r['gain_mean']:+.3f} ± {r['gain_std']:.3f}", axis=1)
-    t = g.pivot_table(index=["task", "source"], columns="n_train", values="cell",
-                      aggfunc="first", sort=False)
+    t = g.pivot_table(
+        index=["task", "source"], columns="n_train", values="cell", aggfunc="first", sort=False
+    )
     t.columns = [f"{int(c)} labels" for c in t.columns]
-    acc = g.pivot_table(index=["task", "source"], columns="n_train", values="accuracy_ref",
-                        sort=False)
-    lines = ["k-means minus random accuracy (mean ± std over repeats of the AOI-mean gain):",
-             "", _md(t.reset_index()), "",
-             "random-sampler accuracy for reference:", "",
-             _md(acc.reset_index())]
+    acc = g.pivot_table(
+        index=["task", "source"], columns="n_train", values="accuracy_ref", sort=False
+    )
+    lines = [
+        "k-means minus random accuracy (mean ± std over repeats of the AOI-mean gain):",
+        "",
+        _md(t.reset_index()),
+        "",
+        "random-sampler accuracy for reference:",
+        "",
+        _md(acc.reset_index()),
+    ]
     return "\n".join(lines)
 
 
@@ -90,15 +104,17 @@ def target_tables(tables: dict, out: Path, common: dict) -> str:
             at = g[g["train_size"] == size]
             row[f"R2 {size}"] = at["r2_mean"].mean()
             row[f"MAE {size}"] = at["mae_mean"].mean()
-        row["n for 95 % R2 (median AOI)"] = point95(s[(s["task"] == task) & (s["source"] == src)]
-                                                    )["n_train_95"].median()
+        row["n for 95 % R2 (median AOI)"] = point95(s[(s["task"] == task) & (s["source"] == src)])[
+            "n_train_95"
+        ].median()
         rows.append(row)
     return _md(pd.DataFrame(rows))
 
 
 def subset_tables(tables: dict, out: Path, common: dict) -> str:
-    res = _run(tables, out, "subsets", train_sizes=(100,), modality_subsets=True,
-               features=None, **common)
+    res = _run(
+        tables, out, "subsets", train_sizes=(100,), modality_subsets=True, features=None, **common
+    )
     return _md(subset_table(summarize(res)))
 
 
@@ -116,18 +132,29 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--sources", default=",".join(SOURCES), help="tables of the demo to use")
-    ap.add_argument("--subset-repeats", type=int, default=None,
-                    help="repeats of the subsets run (default: --repeats)")
+    ap.add_argument(
+        "--subset-repeats",
+        type=int,
+        default=None,
+        help="repeats of the subsets run (default: --repeats)",
+    )
     args = ap.parse_args()
     emb = Path(args.demo) / "embeddings"
-    tables = {s: str(emb / f"{s}.parquet") for s in args.sources.split(",")
-              if (emb / f"{s}.parquet").is_file()}
+    tables = {
+        s: str(emb / f"{s}.parquet")
+        for s in args.sources.split(",")
+        if (emb / f"{s}.parquet").is_file()
+    }
     if not tables:
         sys.exit(f"error: no EmbeddingTables in {emb}")
     common = dict(repeats=args.repeats, n_jobs=args.n_jobs)
     out = Path(args.out)
-    parts = {"sampler": sampler_tables, "target": target_tables, "subsets": subset_tables,
-             "headline": headline_table}
+    parts = {
+        "sampler": sampler_tables,
+        "target": target_tables,
+        "subsets": subset_tables,
+        "headline": headline_table,
+    }
     for what in args.what.split(","):
         kw = dict(common)
         if what == "subsets" and args.subset_repeats:

@@ -7,7 +7,8 @@ chips/s (wall clock, pool start included), the speed-up over one worker, the pea
 memory of each worker process, the CPU seconds the workers spent per chip (and how many cores
 they kept busy: on a shared machine wall-clock rates depend on the others' load, CPU time much
 less), and the hours 845 K chips would take on 64 cores at the measured per-worker rate (and,
-in brackets, at the measured CPU seconds per chip, one core per worker). A task owns one store shard, so the timed runs use shards of
+in brackets, at the measured CPU seconds per chip, one core per worker). A task owns one store
+shard, so the timed runs use shards of
 ``--shard-chips`` (32: 8 tasks for 256 chips); a last run with one worker writes all chips
 into one shard of ``--chips`` chips, the memory of the default 256-chip shards.
 
@@ -43,26 +44,51 @@ PAPER_CHIPS = 845_000
 CORES = 64
 
 
-def run(sample: Path, store: Path, workers: int, chip_px: int, engine: str, batch_size: int, shard_chips: int) -> dict:
+def run(
+    sample: Path,
+    store: Path,
+    workers: int,
+    chip_px: int,
+    engine: str,
+    batch_size: int,
+    shard_chips: int,
+) -> dict:
     """One timed ingest into a fresh store."""
     shutil.rmtree(store, ignore_errors=True)
     load = os.getloadavg()[0]
     me = os.times()
     cpu_before = me.user + me.system  # the in-process (1 worker) run counts from here
     t0 = time.perf_counter()
-    report = ingest_m3leo(M3LEOConfig(root=sample),
-                          StoreSpec(str(store), chip_px=chip_px, batch_size=batch_size, progress=False,
-                                    shard_chips=shard_chips),
-                          ExecutorSpec(workers=workers, engine=engine))
+    report = ingest_m3leo(
+        M3LEOConfig(root=sample),
+        StoreSpec(
+            str(store),
+            chip_px=chip_px,
+            batch_size=batch_size,
+            progress=False,
+            shard_chips=shard_chips,
+        ),
+        ExecutorSpec(workers=workers, engine=engine),
+    )
     seconds = time.perf_counter() - t0
     rss = sorted(report.worker_rss_mb.values())
-    cpu = sum(v - (cpu_before if k == str(os.getpid()) else 0.0) for k, v in report.worker_cpu_s.items())
-    return {"workers": workers, "chips": report.chips_written, "seconds": round(seconds, 1),
-            "chips_per_s": round(report.chips_written / seconds, 2), "worker_peak_rss_mb": rss,
-            "worker_cpu_s_per_chip": round(cpu / max(report.chips_written, 1), 3),
-            "cores_busy": round(cpu / seconds, 2),
-            "coordinator_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+    cpu = sum(
+        v - (cpu_before if k == str(os.getpid()) else 0.0) for k, v in report.worker_cpu_s.items()
+    )
+    return {
+        "workers": workers,
+        "chips": report.chips_written,
+        "seconds": round(seconds, 1),
+        "chips_per_s": round(report.chips_written / seconds, 2),
+        "worker_peak_rss_mb": rss,
+        "worker_cpu_s_per_chip": round(cpu / max(report.chips_written, 1), 3),
+        "cores_busy": round(cpu / seconds, 2),
+        "coordinator_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def codec_check(store: Path, n: int = 32) -> list[dict]:
@@ -80,20 +106,37 @@ def codec_check(store: Path, n: int = 32) -> list[dict]:
     rows = []
     for name in src.modalities:
         data = np.asarray(src.arrays(name)["pixels"][:n])
-        for label, codec in (("zstd (zarr default)", ZstdCodec(level=0)),
-                             ("lz4 + bitshuffle", BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"))):
+        for label, codec in (
+            ("zstd (zarr default)", ZstdCodec(level=0)),
+            ("lz4 + bitshuffle", BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")),
+        ):
             best = float("inf")
             with tempfile.TemporaryDirectory() as tmp:
                 for k in range(2):
-                    arr = zarr.create_array(f"{tmp}/{k}.zarr", shape=data.shape, dtype=data.dtype, fill_value=0,
-                                            chunks=(1, 1, *data.shape[2:]), shards=(256, 1, *data.shape[2:]),
-                                            compressors=codec)
+                    arr = zarr.create_array(
+                        f"{tmp}/{k}.zarr",
+                        shape=data.shape,
+                        dtype=data.dtype,
+                        fill_value=0,
+                        chunks=(1, 1, *data.shape[2:]),
+                        shards=(256, 1, *data.shape[2:]),
+                        compressors=codec,
+                    )
                     t0 = time.perf_counter()
                     arr[:] = data
                     best = min(best, time.perf_counter() - t0)
-                size = sum(f.stat().st_size for f in Path(f"{tmp}/1.zarr").rglob("*") if f.is_file())
-            rows.append({"modality": name, "dtype": str(data.dtype), "codec": label,
-                         "write_ms_per_chip": round(best * 1000 / len(data), 1), "ratio": round(data.nbytes / size, 2)})
+                size = sum(
+                    f.stat().st_size for f in Path(f"{tmp}/1.zarr").rglob("*") if f.is_file()
+                )
+            rows.append(
+                {
+                    "modality": name,
+                    "dtype": str(data.dtype),
+                    "codec": label,
+                    "write_ms_per_chip": round(best * 1000 / len(data), 1),
+                    "ratio": round(data.nbytes / size, 2),
+                }
+            )
     return rows
 
 
@@ -102,11 +145,14 @@ import json, resource, sys, time
 from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
 root, store, chips, splits, px = sys.argv[1:6]
 t0 = time.perf_counter()
-report = ingest_m3leo(M3LEOConfig(root=root, store=store, chips=chips, splits=splits, chip_px=int(px), progress=False))
+cfg = M3LEOConfig(root=root, store=store, chips=chips, splits=splits, chip_px=int(px),
+                 progress=False)
+report = ingest_m3leo(cfg)
 seconds = time.perf_counter() - t0
 print(json.dumps({"chips": report.chips_written, "seconds": round(seconds, 1),
                   "chips_per_s": round(report.chips_written / seconds, 2),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                       1)}))
 """
 
 
@@ -119,8 +165,13 @@ def run_baseline(src: str, sample: Path, store: Path, chip_px: int) -> dict:
     folder = geojson.with_suffix("")
     args = [str(folder), str(store), str(geojson), str(folder) + "_splits.csv", str(chip_px)]
     load = os.getloadavg()[0]
-    out = subprocess.run([sys.executable, "-c", BASELINE, *args], env={**os.environ, "PYTHONPATH": src},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", BASELINE, *args],
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     shutil.rmtree(store, ignore_errors=True)
     return {**row, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -128,13 +179,19 @@ def run_baseline(src: str, sample: Path, store: Path, chip_px: int) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--chips", type=int, default=256, help="chips in the sample (>= 200 for the README)")
+    ap.add_argument(
+        "--chips", type=int, default=256, help="chips in the sample (>= 200 for the README)"
+    )
     ap.add_argument("--chip-px", type=int, default=448)
     ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     ap.add_argument("--engine", default="local", choices=("local", "dask"))
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--shard-chips", type=int, default=32,
-                    help="chips per store shard = per task in the timed runs (32: 8 tasks of the 256 chips)")
+    ap.add_argument(
+        "--shard-chips",
+        type=int,
+        default=32,
+        help="chips per store shard = per task in the timed runs (32: 8 tasks of the 256 chips)",
+    )
     ap.add_argument("--no-memory-run", action="store_true", help="skip the one-shard memory run")
     ap.add_argument("--dir", default="/tmp/eoclip_bench", help="where the sample and the stores go")
     ap.add_argument("--seed", type=int, default=0)
@@ -144,36 +201,71 @@ def main(argv=None) -> None:
     base = Path(args.dir)
     t0 = time.perf_counter()
     sample = write_sample(base / "sample", args.chips, args.chip_px, args.seed)
-    print(f"sample: {args.chips} chips of {args.chip_px} px in {sample} ({time.perf_counter() - t0:.0f} s to write "
-          f"or reuse); {os.cpu_count()} cores")
-    rows = [run(sample, base / "bench.store", int(w), args.chip_px, args.engine, args.batch_size, args.shard_chips)
-            for w in args.workers.split(",")]
+    print(
+        f"sample: {args.chips} chips of {args.chip_px} px in {sample} "
+        f"({time.perf_counter() - t0:.0f} s to write "
+        f"or reuse); {os.cpu_count()} cores"
+    )
+    rows = [
+        run(
+            sample,
+            base / "bench.store",
+            int(w),
+            args.chip_px,
+            args.engine,
+            args.batch_size,
+            args.shard_chips,
+        )
+        for w in args.workers.split(",")
+    ]
     one = rows[0]["chips_per_s"] / rows[0]["workers"]
-    print(f"{'workers':>7} {'chips':>5} {'seconds':>7} {'chips/s':>7} {'speed-up':>8} {'cores busy':>10} "
-          f"{'CPU s/chip':>10} {'peak RSS/worker MB':>18} {'h, 845K on 64 cores':>19} {'load avg':>11}")
+    print(
+        f"{'workers':>7} {'chips':>5} {'seconds':>7} {'chips/s':>7} {'speed-up':>8} "
+        f"{'cores busy':>10} "
+        f"{'CPU s/chip':>10} {'peak RSS/worker MB':>18} {'h, 845K on 64 cores':>19} "
+        f"{'load avg':>11}"
+    )
     for r in rows:
         per_worker = r["chips_per_s"] / r["workers"]
         hours = PAPER_CHIPS / (per_worker * CORES) / 3600
         r["speedup"] = round(r["chips_per_s"] / (one * rows[0]["workers"]), 2)
         r["hours_845k_64_cores"] = round(hours, 2)
-        r["hours_845k_64_cores_from_cpu"] = round(PAPER_CHIPS * r["worker_cpu_s_per_chip"] / CORES / 3600, 2)
-        print(f"{r['workers']:>7} {r['chips']:>5} {r['seconds']:>7} {r['chips_per_s']:>7} {r['speedup']:>8} "
-              f"{r['cores_busy']:>10} {r['worker_cpu_s_per_chip']:>10} {max(r['worker_peak_rss_mb']):>18.0f} "
-              f"{hours:>8.2f} ({r['hours_845k_64_cores_from_cpu']:.2f} cpu) {r['load_before']:>5}/{r['load_after']:<5}")
+        r["hours_845k_64_cores_from_cpu"] = round(
+            PAPER_CHIPS * r["worker_cpu_s_per_chip"] / CORES / 3600, 2
+        )
+        print(
+            f"{r['workers']:>7} {r['chips']:>5} {r['seconds']:>7} {r['chips_per_s']:>7} "
+            f"{r['speedup']:>8} "
+            f"{r['cores_busy']:>10} {r['worker_cpu_s_per_chip']:>10} "
+            f"{max(r['worker_peak_rss_mb']):>18.0f} "
+            f"{hours:>8.2f} ({r['hours_845k_64_cores_from_cpu']:.2f} cpu) "
+            f"{r['load_before']:>5}/{r['load_after']:<5}"
+        )
     if not args.no_memory_run:
-        mem = run(sample, base / "bench.store", 1, args.chip_px, args.engine, args.batch_size, args.chips)
-        print(f"memory run, 1 worker, one shard of {args.chips} chips: peak RSS {max(mem['worker_peak_rss_mb']):.0f} MB, "
-              f"{mem['chips_per_s']} chips/s, load {mem['load_before']}/{mem['load_after']}")
+        mem = run(
+            sample, base / "bench.store", 1, args.chip_px, args.engine, args.batch_size, args.chips
+        )
+        print(
+            f"memory run, 1 worker, one shard of {args.chips} chips: peak RSS "
+            f"{max(mem['worker_peak_rss_mb']):.0f} MB, "
+            f"{mem['chips_per_s']} chips/s, load {mem['load_before']}/{mem['load_after']}"
+        )
         rows.append({"memory_run": True, **mem})
         for c in codec_check(base / "bench.store"):
-            print(f"  codec {c['modality']:>7} {c['dtype']:>6} {c['codec']:>20}: write {c['write_ms_per_chip']:>6} "
-                  f"ms/chip, compression ratio {c['ratio']}")
+            print(
+                f"  codec {c['modality']:>7} {c['dtype']:>6} {c['codec']:>20}: write "
+                f"{c['write_ms_per_chip']:>6} "
+                f"ms/chip, compression ratio {c['ratio']}"
+            )
             rows.append({"codec_check": True, **c})
     if args.baseline_src:
         old = run_baseline(args.baseline_src, sample, base / "baseline.store", args.chip_px)
-        print(f"baseline {args.baseline_src}: {old['chips']} chips (first AOI) in {old['seconds']} s = "
-              f"{old['chips_per_s']} chips/s, peak RSS {old['peak_rss_mb']:.0f} MB, load "
-              f"{old['load_before']}/{old['load_after']}")
+        print(
+            f"baseline {args.baseline_src}: {old['chips']} chips (first AOI) in {old['seconds']} "
+            "s = "
+            f"{old['chips_per_s']} chips/s, peak RSS {old['peak_rss_mb']:.0f} MB, load "
+            f"{old['load_before']}/{old['load_after']}"
+        )
         rows.append({"baseline": args.baseline_src, **old})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

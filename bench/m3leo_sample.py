@@ -57,8 +57,12 @@ def _field(rng: np.random.Generator, h: int, w: int, bands: int) -> np.ndarray:
     yi, xi = np.clip(ys.astype(int), 0, 6), np.clip(xs.astype(int), 0, 6)
     fy, fx = (ys - yi)[:, None], (xs - xi)[None, :]
     c = coarse
-    smooth = (c[:, yi][:, :, xi] * (1 - fy) * (1 - fx) + c[:, yi + 1][:, :, xi] * fy * (1 - fx)
-              + c[:, yi][:, :, xi + 1] * (1 - fy) * fx + c[:, yi + 1][:, :, xi + 1] * fy * fx)
+    smooth = (
+        c[:, yi][:, :, xi] * (1 - fy) * (1 - fx)
+        + c[:, yi + 1][:, :, xi] * fy * (1 - fx)
+        + c[:, yi][:, :, xi + 1] * (1 - fy) * fx
+        + c[:, yi + 1][:, :, xi + 1] * fy * fx
+    )
     texture = rng.random((1, h, w), dtype=np.float32)
     return np.clip(0.8 * smooth + 0.2 * texture, 0, 1)
 
@@ -69,8 +73,17 @@ def _write_tif(path: Path, data: np.ndarray, poly: Polygon, names=None) -> None:
     inside = rasterio.features.geometry_mask([mapping(poly)], (h, w), transform, invert=True)
     data = np.where(inside, data, 0).astype(data.dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=b, dtype=data.dtype.name,
-                       crs="EPSG:4326", transform=transform) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=b,
+        dtype=data.dtype.name,
+        crs="EPSG:4326",
+        transform=transform,
+    ) as dst:
         dst.write(data)
         for i, name in enumerate(names or []):
             dst.set_band_description(i + 1, name)
@@ -82,8 +95,10 @@ def _write_gunw(path: Path, poly: Polygon, rng: np.random.Generator, px: int) ->
     lon = np.linspace(minx, maxx, n)
     lat = np.linspace(maxy, miny, n)
     coh = (0.2 + 0.7 * _field(rng, n, n, len(PAIRS))).astype(np.float32)
-    ds = xr.Dataset({"coherence": (("datepair", "lat", "lon"), coh)},
-                    coords={"datepair": np.array(PAIRS, dtype=object), "lat": lat, "lon": lon})
+    ds = xr.Dataset(
+        {"coherence": (("datepair", "lat", "lon"), coh)},
+        coords={"datepair": np.array(PAIRS, dtype=object), "lat": lat, "lon": lon},
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(path, group="/science/grids/data", engine="h5netcdf")
 
@@ -104,8 +119,12 @@ def _chip(folder: Path, cid: str, poly: Polygon, rng: np.random.Generator, px: i
     _write_tif(folder / "esaworldcover-2020" / f"{cid}.tif", wc, poly)
     m = max(2, px * 10 // 250)
     tree = (rng.random((2, m, m)) * 100).astype(np.uint8)
-    _write_tif(folder / "modis44b006veg" / f"{cid}.tif", tree, poly,
-               ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"])
+    _write_tif(
+        folder / "modis44b006veg" / f"{cid}.tif",
+        tree,
+        poly,
+        ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"],
+    )
     g = max(2, px // 10)
     ghs = (rng.random((1, g, g)) * 10000).astype(np.uint16)
     _write_tif(folder / "ghsbuilts-2020" / f"{cid}.tif", ghs, poly)
@@ -136,11 +155,17 @@ def write_sample(root: str | Path, n_chips: int = 200, chip_px: int = 448, seed:
             cid = hashlib.sha1(poly.wkb).hexdigest()[:16]
             polys[cid] = poly
         stem = f"{aoi}_partitions_aschips_{hashlib.sha1(''.join(polys).encode()).hexdigest()[:13]}"
-        features = [{"type": "Feature", "properties": {"identifier": cid}, "geometry": mapping(p)}
-                    for cid, p in polys.items()]
-        (root / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-        splits = ["identifier,split"] + [f"{cid},{('train', 'train', 'train', 'test', 'val')[i % 5]}"
-                                         for i, cid in enumerate(polys)]
+        features = [
+            {"type": "Feature", "properties": {"identifier": cid}, "geometry": mapping(p)}
+            for cid, p in polys.items()
+        ]
+        (root / f"{stem}.geojson").write_text(
+            json.dumps({"type": "FeatureCollection", "features": features})
+        )
+        splits = ["identifier,split"] + [
+            f"{cid},{('train', 'train', 'train', 'test', 'val')[i % 5]}"
+            for i, cid in enumerate(polys)
+        ]
         (root / f"{stem}_splits.csv").write_text("\n".join(splits) + "\n")
         for cid, poly in polys.items():
             _chip(root / stem, cid, poly, rng, chip_px, k)

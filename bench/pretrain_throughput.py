@@ -68,8 +68,14 @@ def _sync(device: torch.device) -> None:
 class _Trainer:
     """A model, its loss and optimiser, stepping like `eoclip pretrain` does."""
 
-    def __init__(self, model_name: str, modalities, img_size: int | None, device: torch.device,
-                 compile_towers: bool):
+    def __init__(
+        self,
+        model_name: str,
+        modalities,
+        img_size: int | None,
+        device: torch.device,
+        compile_towers: bool,
+    ):
         torch.manual_seed(0)
         self.model = create_model(model_name, modalities=modalities, img_size=img_size).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -102,8 +108,16 @@ class _Trainer:
         return time.perf_counter() - t0, chips
 
 
-def loader_overhead(store: str, model_name: str, batch_size: int, steps: int, warmup: int,
-                    num_workers: int, device: torch.device, compile_towers: bool) -> dict[str, float]:
+def loader_overhead(
+    store: str,
+    model_name: str,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    num_workers: int,
+    device: torch.device,
+    compile_towers: bool,
+) -> dict[str, float]:
     """Chips/s with the real loader and with in-memory batches (same steps, one run)."""
     s = ChipStore.open(store)
     ds = ChipDataset(s, "train", channels="random", seed=0)
@@ -115,24 +129,37 @@ def loader_overhead(store: str, model_name: str, batch_size: int, steps: int, wa
     order = [perm[i % len(perm)] for i in range(n)]
 
     def loader():
-        return DataLoader(ds, batch_size=batch_size, sampler=order, drop_last=True,
-                          collate_fn=collate_samples, num_workers=num_workers,
-                          pin_memory=device.type == "cuda",
-                          prefetch_factor=4 if num_workers else None)
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=order,
+            drop_last=True,
+            collate_fn=collate_samples,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4 if num_workers else None,
+        )
 
     t0 = time.perf_counter()
     in_memory = list(loader())  # also the loader alone, workers' start included
     load_only = time.perf_counter() - t0
     if device.type == "cuda":
-        in_memory = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()}
-                     for b in in_memory]
+        in_memory = [
+            {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()}
+            for b in in_memory
+        ]
     flops = trainer.flops_per_chip(in_memory[0])
     mem_s, chips = trainer.time(in_memory, warmup)
     real_s, chips_real = trainer.time(loader(), warmup)
     assert chips == chips_real
-    return {"in_memory": chips / mem_s, "loader": chips_real / real_s,
-            "loader_alone": n / load_only, "ratio": real_s / mem_s, "chips": chips,
-            "gflop_per_chip": flops / 1e9}
+    return {
+        "in_memory": chips / mem_s,
+        "loader": chips_real / real_s,
+        "loader_alone": n / load_only,
+        "ratio": real_s / mem_s,
+        "chips": chips,
+        "gflop_per_chip": flops / 1e9,
+    }
 
 
 def gpu_mfu(model_name: str, batch_size: int, steps: int, compile_towers: bool) -> dict[str, float]:
@@ -146,9 +173,12 @@ def gpu_mfu(model_name: str, batch_size: int, steps: int, compile_towers: bool) 
         batch[f"{m}_present"] = torch.ones(batch_size, dtype=torch.bool, device=device)
     flops = trainer.flops_per_chip(batch)
     seconds, chips = trainer.time([batch] * (steps + 3), 3)
-    return {"chips_per_s": chips / seconds, "gflop_per_chip": flops / 1e9,
-            "tflops": flops * chips / seconds / 1e12,
-            "memory_gb": torch.cuda.max_memory_allocated(device) / 1e9}
+    return {
+        "chips_per_s": chips / seconds,
+        "gflop_per_chip": flops / 1e9,
+        "tflops": flops * chips / seconds / 1e12,
+        "memory_gb": torch.cuda.max_memory_allocated(device) / 1e9,
+    }
 
 
 def _mfu(tflops: float, peak: float | None) -> str:
@@ -170,27 +200,44 @@ def main(
     cuda_compile: str = typer.Option("off,on", help="torch.compile settings of the MFU table."),
 ) -> None:
     """Print the loader-overhead table and, on CUDA, the chips/s and MFU table."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if device == "auto"
+        else device
+    )
     peak = peak_tflops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
     r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile)
     console.print(f"loader comparison: {r}")
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    table = Table(title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
-                        f"{num_workers} workers, compile {'on' if compile else 'off'}")
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    table = Table(
+        title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
+        f"{num_workers} workers, compile {'on' if compile else 'off'}"
+    )
     for col in ("feed", "chips/s", "MFU"):
         table.add_column(col)
-    for label, key in (("pre-loaded batches (in memory)", "in_memory"),
-                       ("real DataLoader (ChipStore on disk)", "loader")):
+    for label, key in (
+        ("pre-loaded batches (in memory)", "in_memory"),
+        ("real DataLoader (ChipStore on disk)", "loader"),
+    ):
         table.add_row(label, f"{r[key]:.1f}", _mfu(r[key] * r["gflop_per_chip"] / 1e3, peak))
     table.add_row("DataLoader alone, no training", f"{r['loader_alone']:.1f}", "")
-    table.add_row("[bold]loader overhead (time ratio loader / in-memory)[/bold]", f"{r['ratio']:.2f}x", "")
+    table.add_row(
+        "[bold]loader overhead (time ratio loader / in-memory)[/bold]", f"{r['ratio']:.2f}x", ""
+    )
     console.print(table)
     if dev.type != "cuda":
         console.print("no CUDA device: chips/s and MFU for " + cuda_models + " skipped")
         return
-    table = Table(title=f"bf16 training on {name} (random inputs at the model's size, "
-                        f"batch {cuda_batch_size}, peak {peak} TFLOP/s)")
+    table = Table(
+        title=f"bf16 training on {name} (random inputs at the model's size, "
+        f"batch {cuda_batch_size}, peak {peak} TFLOP/s)"
+    )
     for col in ("model", "compile", "chips/s", "GFLOP/chip", "TFLOP/s", "MFU", "max mem GB"):
         table.add_column(col)
     for m in [x for x in cuda_models.split(",") if x]:
@@ -198,8 +245,15 @@ def main(
             torch.cuda.reset_peak_memory_stats()
             g = gpu_mfu(m, cuda_batch_size, cuda_steps, c == "on")
             console.print(f"{m} compile {c}: {g}")  # each row as soon as it is measured
-            table.add_row(m, c, f"{g['chips_per_s']:.1f}", f"{g['gflop_per_chip']:.1f}",
-                          f"{g['tflops']:.1f}", _mfu(g["tflops"], peak), f"{g['memory_gb']:.1f}")
+            table.add_row(
+                m,
+                c,
+                f"{g['chips_per_s']:.1f}",
+                f"{g['gflop_per_chip']:.1f}",
+                f"{g['tflops']:.1f}",
+                _mfu(g["tflops"], peak),
+                f"{g['memory_gb']:.1f}",
+            )
             torch.cuda.empty_cache()
     console.print(table)
 

@@ -75,11 +75,15 @@ def measure(path: str, repeats: int, seed: int = 0) -> dict:
     def cache():
         ChipDataset(ChipStore.open(path), split=None, cache=True)
 
-    out = {"store": store.url, "chips": n, "chip_px": store.chip_px,
-           "read_chip_ms": 1e3 * _best(chips, repeats) / n,
-           "read_channel_ms": 1e3 * _best(channels, repeats) / len(picks),
-           "loader_chips_per_s": n / _best(loader, repeats),
-           "cache_s": _best(cache, repeats)}
+    out = {
+        "store": store.url,
+        "chips": n,
+        "chip_px": store.chip_px,
+        "read_chip_ms": 1e3 * _best(chips, repeats) / n,
+        "read_channel_ms": 1e3 * _best(channels, repeats) / len(picks),
+        "loader_chips_per_s": n / _best(loader, repeats),
+        "cache_s": _best(cache, repeats),
+    }
     if hasattr(store, "verify"):
         out["verify_s"] = _best(lambda: ChipStore.open(path).verify(), 1)
     out["load_average"] = os.getloadavg()[0]
@@ -97,8 +101,15 @@ def main(
     if make:
         from eoclip.data.synthetic import make_world
 
-        make_world(make, n_chips_per_aoi=chips, chip_px=chip_px, aois=["conus"], seed=0,
-                   overwrite=True, progress=False)
+        make_world(
+            make,
+            n_chips_per_aoi=chips,
+            chip_px=chip_px,
+            aois=["conus"],
+            seed=0,
+            overwrite=True,
+            progress=False,
+        )
         store = make
     if not store:
         raise typer.BadParameter("give --store or --make")

@@ -55,23 +55,32 @@ def main() -> None:
     rng = np.random.default_rng(1)
     Q = X[rng.choice(len(X), args.queries, replace=False)]
     Q = Q + 0.1 * rng.normal(size=Q.shape).astype(np.float32)  # near, not on, a gallery vector
-    print(f"{source}: {len(X)} vectors x {X.shape[1]}, {args.queries} queries, k={args.k}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{source}: {len(X)} vectors x {X.shape[1]}, {args.queries} queries, k={args.k}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     t = time.perf_counter()
     exact = np.vstack([cosine_topk(q[None], X, args.k)[0] for q in Q])
-    print(f"exact (blocked matrix product): {1e3 * (time.perf_counter() - t) / len(Q):.1f} ms/query")
+    print(
+        f"exact (blocked matrix product): {1e3 * (time.perf_counter() - t) / len(Q):.1f} ms/query"
+    )
     if args.exact_only:
         return
     t = time.perf_counter()
     index = AnnIndex.build(X, m=args.m, ef_construction=args.ef_construction)
-    print(f"faiss HNSW M={args.m} efConstruction={args.ef_construction}: "
-          f"build {time.perf_counter() - t:.1f} s")
+    print(
+        f"faiss HNSW M={args.m} efConstruction={args.ef_construction}: "
+        f"build {time.perf_counter() - t:.1f} s"
+    )
     for ef in [int(e) for e in args.ef.split(",")]:
         index.ef_search = ef
         t = time.perf_counter()
         approx = np.vstack([index.search(q[None], args.k)[0] for q in Q])
         ms = 1e3 * (time.perf_counter() - t) / len(Q)
-        print(f"  efSearch={ef:4d}: recall@{args.k} {recall_at_k(exact, approx):.4f}, {ms:.3f} ms/query")
+        print(
+            f"  efSearch={ef:4d}: recall@{args.k} {recall_at_k(exact, approx):.4f}, {ms:.3f} "
+            "ms/query"
+        )
     if args.hnswlib:
         import hnswlib
 
@@ -79,15 +88,19 @@ def main() -> None:
         p = hnswlib.Index(space="ip", dim=X.shape[1])
         p.init_index(max_elements=len(X), M=args.m, ef_construction=args.ef_construction)
         p.add_items(X)
-        print(f"hnswlib M={args.m} ef_construction={args.ef_construction}: "
-              f"build {time.perf_counter() - t:.1f} s")
+        print(
+            f"hnswlib M={args.m} ef_construction={args.ef_construction}: "
+            f"build {time.perf_counter() - t:.1f} s"
+        )
         Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
         for ef in [int(e) for e in args.ef.split(",")]:
             p.set_ef(max(ef, args.k))
             t = time.perf_counter()
             approx = np.vstack([p.knn_query(q[None], args.k)[0] for q in Qn])
             ms = 1e3 * (time.perf_counter() - t) / len(Q)
-            print(f"  ef={ef:4d}: recall@{args.k} {recall_at_k(exact, approx):.4f}, {ms:.3f} ms/query")
+            print(
+                f"  ef={ef:4d}: recall@{args.k} {recall_at_k(exact, approx):.4f}, {ms:.3f} ms/query"
+            )
 
 
 if __name__ == "__main__":

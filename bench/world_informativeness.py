@@ -13,7 +13,7 @@ reaches the all-statistics accuracy.
 
 Usage:
     .venv/bin/python bench/world_informativeness.py --world demo_out/world
-    .venv/bin/python bench/world_informativeness.py --world /tmp/w --chips-per-aoi 300 --json out.json
+    .venv/bin/python bench/world_informativeness.py --world /tmp/w --chips-per-aoi 300 --json o.json
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def _stump_score(x_tr, y_tr, x_te, y_te) -> float:
     return float(tree.score(np.where(np.isfinite(x_te), x_te, fill)[:, None], y_te))
 
 
-def evaluate(gdf: pd.DataFrame, modalities: list[str], n_small: int = 100, repeats: int = 3,
-             seed: int = 0) -> pd.DataFrame:
+def evaluate(
+    gdf: pd.DataFrame, modalities: list[str], n_small: int = 100, repeats: int = 3, seed: int = 0
+) -> pd.DataFrame:
     """One row per (aoi, task, modality): acc_100, acc_all, best_single, chance."""
     rows = []
     for aoi, sub in gdf.groupby("aoi"):
@@ -68,20 +69,34 @@ def evaluate(gdf: pd.DataFrame, modalities: list[str], n_small: int = 100, repea
                 x_tr = _matrix(train[f"emb_{mod}"])
                 x_te = _matrix(test[f"emb_{mod}"])
                 rng = np.random.default_rng(seed)
-                small = [_fit_score(x_tr[i], y_tr[i], x_te, y_te, seed + r) for r in range(repeats)
-                         for i in [rng.choice(len(y_tr), min(n_small, len(y_tr)), replace=False)]]
+                small = [
+                    _fit_score(x_tr[i], y_tr[i], x_te, y_te, seed + r)
+                    for r in range(repeats)
+                    for i in [rng.choice(len(y_tr), min(n_small, len(y_tr)), replace=False)]
+                ]
                 full = _fit_score(x_tr, y_tr, x_te, y_te, seed)
-                single = max(_stump_score(x_tr[:, j], y_tr, x_te[:, j], y_te)
-                             for j in range(x_tr.shape[1]))
-                rows.append({"aoi": aoi, "task": task, "modality": mod, "chance": chance,
-                             "acc_100": np.mean(small), "acc_all": full, "best_single": single})
+                single = max(
+                    _stump_score(x_tr[:, j], y_tr, x_te[:, j], y_te) for j in range(x_tr.shape[1])
+                )
+                rows.append(
+                    {
+                        "aoi": aoi,
+                        "task": task,
+                        "modality": mod,
+                        "chance": chance,
+                        "acc_100": np.mean(small),
+                        "acc_all": full,
+                        "best_single": single,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _matrix(col: pd.Series) -> np.ndarray:
     dim = max(len(v) for v in col if v is not None)
-    return np.stack([np.asarray(v, np.float32) if v is not None else np.full(dim, np.nan)
-                     for v in col])
+    return np.stack(
+        [np.asarray(v, np.float32) if v is not None else np.full(dim, np.nan) for v in col]
+    )
 
 
 def main() -> None:
@@ -107,8 +122,11 @@ def main() -> None:
     print("\nmean over AOIs (test accuracy)")
     print(summary.mean().round(3).to_string())
     print("\nworst AOI per (task, modality): acc_all")
-    print(res.pivot_table(index="task", columns="modality", values="acc_all", aggfunc="min")
-          .round(3).to_string())
+    print(
+        res.pivot_table(index="task", columns="modality", values="acc_all", aggfunc="min")
+        .round(3)
+        .to_string()
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res.to_dict(orient="records"), indent=1))
 

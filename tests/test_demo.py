@@ -21,8 +21,14 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
     report = out / "report" / "index.html"
     assert res.output.strip().endswith(f"report: {report}")
     page = report.read_text()
-    for fig in ("fig1_aois", "fig2_labels", "fig4_accuracy", "fig6_examples", "retrieval",
-                "fig5_tsne_tree"):
+    for fig in (
+        "fig1_aois",
+        "fig2_labels",
+        "fig4_accuracy",
+        "fig6_examples",
+        "retrieval",
+        "fig5_tsne_tree",
+    ):
         assert (out / "report" / "figures" / f"{fig}.png").stat().st_size > 5000
         assert f"figures/{fig}.png" in page
     assert "No " not in page.split("<section id='inputs'>")[0]  # every section has its input
@@ -39,8 +45,11 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
     assert all(f"{s}: done earlier" in res.output for s in STAGES)
     assert report.stat().st_mtime_ns == mtime
     # --from-stage reruns that stage and later ones only
-    results = run_demo(DemoConfig.quick(out=str(out), progress=False, n_jobs=1),
-                       from_stage="tsne", echo=lambda s: None)
+    results = run_demo(
+        DemoConfig.quick(out=str(out), progress=False, n_jobs=1),
+        from_stage="tsne",
+        echo=lambda s: None,
+    )
     assert [r.status for r in results] == ["skipped"] * 6 + ["ran"] * 2
     # other settings in the same folder are refused
     with pytest.raises(DemoError, match="other settings"):
@@ -50,8 +59,9 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
 
 
 def test_timing_table_and_config():
-    table = timing_table([StageResult("world", "ran", 1.5, {}),
-                          StageResult("pretrain", "skipped", 10.0, {})])
+    table = timing_table(
+        [StageResult("world", "ran", 1.5, {}), StageResult("pretrain", "skipped", 10.0, {})]
+    )
     lines = table.splitlines()
     assert lines[1].split() == ["world", "ran", "1.5"]
     assert lines[2].split() == ["pretrain", "skipped", "10.0"]

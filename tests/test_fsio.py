@@ -14,7 +14,9 @@ def test_atomic_write_replaces_whole_files_only(tmp_path, root):
         f.write(b"half of a new ver")
         raise RuntimeError("killed mid-write")
     assert fs.cat_file(fs_path) == b"first"  # the old file survives, no temporary is left
-    assert [p.rsplit("/", 1)[1] for p in fs.ls(fs_path.rsplit("/", 1)[0], detail=False)] == ["out.json"]
+    assert [p.rsplit("/", 1)[1] for p in fs.ls(fs_path.rsplit("/", 1)[0], detail=False)] == [
+        "out.json"
+    ]
     fsio.write_json_atomic(fs, fs_path, {"b": 1, "a": 2})
     assert fsio.read_json(fs, fs_path) == {"b": 1, "a": 2}
 

@@ -34,8 +34,16 @@ from eoclip.fsio import write_text_atomic
 
 __all__ = ["STAGES", "DemoConfig", "DemoError", "StageResult", "run_demo"]
 
-STAGES = ("world", "pretrain", "embed_pretrained", "embed_untrained", "stats", "fewshot", "tsne",
-          "report")
+STAGES = (
+    "world",
+    "pretrain",
+    "embed_pretrained",
+    "embed_untrained",
+    "stats",
+    "fewshot",
+    "tsne",
+    "report",
+)
 
 
 class DemoError(EoclipError, RuntimeError):
@@ -85,11 +93,22 @@ class DemoConfig:
     def quick(cls, **overrides: Any) -> DemoConfig:
         """A tiny run (2 AOIs x 60 chips of 32 px, a few steps of a tiny model) for tests."""
         values: dict[str, Any] = dict(
-            n_chips_per_aoi=60, chip_px=32, aois=("conus", "china"), train_sizes=(10,),
-            repeats=1, n_jobs=1, tsne_max_points=60, tsne_n_iter=100, embed_batch_size=256,
-            pretrain_overrides={"epochs": 2, "batch_size": 16, "num_workers": 0, "warmup_steps": 2,
-                                "model_overrides": {"depth": 1, "width": 32, "heads": 2,
-                                                    "embed_dim": 32}},
+            n_chips_per_aoi=60,
+            chip_px=32,
+            aois=("conus", "china"),
+            train_sizes=(10,),
+            repeats=1,
+            n_jobs=1,
+            tsne_max_points=60,
+            tsne_n_iter=100,
+            embed_batch_size=256,
+            pretrain_overrides={
+                "epochs": 2,
+                "batch_size": 16,
+                "num_workers": 0,
+                "warmup_steps": 2,
+                "model_overrides": {"depth": 1, "width": 32, "heads": 2, "embed_dim": 32},
+            },
         )
         values.update(overrides)
         return cls(**values)
@@ -117,8 +136,9 @@ class _Paths:
         root = Path(out)
         self.root, self.world, self.runs = root, root / "world", root / "runs"
         self.run = self.runs / "demo"
-        self.emb = {k: root / "embeddings" / f"{k}.parquet"
-                    for k in ("pretrained", "untrained", "stats")}
+        self.emb = {
+            k: root / "embeddings" / f"{k}.parquet" for k in ("pretrained", "untrained", "stats")
+        }
         self.fewshot = root / "fewshot"
         self.tsne = root / "tsne" / "tsne.parquet"
         self.report = root / "report"
@@ -129,8 +149,12 @@ def _world(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
     from eoclip.data.synthetic import WorldConfig, make_world
     from eoclip.data.synthetic.fields import AOI_NAMES
 
-    world = WorldConfig(n_chips_per_aoi=cfg.n_chips_per_aoi, chip_px=cfg.chip_px,
-                        aois=cfg.aois or AOI_NAMES, seed=cfg.seed)
+    world = WorldConfig(
+        n_chips_per_aoi=cfg.n_chips_per_aoi,
+        chip_px=cfg.chip_px,
+        aois=cfg.aois or AOI_NAMES,
+        seed=cfg.seed,
+    )
     store = make_world(p.world, config=world, progress=cfg.progress)
     store.close()
     return {"store": str(p.world), "chips": str(len(store))}
@@ -139,23 +163,41 @@ def _world(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
 def _pretrain(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
     from eoclip.train import load_pretrain_config, pretrain
 
-    values = {**cfg.pretrain_overrides, "store": str(p.world), "out": str(p.runs), "name": "demo",
-              "seed": cfg.seed, "device": cfg.device, "progress": cfg.progress}
+    values = {
+        **cfg.pretrain_overrides,
+        "store": str(p.world),
+        "out": str(p.runs),
+        "name": "demo",
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "progress": cfg.progress,
+    }
     result = pretrain(load_pretrain_config(cfg.pretrain_config, values), resume=True)
     if result.best is None:
         raise DemoError(f"pretraining in {p.run} produced no best/ checkpoint (no val split?)")
-    return {"run": str(p.run), "best": str(result.best),
-            "best_val_loss": f"{result.best_val_loss:.4f}"}
+    return {
+        "run": str(p.run),
+        "best": str(result.best),
+        "best_val_loss": f"{result.best_val_loss:.4f}",
+    }
 
 
 def _embed(cfg: DemoConfig, p: _Paths, untrained: bool) -> dict[str, str]:
     from eoclip.embeddings.export import EmbedConfig, embed_store
 
     kind = "untrained" if untrained else "pretrained"
-    ecfg = EmbedConfig(checkpoint=str(p.run / "best"), store=str(p.world), out=str(p.emb[kind]),
-                       channels=cfg.channels, batch_size=cfg.embed_batch_size,
-                       untrained=untrained, seed=cfg.untrained_seed if untrained else cfg.seed,
-                       device=cfg.device, overwrite=True, progress=cfg.progress)
+    ecfg = EmbedConfig(
+        checkpoint=str(p.run / "best"),
+        store=str(p.world),
+        out=str(p.emb[kind]),
+        channels=cfg.channels,
+        batch_size=cfg.embed_batch_size,
+        untrained=untrained,
+        seed=cfg.untrained_seed if untrained else cfg.seed,
+        device=cfg.device,
+        overwrite=True,
+        progress=cfg.progress,
+    )
     return {"table": embed_store(ecfg)}
 
 
@@ -169,22 +211,40 @@ def _fewshot(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
     from eoclip.fewshot import FewshotConfig, run_fewshot
 
     def config(features):
-        return FewshotConfig(train_sizes=cfg.train_sizes, repeats=cfg.repeats, head=cfg.head,
-                             grid=cfg.head_grid, seed=cfg.seed, n_jobs=cfg.n_jobs, features=features,
-                             progress=cfg.progress)
+        return FewshotConfig(
+            train_sizes=cfg.train_sizes,
+            repeats=cfg.repeats,
+            head=cfg.head,
+            grid=cfg.head_grid,
+            seed=cfg.seed,
+            n_jobs=cfg.n_jobs,
+            features=features,
+            progress=cfg.progress,
+        )
 
-    run_fewshot({"pretrained": str(p.emb["pretrained"])}, config(None),
-                out_dir=str(p.fewshot / "pretrained"))
-    run_fewshot({k: str(p.emb[k]) for k in ("stats", "untrained")},
-                config(cfg.baseline_features), out_dir=str(p.fewshot / "baselines"))
+    run_fewshot(
+        {"pretrained": str(p.emb["pretrained"])},
+        config(None),
+        out_dir=str(p.fewshot / "pretrained"),
+    )
+    run_fewshot(
+        {k: str(p.emb[k]) for k in ("stats", "untrained")},
+        config(cfg.baseline_features),
+        out_dir=str(p.fewshot / "baselines"),
+    )
     return {"results": str(p.fewshot)}
 
 
 def _tsne(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
     from eoclip.tsne import TsneConfig, run_tsne
 
-    tcfg = TsneConfig(max_points=cfg.tsne_max_points, n_iter=cfg.tsne_n_iter, seed=cfg.seed,
-                      n_jobs=max(cfg.n_jobs, 1), progress=cfg.progress)
+    tcfg = TsneConfig(
+        max_points=cfg.tsne_max_points,
+        n_iter=cfg.tsne_n_iter,
+        seed=cfg.seed,
+        n_jobs=max(cfg.n_jobs, 1),
+        progress=cfg.progress,
+    )
     run_tsne({"pretrained": str(p.emb["pretrained"])}, tcfg, out_path=str(p.tsne))
     return {"tsne": str(p.tsne)}
 
@@ -192,25 +252,38 @@ def _tsne(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
 def _report(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
     from eoclip.report import ReportConfig, build_report
 
-    path = build_report(ReportConfig(out=str(p.report), run=str(p.root), seed=cfg.seed,
-                                     title="eoclip demo: synthetic world"))
+    path = build_report(
+        ReportConfig(
+            out=str(p.report), run=str(p.root), seed=cfg.seed, title="eoclip demo: synthetic world"
+        )
+    )
     return {"report": str(path)}
 
 
 _RUNNERS: dict[str, Callable[[DemoConfig, _Paths], dict[str, str]]] = {
-    "world": _world, "pretrain": _pretrain,
+    "world": _world,
+    "pretrain": _pretrain,
     "embed_pretrained": lambda c, p: _embed(c, p, False),
     "embed_untrained": lambda c, p: _embed(c, p, True),
-    "stats": _stats, "fewshot": _fewshot, "tsne": _tsne, "report": _report,
+    "stats": _stats,
+    "fewshot": _fewshot,
+    "tsne": _tsne,
+    "report": _report,
 }
 
 
 def _outputs(p: _Paths, stage: str) -> list[Path]:
     """What a forced rerun of `stage` removes first."""
-    return {"world": [p.world], "pretrain": [p.run],
-            "embed_pretrained": [p.emb["pretrained"]], "embed_untrained": [p.emb["untrained"]],
-            "stats": [p.emb["stats"]], "fewshot": [p.fewshot], "tsne": [p.tsne.parent],
-            "report": [p.report]}[stage]
+    return {
+        "world": [p.world],
+        "pretrain": [p.run],
+        "embed_pretrained": [p.emb["pretrained"]],
+        "embed_untrained": [p.emb["untrained"]],
+        "stats": [p.emb["stats"]],
+        "fewshot": [p.fewshot],
+        "tsne": [p.tsne.parent],
+        "report": [p.report],
+    }[stage]
 
 
 def _remove(path: Path) -> None:
@@ -223,14 +296,20 @@ def _remove(path: Path) -> None:
 def _check_config(cfg: DemoConfig, p: _Paths, rerun_any: bool) -> None:
     path = p.root / "demo_config.json"
     if path.is_file() and not rerun_any and json.loads(path.read_text()) != cfg.to_dict():
-        raise DemoError(f"{p.root} holds a demo run with other settings ({path}); use another "
-                        "output folder, or force=True to redo every stage")
+        raise DemoError(
+            f"{p.root} holds a demo run with other settings ({path}); use another "
+            "output folder, or force=True to redo every stage"
+        )
     p.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
 
-def run_demo(cfg: DemoConfig, force: bool = False, from_stage: str | None = None,
-             echo: Callable[[str], None] = print) -> list[StageResult]:
+def run_demo(
+    cfg: DemoConfig,
+    force: bool = False,
+    from_stage: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[StageResult]:
     """Run every stage that is not finished yet.
 
     Args:
@@ -261,15 +340,26 @@ def run_demo(cfg: DemoConfig, force: bool = False, from_stage: str | None = None
         if marker.is_file():
             done = json.loads(marker.read_text())
             results.append(StageResult(stage, "skipped", done["seconds"], done["outputs"]))
-            echo(f"[{i + 1}/{len(STAGES)}] {stage}: done earlier ({done['seconds']:.1f} s), skipped")
+            echo(
+                f"[{i + 1}/{len(STAGES)}] {stage}: done earlier ({done['seconds']:.1f} s), skipped"
+            )
             continue
         echo(f"[{i + 1}/{len(STAGES)}] {stage} ...")
         t0 = time.perf_counter()
         outputs = _RUNNERS[stage](cfg, p)
         seconds = time.perf_counter() - t0
-        write_text_atomic(marker, json.dumps(
-            {"stage": stage, "seconds": seconds, "outputs": outputs,
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+        write_text_atomic(
+            marker,
+            json.dumps(
+                {
+                    "stage": stage,
+                    "seconds": seconds,
+                    "outputs": outputs,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+                indent=2,
+            ),
+        )
         results.append(StageResult(stage, "ran", seconds, outputs))
         echo(f"[{i + 1}/{len(STAGES)}] {stage}: {seconds:.1f} s")
     return results

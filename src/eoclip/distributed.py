@@ -15,8 +15,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "all_gather_objects", "barrier", "cleanup_distributed", "log0", "print0",
-           "setup_distributed"]
+__all__ = [
+    "DistEnv",
+    "all_gather_objects",
+    "barrier",
+    "cleanup_distributed",
+    "log0",
+    "print0",
+    "setup_distributed",
+]
 
 
 @dataclass(frozen=True)

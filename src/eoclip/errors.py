@@ -54,7 +54,7 @@ class EmbedError(EoclipError, ValueError):
 
 
 class MissingDependencyError(EoclipError, ImportError):
-    """An optional dependency that a feature needs is not installed; the message says which extra."""
+    """An optional dependency that a feature needs is missing; the message says which extra."""
 
 
 class OutputLockedError(EoclipError, RuntimeError):

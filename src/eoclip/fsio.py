@@ -17,9 +17,17 @@ from typing import IO, Any
 import fsspec
 import pandas as pd
 
-__all__ = ["resolve", "join", "atomic_write", "write_bytes_atomic", "write_text_atomic",
-           "write_json_atomic",
-           "read_json", "write_parquet_atomic", "zarr_store"]
+__all__ = [
+    "resolve",
+    "join",
+    "atomic_write",
+    "write_bytes_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "read_json",
+    "write_parquet_atomic",
+    "zarr_store",
+]
 
 
 def resolve(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str, str]:

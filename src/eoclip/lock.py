@@ -36,8 +36,10 @@ def lock_path(target: str | os.PathLike) -> Path:
 def _holder(info: Path) -> str:
     try:
         h = json.loads(info.read_text())
-        return (f"pid {h['pid']} on {h['host']} ({h['command']}, since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h['since']))})")
+        return (
+            f"pid {h['pid']} on {h['host']} ({h['command']}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h['since']))})"
+        )
     except (OSError, ValueError, KeyError):
         return "another process"
 
@@ -66,10 +68,19 @@ def output_lock(target: str | os.PathLike, enabled: bool = True) -> Iterator[Non
     except filelock.Timeout:
         raise OutputLockedError(
             f"{target} is being written by {_holder(info)}; wait for it to finish or choose "
-            "another output") from None
+            "another output"
+        ) from None
     try:
-        info.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                    "command": " ".join(sys.argv[:3]), "since": time.time()}))
+        info.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": " ".join(sys.argv[:3]),
+                    "since": time.time(),
+                }
+            )
+        )
         yield
     finally:
         info.unlink(missing_ok=True)

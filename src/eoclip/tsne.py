@@ -1,7 +1,8 @@
 """2-D t-SNE maps of each modality's embeddings per AOI (paper section 5.2, Fig. 5).
 
 `run_tsne` embeds, per source, AOI and modality, a seeded random subsample of the AOI's chips
-with openTSNE (reading only the vectors of those chips, `eoclip.embeddings.reader`) and returns a tidy frame; `plot_tsne` draws a grid of AOIs x modalities coloured
+with openTSNE (reading only the vectors of those chips, `eoclip.embeddings.reader`) and returns a
+tidy frame; `plot_tsne` draws a grid of AOIs x modalities coloured
 by log10(label + eps). The same chips (chosen once per AOI among chips with at least one
 vector, from `derive_seed(seed, aoi, "tsne")`) are used for every modality and source; a chip
 lacking a modality is left out of that modality's map only.
@@ -69,8 +70,9 @@ def _check_modalities(reader: TableReader, scan: TableScan, mods: list[str]) -> 
     for m in mods:
         n_bad = int(scan.nonfinite[m].sum())
         if n_bad:
-            log.warning("%s: %d emb_%s vectors hold NaN/inf; left out of the maps",
-                        reader.name, n_bad, m)
+            log.warning(
+                "%s: %d emb_%s vectors hold NaN/inf; left out of the maps", reader.name, n_bad, m
+            )
         if not scan.valid[m].any():
             raise TsneError(
                 f"{reader.name}: modality {m!r} has no finite vector ({n_bad} hold NaN/inf, "
@@ -163,8 +165,15 @@ def _plan_maps(readers: dict, cfg: TsneConfig) -> tuple[list, dict]:
     return work, nonfinite
 
 
-def _map(reader: TableReader, source: str, aoi: str, m: str, sub: pd.DataFrame,
-         ok: np.ndarray, cfg: TsneConfig) -> pd.DataFrame | None:
+def _map(
+    reader: TableReader,
+    source: str,
+    aoi: str,
+    m: str,
+    sub: pd.DataFrame,
+    ok: np.ndarray,
+    cfg: TsneConfig,
+) -> pd.DataFrame | None:
     """The t-SNE map of modality `m` for the chips `sub[ok]` (None when under 4 of them)."""
     if ok.sum() < 4:
         log.warning("%s/%s/%s: %d vectors, no map", source, aoi, m, ok.sum())

@@ -13,8 +13,23 @@ from eoclip.cli import app
 
 # A model that trains a step in milliseconds at 16 px.
 TINY_MODEL = "model_overrides={embed_dim: 8, width: 16, depth: 1, heads: 2, patch_size: 8}"
-PRETRAIN_ARGS = ["--max-steps", "1", "--epochs", "1", "--batch-size", "4", "--num-workers", "0",
-                 "--device", "cpu", "--no-progress", "--set", "img_size=16", "--set", TINY_MODEL]
+PRETRAIN_ARGS = [
+    "--max-steps",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--num-workers",
+    "0",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--set",
+    "img_size=16",
+    "--set",
+    TINY_MODEL,
+]
 
 
 @dataclass

@@ -15,12 +15,36 @@ def cli_data(tmp_path_factory) -> CliData:
     world, runs, table = root / "world", root / "runs", root / "emb.parquet"
     emptyopt = root / "emptyopt"
     steps = [
-        ["world", "--out", world, "--chips-per-aoi", "20", "--chip-px", "16", "--aois", "conus",
-         "--workers", "1", "--no-progress"],
+        [
+            "world",
+            "--out",
+            world,
+            "--chips-per-aoi",
+            "20",
+            "--chip-px",
+            "16",
+            "--aois",
+            "conus",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
         ["pretrain", "--store", world, "--out", runs, "--name", "r", *PRETRAIN_ARGS],
         ["pretrain", "--store", world, "--out", emptyopt, "--name", "r", *PRETRAIN_ARGS],
-        ["embed", "--checkpoint", runs / "r" / "last", "--store", world, "--out", table,
-         "--channels", "random", "--device", "cpu", "--no-progress"],
+        [
+            "embed",
+            "--checkpoint",
+            runs / "r" / "last",
+            "--store",
+            world,
+            "--out",
+            table,
+            "--channels",
+            "random",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
     ]
     # Session set-up runs outside the per-test logging restore of tests/conftest.py: undo the
     # root callback's logging configuration here, or later tests would inherit its handler.

@@ -51,8 +51,9 @@ for args in [["--help"], *{verbs!r}]:
 print(after_import, sorted(m for m in {HEAVY!r} if m in sys.modules))
 """
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[] []"
 
@@ -88,8 +89,11 @@ def test_defaults_spelled_out_in_help_match_the_library():
     from eoclip.fewshot import PAPER_TRAIN_SIZES, SELECT_MAX_TRAIN, TASKS
 
     assert STAGES_HELP == ", ".join(STAGES)
-    assert DEFAULTS_HELP == {"train_sizes": ",".join(map(str, PAPER_TRAIN_SIZES)),
-                             "tasks": ",".join(TASKS), "select_max_train": SELECT_MAX_TRAIN}
+    assert DEFAULTS_HELP == {
+        "train_sizes": ",".join(map(str, PAPER_TRAIN_SIZES)),
+        "tasks": ",".join(TASKS),
+        "select_max_train": SELECT_MAX_TRAIN,
+    }
 
 
 def test_root_help_lists_every_verb():

@@ -28,14 +28,21 @@ def _app_raising(err: BaseException) -> typer.Typer:
     return app
 
 
-@pytest.mark.parametrize("err,line", [
-    (ConfigError("pretrain config: lr must be\n  a positive number"),
-     "error: pretrain config: lr must be a positive number"),
-    (UnknownChipError("chip 'x' is not in s.store"), "error: chip 'x' is not in s.store"),
-    (FileNotFoundError(2, "No such file or directory", "/data/in.parquet"),
-     "error: /data/in.parquet: No such file or directory"),
-    (PermissionError(13, "Permission denied", "/out"), "error: /out: Permission denied"),
-])
+@pytest.mark.parametrize(
+    "err,line",
+    [
+        (
+            ConfigError("pretrain config: lr must be\n  a positive number"),
+            "error: pretrain config: lr must be a positive number",
+        ),
+        (UnknownChipError("chip 'x' is not in s.store"), "error: chip 'x' is not in s.store"),
+        (
+            FileNotFoundError(2, "No such file or directory", "/data/in.parquet"),
+            "error: /data/in.parquet: No such file or directory",
+        ),
+        (PermissionError(13, "Permission denied", "/out"), "error: /out: Permission denied"),
+    ],
+)
 def test_library_errors_become_one_line_and_status_1(err, line):
     r = CliRunner().invoke(_app_raising(err), ["fail"])
     assert r.exit_code == 1 and r.output.strip() == line and error_message(err) == line[7:]
@@ -48,8 +55,11 @@ def test_a_bug_keeps_its_traceback():
 
 def test_log_levels(capsys):
     log = logging.getLogger("eoclip.some.module")
-    for kwargs, shown in [({}, {"WARNING"}), ({"verbose": True}, {"INFO", "WARNING"}),
-                          ({"quiet": True}, set())]:
+    for kwargs, shown in [
+        ({}, {"WARNING"}),
+        ({"verbose": True}, {"INFO", "WARNING"}),
+        ({"quiet": True}, set()),
+    ]:
         configure_logging(**kwargs)
         configure_logging(**kwargs)  # idempotent: still one line per record
         log.info("detail")
@@ -75,7 +85,10 @@ def test_renamed_option(caplog):
 def test_old_spellings_still_work_with_a_warning(tmp_path):
     r = invoke("ingest", "stac", "--store", tmp_path / "x", "--aoi", "nowhere")
     assert r.exit_code == 1 and "unknown AOI 'nowhere'" in r.output
-    assert "WARNING: --store is deprecated and will be removed in the next release; use --out" in r.output
+    assert (
+        "WARNING: --store is deprecated and will be removed in the next release; use --out"
+        in r.output
+    )
     r = invoke("-q", "ingest", "stac", "--store", tmp_path / "x", "--aoi", "nowhere")
     assert r.exit_code == 1 and "WARNING" not in r.output
     r = invoke("ingest", "stac", "--store", tmp_path / "x", "-o", tmp_path / "y", "--aoi", "conus")

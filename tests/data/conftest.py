@@ -20,7 +20,9 @@ def make_rows(n: int, start: int = 0, splits=("train", "train", "train", "test",
             "label_tree": np.linspace(0, 80, n),
             "label_water": np.r_[np.zeros(n - 2), 0.3, 0.5],
         },
-        geometry=[shapely.box((start + i) * 0.04, 0, (start + i + 1) * 0.04, 0.04) for i in range(n)],
+        geometry=[
+            shapely.box((start + i) * 0.04, 0, (start + i + 1) * 0.04, 0.04) for i in range(n)
+        ],
         crs="EPSG:4326",
     )
 
@@ -33,7 +35,7 @@ def make_arrays(n: int, px: int, seed: int = 0):
     gunw = rng.uniform(0, 1, (n, 3, px, px)).astype(np.float32)
     names = [GUNW_PAIRS[: 1 + i % 3] for i in range(n)]
     for i, row in enumerate(names):
-        gunw[i, len(row):] = np.nan
+        gunw[i, len(row) :] = np.nan
     return {"s2rgbm": s2, "s1grdm": s1, "gunw": gunw}, {"gunw": names}
 
 
@@ -46,9 +48,13 @@ def tiny_store(tmp_path):
     arrays["s2rgbm"][1, 4] = np.nan  # a fully clouded channel -> invalid
     arrays["s2rgbm"][2] = np.nan  # no s2 at all for chip0002
     arrays["s1grdm"][3, 0, :2, :2] = np.nan  # a small hole -> filled
-    store = ChipStore.create(tmp_path / "store", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4)
+    store = ChipStore.create(
+        tmp_path / "store", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4
+    )
     store.append(make_rows(6), {k: v[:6] for k, v in arrays.items()}, {"gunw": names["gunw"][:6]})
-    store.append(make_rows(4, 6), {k: v[6:] for k, v in arrays.items()}, {"gunw": names["gunw"][6:]})
+    store.append(
+        make_rows(4, 6), {k: v[6:] for k, v in arrays.items()}, {"gunw": names["gunw"][6:]}
+    )
     store.close()
     return tmp_path / "store", arrays, names
 

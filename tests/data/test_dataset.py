@@ -10,7 +10,15 @@ def test_random_policy_one_valid_channel_deterministic(tiny_store):
     ds = ChipDataset(tiny_store[0], split="train", seed=3)
     assert len(ds) == 6  # splits cycle train x3, test, val
     s = ds[0]
-    assert set(s) == {"chip_id", "s2rgbm", "s2rgbm_valid", "s1grdm", "s1grdm_valid", "gunw", "gunw_valid"}
+    assert set(s) == {
+        "chip_id",
+        "s2rgbm",
+        "s2rgbm_valid",
+        "s1grdm",
+        "s1grdm_valid",
+        "gunw",
+        "gunw_valid",
+    }
     assert s["s2rgbm"].shape == (1, 8, 8) and s["s2rgbm"].dtype == torch.float32
     again = ChipDataset(tiny_store[0], split="train", seed=3)
     assert all(torch.equal(ds[i]["s1grdm"], again[i]["s1grdm"]) for i in range(len(ds)))

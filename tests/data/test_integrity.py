@@ -35,8 +35,11 @@ DAMAGE = {  # how -> (what to do to the store folder, array named, chip named)
     "truncated shard": (lambda root: _truncate(root / SHARD1), "s1grdm/pixels", "chip0004"),
     # byte 5 lies in the shard's first chunk (zarr stores chunks in Morton order): chip0004
     "flipped bytes": (lambda root: _flip(root / SHARD1, 5), "s1grdm/pixels", "chip0004"),
-    "deleted valid chunk": (lambda root: (root / "data.zarr/s1grdm/valid/c/0/0").unlink(),
-                            "s1grdm/valid", "chip0004"),
+    "deleted valid chunk": (
+        lambda root: (root / "data.zarr/s1grdm/valid/c/0/0").unlink(),
+        "s1grdm/valid",
+        "chip0004",
+    ),
 }
 
 
@@ -49,8 +52,9 @@ def layout_store(request, tiny_store, tmp_path, factories, monkeypatch):
     make_rows, make_arrays = factories
     arrays, names = make_arrays(10, 8)
     arrays["s2rgbm"][2] = np.nan
-    with ChipStore.create(tmp_path / "per_channel", ["s2rgbm", "s1grdm", "gunw"], chip_px=8,
-                          shard_chips=4) as store:
+    with ChipStore.create(
+        tmp_path / "per_channel", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4
+    ) as store:
         store.append(make_rows(10), arrays, names)
     assert zarr.open_array(str(tmp_path / "per_channel/data.zarr/s1grdm/pixels")).chunks[1] == 1
     return tmp_path / "per_channel"
@@ -76,8 +80,12 @@ def test_every_chunk_is_written_so_absent_means_damage(tiny_store):
     assert pixels.presence((0, 0)).all() and pixels.presence((2, 0))[:2].all()
 
 
-@pytest.mark.parametrize("layout_store,how", [("chip", how) for how in DAMAGE] + [
-    ("channel", "deleted shard"), ("channel", "flipped bytes")], indirect=["layout_store"])
+@pytest.mark.parametrize(
+    "layout_store,how",
+    [("chip", how) for how in DAMAGE]
+    + [("channel", "deleted shard"), ("channel", "flipped bytes")],
+    indirect=["layout_store"],
+)
 def test_damage_fails_reads_and_is_listed(layout_store, how):
     damage, array, chip = DAMAGE[how]
     damage(layout_store)
@@ -132,7 +140,11 @@ def test_variable_names_are_checked_against_the_index(tiny_store):
     names[4, 0] = "20200101_20191201"
     group["gunw/names"][:] = names
     [problem] = ChipStore.open(tiny_store[0]).verify().problems
-    assert problem.array == "gunw/names" and problem.kind == "mismatch" and problem.chips == ["chip0004"]
+    assert (
+        problem.array == "gunw/names"
+        and problem.kind == "mismatch"
+        and problem.chips == ["chip0004"]
+    )
 
 
 def test_the_training_dataset_fails_on_damage(tiny_store):
@@ -147,11 +159,14 @@ def test_the_training_dataset_fails_on_damage(tiny_store):
 
 def test_a_worker_error_keeps_its_one_line_message():
     """torch re-raises a DataLoader worker's error with the worker's traceback as message."""
-    wrapped = ("Caught StoreError in DataLoader worker process 0.\nOriginal Traceback (most recent "
-               "call last):\n  File \"x.py\", line 1\neoclip.errors.StoreError: /s: s1grdm/pixels: "
-               "data.zarr/s1grdm/pixels/c/1/0/0/0 is missing; chips c001. To fix: ...\n")
-    assert str(StoreError(wrapped)) == ("/s: s1grdm/pixels: data.zarr/s1grdm/pixels/c/1/0/0/0 is "
-                                        "missing; chips c001. To fix: ...")
+    wrapped = (
+        "Caught StoreError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1\neoclip.errors.StoreError: /s: s1grdm/pixels: '
+        "data.zarr/s1grdm/pixels/c/1/0/0/0 is missing; chips c001. To fix: ...\n"
+    )
+    assert str(StoreError(wrapped)) == (
+        "/s: s1grdm/pixels: data.zarr/s1grdm/pixels/c/1/0/0/0 is missing; chips c001. To fix: ..."
+    )
 
 
 def _to_old_format(root) -> None:
@@ -163,8 +178,15 @@ def _to_old_format(root) -> None:
             data, dims, fill = old[:], old.metadata.dimension_names, old.metadata.fill_value
             kw = {"shards": old.shards} if old.shards else {}
             del group[m][key]
-            new = group[m].create_array(key, shape=data.shape, dtype=old.dtype, fill_value=fill,
-                                        chunks=old.chunks, dimension_names=dims, **kw)
+            new = group[m].create_array(
+                key,
+                shape=data.shape,
+                dtype=old.dtype,
+                fill_value=fill,
+                chunks=old.chunks,
+                dimension_names=dims,
+                **kw,
+            )
             new[:] = data
 
 
@@ -195,4 +217,8 @@ def test_appending_keeps_checks_consistent(tiny_store, factories):
     assert ChipStore.open(tiny_store[0]).verify().ok
     os.remove(tiny_store[0] / "data.zarr/s1grdm/pixels/c/2/0/0/0")
     assert ChipStore.open(tiny_store[0]).verify().chips_affected() == [
-        "chip0008", "chip0009", "chip0010", "chip0011"]
+        "chip0008",
+        "chip0009",
+        "chip0010",
+        "chip0011",
+    ]

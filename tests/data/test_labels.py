@@ -46,8 +46,13 @@ def test_binarize_errors():
 
 
 def test_binarize_by_aoi_uses_each_aois_median():
-    df = pd.DataFrame({"aoi": ["a"] * 4 + ["b"] * 4, "split": ["train"] * 8,
-                       "label_tree": [1, 2, 3, 4, 10, 20, 30, 40]})
+    df = pd.DataFrame(
+        {
+            "aoi": ["a"] * 4 + ["b"] * 4,
+            "split": ["train"] * 8,
+            "label_tree": [1, 2, 3, 4, 10, 20, 30, 40],
+        }
+    )
     out = binarize_by_aoi(df, "tree")
     assert out["threshold"].tolist() == [2.5] * 4 + [25.0] * 4
     assert out["y"].tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
@@ -64,11 +69,22 @@ def test_chip_means_from_raster(tmp_path):
     codes = np.full((20, 20), 10, dtype=np.uint8)
     codes[:10, :10] = 40  # the north-west quarter is cropland
     path = tmp_path / "wc.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(0, 2, 0.1, 0.1)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=20,
+        height=20,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(0, 2, 0.1, 0.1),
+    ) as dst:
         dst.write(codes, 1)
-    chips = gpd.GeoDataFrame(geometry=[shapely.box(0, 1, 1, 2), shapely.box(1, 0, 2, 1),
-                                       shapely.box(5, 5, 6, 6)], crs="EPSG:4326")
+    chips = gpd.GeoDataFrame(
+        geometry=[shapely.box(0, 1, 1, 2), shapely.box(1, 0, 2, 1), shapely.box(5, 5, 6, 6)],
+        crs="EPSG:4326",
+    )
     out = chip_means_from_raster(str(path), chips, kind="fraction", code=40)
     assert out[0] == pytest.approx(1.0) and out[1] == pytest.approx(0.0) and np.isnan(out[2])
     with pytest.raises(ValueError, match="cannot read"):

@@ -86,8 +86,10 @@ def test_unknown_keys_in_a_modality_file_are_refused(tmp_path):
     from eoclip.errors import ConfigError
 
     spec = tmp_path / "ndvi.yaml"
-    spec.write_text("name: ndvi\nchannels: [01_ndvi]\nstorage: {dtype: int16, scale: 0.0001}\n"
-                    "valid_rnge: [-1, 1]\n")  # a typo must not be ignored
+    spec.write_text(
+        "name: ndvi\nchannels: [01_ndvi]\nstorage: {dtype: int16, scale: 0.0001}\n"
+        "valid_rnge: [-1, 1]\n"
+    )  # a typo must not be ignored
     with pytest.raises(ConfigError, match=r"unknown keys \['valid_rnge'\]"):
         load_modality(spec)
     spec.write_text("name: ndvi\nchannels: [01_ndvi]\nstorage: {dtype: int16, scael: 0.0001}\n")

@@ -133,7 +133,9 @@ def test_update_labels_and_describe(tiny_store):
     import pandas as pd
 
     store = ChipStore.open(tiny_store[0], mode="a")
-    store.update_labels(pd.DataFrame({"chip_id": ["chip0001", "chip0004"], "label_crop": [0.25, 0.5]}))
+    store.update_labels(
+        pd.DataFrame({"chip_id": ["chip0001", "chip0004"], "label_crop": [0.25, 0.5]})
+    )
     idx = ChipStore.open(tiny_store[0]).index
     assert idx.set_index("chip_id").loc["chip0004", "label_crop"] == 0.5
     with pytest.raises(KeyError, match="chip0999"):
@@ -152,7 +154,9 @@ def test_memory_url_store(factories):
         store.append(make_rows(5), {k: arrays[k] for k in ("s1grdm", "gunw")}, names)
     store = ChipStore.open(url)
     assert len(store) == 5 and store.url == url
-    np.testing.assert_allclose(store.read_channel(4, "s1grdm", 3), arrays["s1grdm"][4, 3], atol=0.006)
+    np.testing.assert_allclose(
+        store.read_channel(4, "s1grdm", 3), arrays["s1grdm"][4, 3], atol=0.006
+    )
     assert [cid for cid, _ in store] == [f"chip{i:04d}" for i in range(5)]
 
 
@@ -176,17 +180,25 @@ def test_fingerprint_follows_the_content_version(tiny_store):
     first = ChipStore.open(path).fingerprint()
     assert len(first) == 64 and ChipStore.open(path).fingerprint() == first  # reading: same
     store = ChipStore.open(path, mode="a")
-    rows = gpd.GeoDataFrame({"chip_id": ["new0"], "aoi": ["conus"], "split": ["train"]},
-                            geometry=[shapely.box(9, 0, 9.04, 0.04)], crs="EPSG:4326")
-    store.append(rows, {"s2rgbm": np.full((1, 9, 8, 8), 0.1, np.float32),
-                        "gunw": np.full((1, 1, 8, 8), 0.5, np.float32)},
-                 channel_names={"gunw": [["20200312_20200217"]]})
+    rows = gpd.GeoDataFrame(
+        {"chip_id": ["new0"], "aoi": ["conus"], "split": ["train"]},
+        geometry=[shapely.box(9, 0, 9.04, 0.04)],
+        crs="EPSG:4326",
+    )
+    store.append(
+        rows,
+        {
+            "s2rgbm": np.full((1, 9, 8, 8), 0.1, np.float32),
+            "gunw": np.full((1, 1, 8, 8), 0.5, np.float32),
+        },
+        channel_names={"gunw": [["20200312_20200217"]]},
+    )
     store.close()
     assert ChipStore.open(path).fingerprint() != first  # two more chips: another version
 
 
 def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, factories):
-    """The parallel-ingest path: reserve, write whole shards from another handle, commit in order."""
+    """The parallel-ingest path: reserve, write whole shards from another handle, commit."""
     from eoclip.data.shardwriter import PixelWriter
 
     make_rows, make_arrays = factories
@@ -194,8 +206,13 @@ def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, fact
     store = ChipStore.create(tmp_path / "s", ["s2rgbm", "s1grdm", "gunw"], chip_px=8, shard_chips=4)
     store.reserve(6)
     writer = PixelWriter(tmp_path / "s")
-    enc = {m: [writer.encode(m, arrays[m][i], names["gunw"][i] if m == "gunw" else None) for i in range(6)]
-           for m in writer.modalities}
+    enc = {
+        m: [
+            writer.encode(m, arrays[m][i], names["gunw"][i] if m == "gunw" else None)
+            for i in range(6)
+        ]
+        for m in writer.modalities
+    }
     block = {m: np.stack([e[0] for e in enc[m]]) for m in enc}
     writer.write(4, {m: b[4:] for m, b in block.items()})  # shard 1 first: order does not matter
     writer.write(0, {m: b[:4] for m, b in block.items()})
@@ -208,12 +225,18 @@ def test_pixel_writer_writes_reserved_shards_and_commit_adds_rows(tmp_path, fact
     assert len(ChipStore.open(tmp_path / "s")) == 0  # written, not committed
     with pytest.raises(UnknownChipError):
         store.position("chip0001")
-    store.commit(make_rows(2), {m: v[:2] for m, v in valid.items()}, {m: v[:2] for m, v in slots.items()})
-    store.commit(make_rows(4, 2), {m: v[2:] for m, v in valid.items()}, {m: v[2:] for m, v in slots.items()})
+    store.commit(
+        make_rows(2), {m: v[:2] for m, v in valid.items()}, {m: v[:2] for m, v in slots.items()}
+    )
+    store.commit(
+        make_rows(4, 2), {m: v[2:] for m, v in valid.items()}, {m: v[2:] for m, v in slots.items()}
+    )
     assert store.position("chip0005") == 5 and store.position("chip0001") == 1
     store.close()
     again = ChipStore.open(tmp_path / "s")
-    np.testing.assert_allclose(again.read_chip("chip0005")["s1grdm"].data, arrays["s1grdm"][5], atol=0.006)
+    np.testing.assert_allclose(
+        again.read_chip("chip0005")["s1grdm"].data, arrays["s1grdm"][5], atol=0.006
+    )
     assert again.read_chip("chip0004")["gunw"].names[:1] == names["gunw"][4][:1]
 
 
@@ -246,9 +269,16 @@ def test_store_written_with_zstd_still_opens(tmp_path, factories):
         old = group[m]["pixels"]
         data, dims = old[:], old.metadata.dimension_names
         del group[m]["pixels"]
-        new = group[m].create_array("pixels", shape=data.shape, dtype=data.dtype, fill_value=0,
-                                    chunks=(1, 1, 8, 8), shards=(4, 1, 8, 8), compressors=ZstdCodec(level=0),
-                                    dimension_names=dims)
+        new = group[m].create_array(
+            "pixels",
+            shape=data.shape,
+            dtype=data.dtype,
+            fill_value=0,
+            chunks=(1, 1, 8, 8),
+            shards=(4, 1, 8, 8),
+            compressors=ZstdCodec(level=0),
+            dimension_names=dims,
+        )
         new[:] = data
     again = ChipStore.open(tmp_path / "s")
     assert again.arrays("s1grdm")["pixels"].compressors[0].__class__.__name__ == "ZstdCodec"

@@ -26,9 +26,20 @@ from rasterio.transform import from_origin
 
 from eoclip.data.store import ChipStore
 
-__all__ = ["BANDS", "COLS", "OFFSETS", "ROWS", "SCALES", "chip_vectors", "make_store",
-           "quantized_vectors", "write_geometry_table", "write_id_table", "write_raster",
-           "write_zarr"]
+__all__ = [
+    "BANDS",
+    "COLS",
+    "OFFSETS",
+    "ROWS",
+    "SCALES",
+    "chip_vectors",
+    "make_store",
+    "quantized_vectors",
+    "write_geometry_table",
+    "write_id_table",
+    "write_raster",
+    "write_zarr",
+]
 
 SIZE, EPSG, PX = 4480.0, 32612, 8
 COLS, ROWS = range(100, 104), range(800, 803)
@@ -52,9 +63,15 @@ def make_store(path: Path) -> ChipStore:
     """12 chips (4 columns x 3 rows) with one tiny modality, labels and splits."""
     ids, polys = _utm_squares()
     index = gpd.GeoDataFrame(
-        {"chip_id": ids, "aoi": "conus", "split": (["train", "val", "test"] * 4),
-         "label_tree": np.linspace(0, 50, len(ids))},
-        geometry=gpd.GeoSeries(polys, crs=EPSG).to_crs(4326).to_numpy(), crs="EPSG:4326")
+        {
+            "chip_id": ids,
+            "aoi": "conus",
+            "split": (["train", "val", "test"] * 4),
+            "label_tree": np.linspace(0, 50, len(ids)),
+        },
+        geometry=gpd.GeoSeries(polys, crs=EPSG).to_crs(4326).to_numpy(),
+        crs="EPSG:4326",
+    )
     rng = np.random.default_rng(0)
     s2 = rng.uniform(0, 0.3, (len(ids), 9, PX, PX)).astype(np.float32)
     with ChipStore.create(path, ["s2rgbm"], chip_px=PX) as store:
@@ -64,7 +81,11 @@ def make_store(path: Path) -> ChipStore:
 
 def quantized_vectors(seed: int = 0) -> np.ndarray:
     """int8 (12, BANDS) stored values per chip (never the nodata value -128)."""
-    return np.random.default_rng(seed).integers(-120, 120, (len(COLS) * len(ROWS), BANDS)).astype(np.int8)
+    return (
+        np.random.default_rng(seed)
+        .integers(-120, 120, (len(COLS) * len(ROWS), BANDS))
+        .astype(np.int8)
+    )
 
 
 def chip_vectors(seed: int = 0) -> np.ndarray:
@@ -81,10 +102,19 @@ def write_id_table(path: Path, seed: int = 0) -> np.ndarray:
     ids, _ = _utm_squares()
     want = np.random.default_rng(seed).normal(size=(len(ids), 8)).astype(np.float32)
     rows = [(c, want[i]) for i, c in enumerate(ids) if i not in (0, 5)]
-    rows += [(ids[0], want[0] - 1), (ids[0], want[0] + 1), (ids[5], np.full(8, np.nan)),
-             ("conus_32612_E9999_N9999", np.ones(8))]
-    pd.DataFrame({"chip_id": [r[0] for r in rows], "embedding": [r[1].tolist() for r in rows],
-                  "date": "2020-06-01"}).to_parquet(path)
+    rows += [
+        (ids[0], want[0] - 1),
+        (ids[0], want[0] + 1),
+        (ids[5], np.full(8, np.nan)),
+        ("conus_32612_E9999_N9999", np.ones(8)),
+    ]
+    pd.DataFrame(
+        {
+            "chip_id": [r[0] for r in rows],
+            "embedding": [r[1].tolist() for r in rows],
+            "date": "2020-06-01",
+        }
+    ).to_parquet(path)
     want = want.copy()
     want[5] = np.nan
     return want
@@ -115,8 +145,9 @@ def write_geometry_table(path: Path, seed: int = 0) -> np.ndarray:
     vecs.append(np.ones(6))
     frame = pd.DataFrame(np.array(vecs), columns=[f"dim_{k}" for k in range(6)])
     frame["tile"] = np.arange(len(frame))
-    gdf = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(tiles, crs=EPSG).to_crs(3857).to_numpy(),
-                           crs="EPSG:3857")
+    gdf = gpd.GeoDataFrame(
+        frame, geometry=gpd.GeoSeries(tiles, crs=EPSG).to_crs(3857).to_numpy(), crs="EPSG:3857"
+    )
     gdf.to_parquet(path)
     want = want.astype(np.float32)
     want[7] = np.nan
@@ -132,8 +163,9 @@ def _raster_array(seed: int) -> tuple[np.ndarray, rasterio.Affine]:
     east = chips.iloc[2].bounds[2] + 0.05 * (chips.iloc[3].bounds[2] - chips.iloc[3].bounds[0])
     width = int(np.ceil((east - west) / RASTER_PIXEL)) + 4
     height = int(np.ceil((north - south) / RASTER_PIXEL)) + 4
-    transform = from_origin(west - 2 * RASTER_PIXEL, north + 2 * RASTER_PIXEL, RASTER_PIXEL,
-                            RASTER_PIXEL)
+    transform = from_origin(
+        west - 2 * RASTER_PIXEL, north + 2 * RASTER_PIXEL, RASTER_PIXEL, RASTER_PIXEL
+    )
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     x, y = transform * (cols.ravel(), rows.ravel())
     data = np.full((BANDS, height * width), -128, dtype=np.int8)
@@ -152,9 +184,19 @@ def _raster_array(seed: int) -> tuple[np.ndarray, rasterio.Affine]:
 def write_raster(path: Path, seed: int = 0) -> Path:
     """The int8 GeoTIFF (tiled, with band scales/offsets and nodata -128)."""
     data, transform = _raster_array(seed)
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-               "count": BANDS, "dtype": "int8", "crs": "EPSG:3857", "transform": transform,
-               "nodata": -128, "tiled": True, "blockxsize": 16, "blockysize": 16}
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": BANDS,
+        "dtype": "int8",
+        "crs": "EPSG:3857",
+        "transform": transform,
+        "nodata": -128,
+        "tiled": True,
+        "blockxsize": 16,
+        "blockysize": 16,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         dst.scales = tuple(SCALES)
@@ -169,10 +211,17 @@ def write_zarr(path: Path, seed: int = 0) -> Path:
     data, t = _raster_array(seed)
     x = t.c + t.a * (np.arange(data.shape[2]) + 0.5)
     y = t.f + t.e * (np.arange(data.shape[1]) + 0.5)
-    var = xr.DataArray(data, dims=("band", "y", "x"),
-                       coords={"band": np.arange(1, BANDS + 1), "y": y, "x": x},
-                       attrs={"scale_factor": SCALES.tolist(), "add_offset": OFFSETS.tolist(),
-                              "nodata": -128, "grid_mapping": "spatial_ref"})
+    var = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": np.arange(1, BANDS + 1), "y": y, "x": x},
+        attrs={
+            "scale_factor": SCALES.tolist(),
+            "add_offset": OFFSETS.tolist(),
+            "nodata": -128,
+            "grid_mapping": "spatial_ref",
+        },
+    )
     ds = xr.Dataset({"embedding": var})
     ds["spatial_ref"] = xr.DataArray(0, attrs={"crs_wkt": pyproj.CRS(3857).to_wkt()})
     ds.to_zarr(path, mode="w", consolidated=False)

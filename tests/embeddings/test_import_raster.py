@@ -31,8 +31,12 @@ OUTSIDE = [c for c in range(12) if c % len(COLS) == len(COLS) - 1]  # last colum
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("import_raster")
     make_store(root / "store")
-    return {"store": str(root / "store"), "tif": str(write_raster(root / "aef.tif")),
-            "zarr": str(write_zarr(root / "aef.zarr")), "root": root}
+    return {
+        "store": str(root / "store"),
+        "tif": str(write_raster(root / "aef.tif")),
+        "zarr": str(write_zarr(root / "aef.zarr")),
+        "root": root,
+    }
 
 
 def _run(files, src, out, **kw):
@@ -64,8 +68,14 @@ def test_known_vectors_at_the_right_chips(files, tmp_path, fmt):
 
 
 def test_min_fraction_mean_std_and_band_selection(files, tmp_path):
-    gdf, _ = _run(files, files["tif"], tmp_path / "a.parquet", min_valid_fraction=0.01,
-                  pooling="mean+std", bands=(2, 4))
+    gdf, _ = _run(
+        files,
+        files["tif"],
+        tmp_path / "a.parquet",
+        min_valid_fraction=0.01,
+        pooling="mean+std",
+        bands=(2, 4),
+    )
     X, present = embedding_matrix(gdf, "aef")
     assert X.shape[1] == 4 and list(np.flatnonzero(~present)) == OUTSIDE
     want = chip_vectors()[:, [1, 3]]
@@ -93,12 +103,26 @@ def test_std_pooling_of_mixed_pixels(tmp_path):
     data = np.where((np.arange(w)[None, :] % 2) == 0, 2.0, 4.0).astype(np.float32)
     data = np.broadcast_to(data, (h, w))
     path = tmp_path / "ll.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1,
-                       dtype="float32", crs="EPSG:4326", transform=t) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=t,
+    ) as dst:
         dst.write(data[None])
-    cfg = ImportConfig(sources=(str(path),), store=str(tmp_path / "store"),
-                       out=str(tmp_path / "o.parquet"), product="p", pooling="mean+std",
-                       progress=False)
+    cfg = ImportConfig(
+        sources=(str(path),),
+        store=str(tmp_path / "store"),
+        out=str(tmp_path / "o.parquet"),
+        product="p",
+        pooling="mean+std",
+        progress=False,
+    )
     gdf, _ = read_embedding_table(import_raster(store, cfg))
     X, present = embedding_matrix(gdf, "p")
     assert present.all()
@@ -163,8 +187,16 @@ def test_bad_rasters(files, tmp_path):
     with pytest.raises(ImportEmbeddingsError, match="has 5 bands; bands \\[9\\] do not exist"):
         _run(files, files["tif"], tmp_path / "o.parquet", bands=(1, 9))
     nocrs = tmp_path / "nocrs.tif"
-    with rasterio.open(nocrs, "w", driver="GTiff", width=4, height=4, count=2,
-                       dtype="float32", transform=from_origin(0, 4, 1, 1)) as dst:
+    with rasterio.open(
+        nocrs,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=2,
+        dtype="float32",
+        transform=from_origin(0, 4, 1, 1),
+    ) as dst:
         dst.write(np.zeros((2, 4, 4), np.float32))
     with pytest.raises(ImportEmbeddingsError, match="nocrs.tif has no CRS"):
         _run(files, str(nocrs), tmp_path / "o.parquet")
@@ -176,4 +208,6 @@ def test_dequantize_linear_per_band(files):
     cfg = ImportConfig(sources=(files["tif"],), store="", out="x.parquet", product="p")
     src = open_source(files["tif"], cfg)
     raw = np.ones((BANDS, 3), dtype=np.int8)
-    np.testing.assert_allclose(dequantize(raw, src, "linear"), (SCALES + OFFSETS)[:, None] * np.ones(3))
+    np.testing.assert_allclose(
+        dequantize(raw, src, "linear"), (SCALES + OFFSETS)[:, None] * np.ones(3)
+    )

@@ -27,8 +27,13 @@ def _import(store, src, out, **kw):
 
 def test_table_by_id_gives_known_vectors_at_their_chips(store, tmp_path):
     want = write_id_table(tmp_path / "clay.parquet")
-    gdf, meta = _import(store, tmp_path / "clay.parquet", tmp_path / "out.parquet",
-                        product="Clay v1.5", version="1.5")
+    gdf, meta = _import(
+        store,
+        tmp_path / "clay.parquet",
+        tmp_path / "out.parquet",
+        product="Clay v1.5",
+        version="1.5",
+    )
     X, present = embedding_matrix(gdf, "clay_v1_5")
     np.testing.assert_allclose(X[present], want[present], atol=1e-6)
     assert list(np.flatnonzero(~present)) == [5]  # its only row was NaN: null, not zeros
@@ -45,8 +50,9 @@ def test_table_by_id_gives_known_vectors_at_their_chips(store, tmp_path):
 
 def test_table_by_geometry_averages_tiles_whose_centre_is_in_the_chip(store, tmp_path):
     want = write_geometry_table(tmp_path / "tiles.parquet")
-    gdf, meta = _import(store, tmp_path / "tiles.parquet", tmp_path / "out.parquet",
-                        product="majortom")
+    gdf, meta = _import(
+        store, tmp_path / "tiles.parquet", tmp_path / "out.parquet", product="majortom"
+    )
     X, present = embedding_matrix(gdf, "majortom")
     assert list(np.flatnonzero(~present)) == [7]
     np.testing.assert_allclose(X[present], want[present], atol=1e-5)
@@ -87,7 +93,9 @@ def test_bad_tables_fail_with_the_file_named(store, tmp_path):
     with pytest.raises(ImportEmbeddingsError, match="none of its 1 rows matches a chip"):
         _import(store, elsewhere, tmp_path / "o.parquet", product="x")
     nocrs = tmp_path / "nocrs.parquet"
-    gpd.GeoDataFrame({"embedding": [[1.0]]}, geometry=gpd.points_from_xy([0], [0])).to_parquet(nocrs)
+    gpd.GeoDataFrame({"embedding": [[1.0]]}, geometry=gpd.points_from_xy([0], [0])).to_parquet(
+        nocrs
+    )
     with pytest.raises(ImportEmbeddingsError, match="no CRS"):
         _import(store, nocrs, tmp_path / "o.parquet", product="x")
     with pytest.raises(FileNotFoundError, match="missing.parquet"):

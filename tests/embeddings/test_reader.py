@@ -18,23 +18,26 @@ def _table(n: int = 90, seed: int = 0) -> gpd.GeoDataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        rows.append({
-            "chip_id": f"c{i:03d}",
-            "aoi": ("a", "b", "c")[i % 3],
-            "split": ("train", "val", "test")[i % 3 // 2 + (i % 2)],
-            "label_tree": float(i),
-            "geometry": shapely.box(i, 0, i + 1, 1),
-            "emb_s2": rng.normal(size=4).astype(np.float32),
-            "emb_s1": None if i % 7 == 0 else rng.normal(size=3).astype(np.float32),
-        })
+        rows.append(
+            {
+                "chip_id": f"c{i:03d}",
+                "aoi": ("a", "b", "c")[i % 3],
+                "split": ("train", "val", "test")[i % 3 // 2 + (i % 2)],
+                "label_tree": float(i),
+                "geometry": shapely.box(i, 0, i + 1, 1),
+                "emb_s2": rng.normal(size=4).astype(np.float32),
+                "emb_s1": None if i % 7 == 0 else rng.normal(size=3).astype(np.float32),
+            }
+        )
     return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")
 
 
 @pytest.mark.parametrize("row_group_size", [7, 16_384])
 def test_file_reads_match_frame(tmp_path, row_group_size):
     gdf = _table()
-    path = write_embedding_table(gdf, tmp_path / "t.parquet", {"checkpoint_hash": "h"},
-                                 row_group_size=row_group_size)
+    path = write_embedding_table(
+        gdf, tmp_path / "t.parquet", {"checkpoint_hash": "h"}, row_group_size=row_group_size
+    )
     r = TableReader(path)
     assert r.modalities == ["s2", "s1"] and r.dims == {"s2": 4, "s1": 3} and r.num_rows == 90
     assert r.checkpoint_hash == "h" and r.label_columns == ["label_tree"]
@@ -89,15 +92,20 @@ def test_variable_length_lists_and_bad_files(tmp_path):
     path = write_embedding_table(gdf, tmp_path / "t.parquet", {})
     table = pq.read_table(path)
     # a writer without fixed-size lists (duckdb, geopandas of object columns): list<float>
-    as_list = table.set_column(table.schema.get_field_index("emb_s2"), "emb_s2",
-                               table["emb_s2"].cast(pa.list_(pa.float32())))
+    as_list = table.set_column(
+        table.schema.get_field_index("emb_s2"),
+        "emb_s2",
+        table["emb_s2"].cast(pa.list_(pa.float32())),
+    )
     pq.write_table(as_list, tmp_path / "list.parquet")
     out = np.empty((2, 4), np.float32)
     TableReader(tmp_path / "list.parquet").read_vectors("s2", np.array([1, 0]), out)
     np.testing.assert_array_equal(out, np.stack(gdf["emb_s2"].iloc[[1, 0]].to_list()))
-    ragged = table.set_column(table.schema.get_field_index("emb_s2"), "emb_s2",
-                              pa.array([[1.0, 2.0]] + [[1.0, 2.0, 3.0]] * 11,
-                                       pa.list_(pa.float32())))
+    ragged = table.set_column(
+        table.schema.get_field_index("emb_s2"),
+        "emb_s2",
+        pa.array([[1.0, 2.0]] + [[1.0, 2.0, 3.0]] * 11, pa.list_(pa.float32())),
+    )
     pq.write_table(ragged.replace_schema_metadata(table.schema.metadata), tmp_path / "r.parquet")
     with pytest.raises(EmbeddingTableError, match="mixes vector lengths"):
         TableReader(tmp_path / "r.parquet").scan()

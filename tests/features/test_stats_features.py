@@ -18,8 +18,9 @@ from eoclip.features import (
     write_stats_table,
 )
 
-WORLD = WorldConfig(n_chips_per_aoi=30, chip_px=32, aois=("conus", "china"), seed=5,
-                    missing=(0.1, 0.1, 0.15))
+WORLD = WorldConfig(
+    n_chips_per_aoi=30, chip_px=32, aois=("conus", "china"), seed=5, missing=(0.1, 0.1, 0.15)
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,11 @@ def test_channel_stats_values_and_nan_handling():
     st = channel_stats(x)
     assert st.shape == (2, 3, len(STATS)) and st.dtype == np.float32
     flat = x[1, 2].ravel()
-    np.testing.assert_allclose(st[1, 2], [flat.mean(), flat.std(), np.percentile(flat, 10),
-                                          np.percentile(flat, 90)], rtol=1e-5)
+    np.testing.assert_allclose(
+        st[1, 2],
+        [flat.mean(), flat.std(), np.percentile(flat, 10), np.percentile(flat, 90)],
+        rtol=1e-5,
+    )
     assert np.isnan(st[0, 1]).all() and np.isfinite(st[0, [0, 2]]).all()
     x[1, 0, 0, :4] = np.nan  # a few NaN pixels in a valid channel are ignored
     st = channel_stats(x)

@@ -11,16 +11,37 @@ from eoclip.fewshot import FewshotError, paired_gain
 def _rows(acc: dict) -> pd.DataFrame:
     """acc: (aoi, train_size, repeat) -> accuracy; one source, task and feature set."""
     n = {"5": 5, "10": 10}
-    return pd.DataFrame([{"source": "p", "aoi": a, "task": "tree", "features": "concat",
-                          "train_size": s, "n_train": n[s], "repeat": r, "accuracy": v}
-                         for (a, s, r), v in acc.items()])
+    return pd.DataFrame(
+        [
+            {
+                "source": "p",
+                "aoi": a,
+                "task": "tree",
+                "features": "concat",
+                "train_size": s,
+                "n_train": n[s],
+                "repeat": r,
+                "accuracy": v,
+            }
+            for (a, s, r), v in acc.items()
+        ]
+    )
 
 
 def test_paired_gain_mean_and_spread_over_repeats():
     ref = _rows({(a, s, r): 0.6 for a in ("x", "y") for s in ("5", "10") for r in (0, 1)})
-    new = _rows({("x", "5", 0): 0.7, ("y", "5", 0): 0.8, ("x", "5", 1): 0.6, ("y", "5", 1): 0.6,
-                 ("x", "10", 0): 0.6, ("y", "10", 0): 0.6, ("x", "10", 1): 0.6,
-                 ("y", "10", 1): 0.6})
+    new = _rows(
+        {
+            ("x", "5", 0): 0.7,
+            ("y", "5", 0): 0.8,
+            ("x", "5", 1): 0.6,
+            ("y", "5", 1): 0.6,
+            ("x", "10", 0): 0.6,
+            ("y", "10", 0): 0.6,
+            ("x", "10", 1): 0.6,
+            ("y", "10", 1): 0.6,
+        }
+    )
     g = paired_gain(new, ref)
     assert g["train_size"].tolist() == ["5", "10"]
     five = g.iloc[0]

@@ -18,8 +18,9 @@ SMALL_RF = ({"n_estimators": 8, "max_depth": 4}, {"n_estimators": 8, "max_depth"
 
 
 def _cfg(**kw) -> FewshotConfig:
-    base = dict(train_sizes=(5, 20), repeats=2, grid=SMALL_RF, tasks=("tree", "water"),
-                progress=False)
+    base = dict(
+        train_sizes=(5, 20), repeats=2, grid=SMALL_RF, tasks=("tree", "water"), progress=False
+    )
     return FewshotConfig(**{**base, **kw})
 
 
@@ -80,12 +81,18 @@ def test_dask_cluster_matches_one_process(table):
     cfg = _cfg(features=("s1", "concat"))
     serial = run_fewshot({"p": table}, cfg)
     # two in-process workers talking TCP on the loopback only (no other network)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        on_dask = run_fewshot({"p": table}, _cfg(features=("s1", "concat"),
-                                                 scheduler=cluster.scheduler_address))
+        on_dask = run_fewshot(
+            {"p": table}, _cfg(features=("s1", "concat"), scheduler=cluster.scheduler_address)
+        )
         with distributed.Client(cluster) as client:  # a Client works as well as an address
             again = run_fewshot({"p": table}, _cfg(features=("s1", "concat"), scheduler=client))
     pd.testing.assert_frame_equal(serial, on_dask)

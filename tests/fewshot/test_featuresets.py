@@ -23,8 +23,16 @@ SMALL_RF = ({"n_estimators": 8, "max_depth": 4},)
 def test_names_and_what_they_read():
     assert feature_sets(MODS) == [*MODS, "concat"]
     full = feature_sets(MODS, subsets=True)
-    assert full == [*MODS, "concat", "s2rgbm+s1grdm", "s2rgbm+gunw", "s1grdm+gunw",
-                    "concat-s2rgbm@test", "concat-s1grdm@test", "concat-gunw@test"]
+    assert full == [
+        *MODS,
+        "concat",
+        "s2rgbm+s1grdm",
+        "s2rgbm+gunw",
+        "s1grdm+gunw",
+        "concat-s2rgbm@test",
+        "concat-s1grdm@test",
+        "concat-gunw@test",
+    ]
     assert feature_sets(["a"], subsets=True) == ["a"]
     assert feature_mods("gunw+s2rgbm", MODS) == ["s2rgbm", "gunw"]  # table order
     assert feature_mods("concat-gunw@test", MODS) == MODS
@@ -54,8 +62,12 @@ def test_subset_run_and_missing_at_test(table):
     b = res.set_index(key)["accuracy"].loc[a.index]
     pd.testing.assert_series_equal(a, b)  # the default feature sets are unchanged
     # one modality missing for every test chip: the same fits score the test split without it
-    cfg1 = FewshotConfig(**cfg, modality_subsets=True, missing_frac=1.0,
-                         features=("concat", "concat-s2@test", "s1+sx"))
+    cfg1 = FewshotConfig(
+        **cfg,
+        modality_subsets=True,
+        missing_frac=1.0,
+        features=("concat", "concat-s2@test", "s1+sx"),
+    )
     one = run_fewshot({"p": three}, cfg1).set_index(key)["accuracy"]
     full = one.xs("concat", level="features")
     dropped = one.xs("concat-s2@test", level="features")
@@ -65,16 +77,39 @@ def test_subset_run_and_missing_at_test(table):
 
 
 def test_subset_table_means_over_aois_at_100_and_all():
-    rows = [dict(source="p", aoi=a, task=t, features=f, train_size=s, n_train=n, repeat=0,
-                 accuracy=acc, balanced_accuracy=acc, pos_frac_train=0.5, pos_frac_test=0.5)
-            for a, shift in (("x", 0.0), ("y", 0.1)) for t in ("tree", "crop")
-            for f, base in (("concat", 0.7), ("s2+s1", 0.6))
-            for s, n, acc in (("100", 100, base + shift), ("all", 300, base + shift + 0.05))]
-    rows = [r for r in rows if not (r["aoi"] == "y" and r["train_size"] == "100"
-                                   and r["task"] == "crop")]
+    rows = [
+        dict(
+            source="p",
+            aoi=a,
+            task=t,
+            features=f,
+            train_size=s,
+            n_train=n,
+            repeat=0,
+            accuracy=acc,
+            balanced_accuracy=acc,
+            pos_frac_train=0.5,
+            pos_frac_test=0.5,
+        )
+        for a, shift in (("x", 0.0), ("y", 0.1))
+        for t in ("tree", "crop")
+        for f, base in (("concat", 0.7), ("s2+s1", 0.6))
+        for s, n, acc in (("100", 100, base + shift), ("all", 300, base + shift + 0.05))
+    ]
+    rows = [
+        r
+        for r in rows
+        if not (r["aoi"] == "y" and r["train_size"] == "100" and r["task"] == "crop")
+    ]
     t = subset_table(summarize(pd.DataFrame(rows)))
-    assert t.columns.tolist() == ["source", "features", "tree@100", "tree@all", "crop@100",
-                                  "crop@all"]
+    assert t.columns.tolist() == [
+        "source",
+        "features",
+        "tree@100",
+        "tree@all",
+        "crop@100",
+        "crop@all",
+    ]
     concat = t[t["features"] == "concat"].iloc[0]
     assert concat["tree@100"] == pytest.approx(0.75) and concat["tree@all"] == pytest.approx(0.8)
     assert np.isnan(concat["crop@100"])  # one AOI lacks 100 labels for crop

@@ -73,9 +73,25 @@ def test_parse_tables():
 
 
 def _args(tmp_path, out, *extra):
-    return ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out", str(out),
-            "--repeats", "2", "--train-sizes", "5,20", "--tasks", "tree", "--features", "s2",
-            "--n-jobs", "1", "--no-progress", *extra]
+    return [
+        "fewshot",
+        "--table",
+        f"pretrained={tmp_path / 'p.parquet'}",
+        "--out",
+        str(out),
+        "--repeats",
+        "2",
+        "--train-sizes",
+        "5,20",
+        "--tasks",
+        "tree",
+        "--features",
+        "s2",
+        "--n-jobs",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _one_line_error(result, *words):
@@ -114,21 +130,44 @@ def test_fewshot_cli_notes_nonfinite_and_runs_on_dask(tmp_path, app):
     assert local.exit_code == 0, local.output
     assert "note: chips whose vectors held NaN/inf were used as missing" in local.output
     assert "pretrained/aoi_a/s2: 1" in local.output
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        r = CliRunner().invoke(app, _args(tmp_path, tmp_path / "dask", "--scheduler",
-                                          cluster.scheduler_address))
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        r = CliRunner().invoke(
+            app, _args(tmp_path, tmp_path / "dask", "--scheduler", cluster.scheduler_address)
+        )
     assert r.exit_code == 0, r.output
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "results.parquet"),
-                                  pd.read_parquet(tmp_path / "dask" / "results.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "local" / "results.parquet"),
+        pd.read_parquet(tmp_path / "dask" / "results.parquet"),
+    )
 
 
 def test_fewshot_cli_paper_preset(tmp_path, app):
-    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
+    write_embedding_table(
+        make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"}
+    )
     out = tmp_path / "out"
-    args = ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out", str(out),
-            "--tasks", "tree", "--features", "s2", "--n-jobs", "1", "--no-progress", "--paper"]
+    args = [
+        "fewshot",
+        "--table",
+        f"pretrained={tmp_path / 'p.parquet'}",
+        "--out",
+        str(out),
+        "--tasks",
+        "tree",
+        "--features",
+        "s2",
+        "--n-jobs",
+        "1",
+        "--no-progress",
+        "--paper",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     res = pd.read_parquet(out / "results.parquet")
@@ -139,36 +178,64 @@ def test_fewshot_cli_paper_preset(tmp_path, app):
     assert "share_n95_le_250" in r.output
     head = pd.read_csv(out / "headline.csv")
     assert head.loc[0, "n_cells"] == 2  # 2 AOIs x 1 task
-    _one_line_error(CliRunner().invoke(app, [*args, "--head", "knn", "--out", str(tmp_path / "o")]),
-                    "paper preset fixes ['head']")
+    _one_line_error(
+        CliRunner().invoke(app, [*args, "--head", "knn", "--out", str(tmp_path / "o")]),
+        "paper preset fixes ['head']",
+    )
 
 
 def test_fewshot_cli_target_and_sampler(tmp_path, app):
-    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
-    r = CliRunner().invoke(app, _args(tmp_path, tmp_path / "c", "--target", "continuous",
-                                      "--sampler", "kmeans"))
+    write_embedding_table(
+        make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"}
+    )
+    r = CliRunner().invoke(
+        app, _args(tmp_path, tmp_path / "c", "--target", "continuous", "--sampler", "kmeans")
+    )
     assert r.exit_code == 0, r.output
     res = pd.read_parquet(tmp_path / "c" / "results.parquet")
     assert set(res["target"]) == {"continuous"} and set(res["sampler"]) == {"kmeans"}
     assert "r2_mean" in r.output and res["r2"].notna().all()
-    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--target", "x")),
-                    "unknown target 'x'")
-    _one_line_error(CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--sampler", "x")),
-                    "unknown sampler 'x'")
+    _one_line_error(
+        CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--target", "x")),
+        "unknown target 'x'",
+    )
+    _one_line_error(
+        CliRunner().invoke(app, _args(tmp_path, tmp_path / "d", "--sampler", "x")),
+        "unknown sampler 'x'",
+    )
 
 
 def test_fewshot_cli_modality_subsets(tmp_path, app):
-    write_embedding_table(make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"})
-    args = ["fewshot", "--table", f"pretrained={tmp_path / 'p.parquet'}", "--out",
-            str(tmp_path / "s"), "--repeats", "1", "--train-sizes", "5", "--tasks", "tree",
-            "--n-jobs", "1", "--no-progress", "--modality-subsets", "--missing-frac", "0.3"]
+    write_embedding_table(
+        make_table(n_per_aoi=60), tmp_path / "p.parquet", {"checkpoint_hash": "a"}
+    )
+    args = [
+        "fewshot",
+        "--table",
+        f"pretrained={tmp_path / 'p.parquet'}",
+        "--out",
+        str(tmp_path / "s"),
+        "--repeats",
+        "1",
+        "--train-sizes",
+        "5",
+        "--tasks",
+        "tree",
+        "--n-jobs",
+        "1",
+        "--no-progress",
+        "--modality-subsets",
+        "--missing-frac",
+        "0.3",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     table = pd.read_csv(tmp_path / "s" / "subsets.csv")
-    assert table["features"].tolist() == ["concat", "concat-s1@test", "concat-s2@test", "s1",
-                                          "s2"]
+    assert table["features"].tolist() == ["concat", "concat-s1@test", "concat-s2@test", "s1", "s2"]
     assert table.columns.tolist() == ["source", "features", "tree@100", "tree@all"]
     assert table["tree@100"].isna().all() and table["tree@all"].between(0.5, 1).all()
     assert "concat-s2@test" in r.output
-    _one_line_error(CliRunner().invoke(app, [*args[:-1], "1.5", "--out", str(tmp_path / "t")]),
-                    "missing_frac must be in (0, 1]")
+    _one_line_error(
+        CliRunner().invoke(app, [*args[:-1], "1.5", "--out", str(tmp_path / "t")]),
+        "missing_frac must be in (0, 1]",
+    )

@@ -215,8 +215,14 @@ def test_nonfinite_vectors_counted_and_used_as_missing(table, caplog):
     ref.at[rows[2], "emb_s1"] = None
     res = run_fewshot({"p": t}, fast(tasks=("tree",)))
     bad = res.groupby(["aoi", "features"])["n_nonfinite"].max().to_dict()
-    assert bad == {("aoi_a", "s1"): 3, ("aoi_a", "concat"): 3, ("aoi_a", "s2"): 0,
-                   ("aoi_b", "s1"): 0, ("aoi_b", "concat"): 0, ("aoi_b", "s2"): 0}
+    assert bad == {
+        ("aoi_a", "s1"): 3,
+        ("aoi_a", "concat"): 3,
+        ("aoi_a", "s2"): 0,
+        ("aoi_b", "s1"): 0,
+        ("aoi_b", "concat"): 0,
+        ("aoi_b", "s2"): 0,
+    }
     assert "3 emb_s1 vectors hold NaN/inf" in caplog.text
     assert res["accuracy"].notna().all()
     expected = run_fewshot({"p": ref}, fast(tasks=("tree",)))
@@ -276,13 +282,19 @@ def test_selection_on_a_capped_train_sample(table):
     for aoi, g in capped.groupby("aoi"):
         sub = table[table["aoi"] == aoi].sort_values("chip_id")
         X = feature_matrix(sub, "s2", ["s2", "s1"])
-        data = prepare_group(sub["label_tree"].to_numpy(), sub["split"].to_numpy(), X,
-                             derive_seed(0, aoi, "tree"))
+        data = prepare_group(
+            sub["label_tree"].to_numpy(), sub["split"].to_numpy(), X, derive_seed(0, aoi, "tree")
+        )
         pick = selection_rows(120, 30, derive_seed(0, aoi, "tree"))
         assert len(pick) == 30 and np.all(np.diff(pick) > 0)
         seed = derive_seed(0, aoi, "tree", "s2", "select")
-        accs = [(fit_predict("rf", p, seed, data.X_train[pick], data.y_train[pick],
-                             data.X_val)[0] == data.y_val).mean() for p in SMALL_RF]
+        accs = [
+            (
+                fit_predict("rf", p, seed, data.X_train[pick], data.y_train[pick], data.X_val)[0]
+                == data.y_val
+            ).mean()
+            for p in SMALL_RF
+        ]
         assert g["val_accuracy"].iloc[0] == pytest.approx(max(accs))
     with pytest.raises(FewshotError, match="select_max_train"):
         fast(select_max_train=1)
@@ -308,8 +320,14 @@ def test_paper_preset_fixes_the_protocol():
 
 
 def test_continuous_target_regresses_the_label_mean(tmp_path, table):
-    cfg = dict(train_sizes=(5, 20), repeats=2, grid=SMALL_RF[:1], tasks=("tree",),
-               features=("s2", "concat"), progress=False)
+    cfg = dict(
+        train_sizes=(5, 20),
+        repeats=2,
+        grid=SMALL_RF[:1],
+        tasks=("tree",),
+        features=("s2", "concat"),
+        progress=False,
+    )
     binary = run_fewshot({"p": table}, FewshotConfig(**cfg))
     res = run_fewshot({"p": table}, FewshotConfig(**cfg, target="continuous"), out_dir=tmp_path)
     assert list(res.columns) == RESULT_COLUMNS and (res["target"] == "continuous").all()
@@ -332,6 +350,7 @@ def test_continuous_target_regresses_the_label_mean(tmp_path, table):
         FewshotConfig(target="ordinal")
     with pytest.raises(FewshotError, match="target"):  # a binary folder is not resumed
         run_fewshot({"p": table}, FewshotConfig(**cfg), out_dir=tmp_path)
-    knn = run_fewshot({"p": table}, FewshotConfig(**{**cfg, "grid": None}, head="knn",
-                                                  target="continuous"))
+    knn = run_fewshot(
+        {"p": table}, FewshotConfig(**{**cfg, "grid": None}, head="knn", target="continuous")
+    )
     assert knn["r2"].notna().all()

@@ -48,8 +48,14 @@ def test_draw_train_random_is_the_paper_sample_and_kmeans_redraws_one_class():
 
 
 def test_kmeans_run_labels_the_same_chips_for_every_task(table):
-    cfg = dict(train_sizes=(5, 20), repeats=2, grid=SMALL_RF, tasks=("tree", "water"),
-               features=("s2",), progress=False)
+    cfg = dict(
+        train_sizes=(5, 20),
+        repeats=2,
+        grid=SMALL_RF,
+        tasks=("tree", "water"),
+        features=("s2",),
+        progress=False,
+    )
     rnd = run_fewshot({"p": table}, FewshotConfig(**cfg))
     km = run_fewshot({"p": table}, FewshotConfig(**cfg, sampler="kmeans"))
     assert (rnd["sampler"] == "random").all() and (km["sampler"] == "kmeans").all()
@@ -66,8 +72,14 @@ def test_kmeans_run_labels_the_same_chips_for_every_task(table):
 
 
 def test_kmeans_folder_is_not_resumed_as_random(tmp_path, table):
-    cfg = dict(train_sizes=(5,), repeats=1, grid=SMALL_RF, tasks=("tree",), features=("s2",),
-               progress=False)
+    cfg = dict(
+        train_sizes=(5,),
+        repeats=1,
+        grid=SMALL_RF,
+        tasks=("tree",),
+        features=("s2",),
+        progress=False,
+    )
     run_fewshot({"p": table}, FewshotConfig(**cfg, sampler="kmeans"), out_dir=tmp_path)
     with pytest.raises(FewshotError, match="sampler"):
         run_fewshot({"p": table}, FewshotConfig(**cfg), out_dir=tmp_path)

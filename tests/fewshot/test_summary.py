@@ -78,8 +78,13 @@ def test_headline_shares_of_cells_reaching_95_cheaply():
     late = results_for({"5": [0.5], "10": [0.5], "100": [0.5], "250": [0.5], "all": [0.9]})
     cells = [c.assign(task=t) for c, t in ((cheap, "tree"), (mid, "built"), (late, "crop"))]
     h = headline(summarize(pd.concat(cells, ignore_index=True)))
-    assert h.columns.tolist() == ["source", "features", "n_cells", "share_n95_le_250",
-                                  "share_n95_le_500"]
+    assert h.columns.tolist() == [
+        "source",
+        "features",
+        "n_cells",
+        "share_n95_le_250",
+        "share_n95_le_500",
+    ]
     # n_train_95: 10, 250 and 1000 (only the whole split, 1000 chips, reaches 95 %)
     assert h.loc[0, "n_cells"] == 3
     assert h.loc[0, "share_n95_le_250"] == pytest.approx(2 / 3)
@@ -89,8 +94,13 @@ def test_headline_shares_of_cells_reaching_95_cheaply():
 
 def test_continuous_results_are_summarised_on_r2():
     res = results_for({"5": [0.1, 0.3], "10": [0.5, 0.58], "100": [0.6, 0.6], "all": [0.6, 0.6]})
-    res = res.assign(target="continuous", r2=res["accuracy"], mae=1 - res["accuracy"],
-                     accuracy=np.nan, balanced_accuracy=np.nan)
+    res = res.assign(
+        target="continuous",
+        r2=res["accuracy"],
+        mae=1 - res["accuracy"],
+        accuracy=np.nan,
+        balanced_accuracy=np.nan,
+    )
     s = summarize(res)
     assert s["r2_mean"].tolist() == pytest.approx([0.2, 0.54, 0.6, 0.6])
     assert s["mae_mean"].tolist() == pytest.approx([0.8, 0.46, 0.4, 0.4])

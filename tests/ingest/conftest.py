@@ -21,7 +21,10 @@ def nested_reference(m3leo_nested, tmp_path_factory):
     from eoclip.ingest.runner import StoreSpec
 
     out = tmp_path_factory.mktemp("reference") / "ref.store"
-    ingest_m3leo(M3LEOConfig(root=m3leo_nested.root), StoreSpec(str(out), chip_px=16, shard_chips=2, progress=False))
+    ingest_m3leo(
+        M3LEOConfig(root=m3leo_nested.root),
+        StoreSpec(str(out), chip_px=16, shard_chips=2, progress=False),
+    )
     return out
 
 

@@ -20,7 +20,10 @@ def assert_same_store(path, reference) -> None:
     assert sorted(a.chip_ids) == sorted(b.chip_ids)
     ia, ib = a.index.set_index("chip_id"), b.index.set_index("chip_id")
     for col in ("aoi", "split", "label_tree", "label_crop", "label_water", "label_built"):
-        assert ia[col].loc[b.chip_ids].astype(str).tolist() == ib[col].loc[b.chip_ids].astype(str).tolist(), col
+        assert (
+            ia[col].loc[b.chip_ids].astype(str).tolist()
+            == ib[col].loc[b.chip_ids].astype(str).tolist()
+        ), col
     for cid in b.chip_ids:
         ca, cb = a.read_chip(cid), b.read_chip(cid)
         assert ca.keys() == cb.keys(), cid

@@ -53,7 +53,9 @@ class M3LEOFixture:
 
     root: Path
     chips: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> UTM lower-left
-    values: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (chip, product, band) -> 2x2
+    values: dict[tuple[str, str, str], np.ndarray] = field(
+        default_factory=dict
+    )  # (chip, product, band) -> 2x2
     epsg: dict[str, int] = field(default_factory=dict)  # id -> UTM zone (default EPSG)
     stems: dict[str, str] = field(default_factory=dict)  # AOI -> GeoJSON stem (nested layout)
 
@@ -84,8 +86,9 @@ def _lonlat_grid(x0: float, y0: float, step_m: float, epsg: int = EPSG):
     return lon, lat, from_origin(west, north, dlon, dlat)
 
 
-def _quarters(values: np.ndarray, x0: float, y0: float, lon: np.ndarray, lat: np.ndarray,
-              epsg: int = EPSG) -> np.ndarray:
+def _quarters(
+    values: np.ndarray, x0: float, y0: float, lon: np.ndarray, lat: np.ndarray, epsg: int = EPSG
+) -> np.ndarray:
     """Paint (B, 2, 2) quarter values [band, qy, qx] onto a lon/lat grid -> (B, h, w)."""
     clon, clat = _ll(epsg).transform(x0 + SIDE / 2, y0 + SIDE / 2)
     qx = (lon[None, :] > clon).astype(int)
@@ -95,8 +98,16 @@ def _quarters(values: np.ndarray, x0: float, y0: float, lon: np.ndarray, lat: np
 
 def _write_tif(path: Path, data: np.ndarray, transform, names=None, crs="EPSG:4326", nodata=None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         for i, name in enumerate(names or []):
@@ -120,7 +131,9 @@ def _chip_files(fx: M3LEOFixture, cid: str, rng: np.random.Generator) -> None:
 
     s2_names = [f"{m:02d}_{b}" for m in range(1, 5) for b in ("red", "green", "blue")]
     s2 = rng.integers(1, 256, size=(len(s2_names), 2, 2)).astype(np.uint8)
-    _write_tif(root / "s2rgbm-2020" / f"{cid}.tif", _quarters(s2, x0, y0, lon, lat), transform, s2_names)
+    _write_tif(
+        root / "s2rgbm-2020" / f"{cid}.tif", _quarters(s2, x0, y0, lon, lat), transform, s2_names
+    )
     for k, name in enumerate(s2_names):
         fx.values[(cid, "s2rgbm", name)] = s2[k].astype(np.float64) * 0.3 / 255.0
 
@@ -131,8 +144,13 @@ def _chip_files(fx: M3LEOFixture, cid: str, rng: np.random.Generator) -> None:
         t = transform
         if direction == "asc" and cid == "c3":
             t = from_origin(x0, y0 + SIDE, 10.0, 10.0)  # metres, but labelled lon/lat: wrong CRS
-        _write_tif(root / f"s1grdm-2020-{direction}" / f"{cid}.tif", _quarters(s1, x0, y0, lon, lat),
-                   t, s1_names, crs=crs)
+        _write_tif(
+            root / f"s1grdm-2020-{direction}" / f"{cid}.tif",
+            _quarters(s1, x0, y0, lon, lat),
+            t,
+            s1_names,
+            crs=crs,
+        )
         for k, name in enumerate(s1_names):
             fx.values[(cid, f"s1grdm-{direction}", name)] = s1[k].astype(np.float64)
 
@@ -144,11 +162,17 @@ def _chip_files(fx: M3LEOFixture, cid: str, rng: np.random.Generator) -> None:
         fx.values[(cid, "gunw", name)] = coh[k]
 
     wc = np.array([[[40, 10], [40, 80]]], dtype=np.uint8)  # [qy][qx]: west half crop, NE water
-    _write_tif(root / "esaworldcover-2020" / f"{cid}.tif", _quarters(wc, x0, y0, lon, lat), transform)
+    _write_tif(
+        root / "esaworldcover-2020" / f"{cid}.tif", _quarters(wc, x0, y0, lon, lat), transform
+    )
     if cid != "c1":
         tree = np.array([[[5, 5], [5, 5]], [[30, 60], [200, 10]]], dtype=np.uint8)  # 2019, 2020
-        _write_tif(root / "modis44b006veg" / f"{cid}.tif", _quarters(tree, x0, y0, lon, lat), transform,
-                   ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"])
+        _write_tif(
+            root / "modis44b006veg" / f"{cid}.tif",
+            _quarters(tree, x0, y0, lon, lat),
+            transform,
+            ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"],
+        )
     ghs = np.array([[[0, 5000], [10000, 1000]]], dtype=np.uint16)
     _write_tif(root / "ghsbuilts-2020" / f"{cid}.tif", _quarters(ghs, x0, y0, lon, lat), transform)
 
@@ -166,10 +190,17 @@ def write_m3leo(root: str | Path, seed: int = 0) -> M3LEOFixture:
     for k in range(4):
         cid = f"c{k}"
         fx.chips[cid] = (ORIGIN[0] + SIDE * (k % 2), ORIGIN[1] + SIDE * (k // 2))
-        features.append({"type": "Feature", "properties": {"identifier": cid},
-                         "geometry": {"type": "Polygon", "coordinates": [_chip_polygon(*fx.chips[cid])]}})
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"identifier": cid},
+                "geometry": {"type": "Polygon", "coordinates": [_chip_polygon(*fx.chips[cid])]},
+            }
+        )
         _chip_files(fx, cid, rng)
-    (fx.root / "tiny_chips.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (fx.root / "tiny_chips.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": features})
+    )
     splits = ["identifier,split", "c0,train", "c1,train", "c2,val", "c3,test", "zz_ghost,train"]
     (fx.root / "tiny_splits.csv").write_text("\n".join(splits) + "\n")
     # failures
@@ -181,12 +212,17 @@ def write_m3leo(root: str | Path, seed: int = 0) -> M3LEOFixture:
 
 
 # The nested layout: AOI -> (UTM EPSG, lower-left corner of its chips, number of chips).
-NESTED_AOIS = {"conus": (32611, (400_000.0, 3_950_000.0), 4), "china": (32650, (300_000.0, 4_400_000.0), 3)}
+NESTED_AOIS = {
+    "conus": (32611, (400_000.0, 3_950_000.0), 4),
+    "china": (32650, (300_000.0, 4_400_000.0), 3),
+}
 S2_12 = [f"{m:02d}_{b}" for m in range(1, 13) for b in ("red", "green", "blue")]
 S1_12 = [f"{m:02d}_{p}" for m in range(1, 13) for p in ("vv", "vh")]
 
 
-def _nested_chip(fx: M3LEOFixture, folder: Path, cid: str, aoi: str, rng: np.random.Generator) -> None:
+def _nested_chip(
+    fx: M3LEOFixture, folder: Path, cid: str, aoi: str, rng: np.random.Generator
+) -> None:
     x0, y0 = fx.chips[cid]
     epsg = fx.epsg[cid]
     lon, lat, transform = _lonlat_grid(x0, y0, 10.0, epsg)
@@ -216,19 +252,27 @@ def _nested_chip(fx: M3LEOFixture, folder: Path, cid: str, aoi: str, rng: np.ran
     if aoi == "conus":
         glon, glat, _ = _lonlat_grid(x0, y0, 90.0, epsg)
         coh = rng.uniform(0.2, 0.95, size=(len(PAIRS), 2, 2))
-        _write_gunw(folder / "gunw" / f"{cid}.nc", _quarters(coh, x0, y0, glon, glat, epsg), glon, glat)
+        _write_gunw(
+            folder / "gunw" / f"{cid}.nc", _quarters(coh, x0, y0, glon, glat, epsg), glon, glat
+        )
         for k, name in enumerate(PAIRS):
             fx.values[(cid, "gunw", name)] = coh[k]
     wc = np.array([[[40, 10], [40, 80]]], dtype=np.uint8)
     _write_tif(folder / "esaworldcover-2020" / f"{cid}.tif", paint(wc), transform)
     tree = np.array([[[5, 5], [5, 5]], [[30, 60], [200, 10]]], dtype=np.uint8)
-    _write_tif(folder / "modis44b006veg" / f"{cid}.tif", paint(tree), transform,
-               ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"])
+    _write_tif(
+        folder / "modis44b006veg" / f"{cid}.tif",
+        paint(tree),
+        transform,
+        ["Percent_Tree_Cover_2019", "Percent_Tree_Cover_2020"],
+    )
     ghs = np.array([[[0, 5000], [10000, 1000]]], dtype=np.uint16)
     _write_tif(folder / "ghsbuilts-2020" / f"{cid}.tif", paint(ghs), transform)
 
 
-def write_m3leo_nested(root: str | Path, seed: int = 0, split_variants: bool = False) -> M3LEOFixture:
+def write_m3leo_nested(
+    root: str | Path, seed: int = 0, split_variants: bool = False
+) -> M3LEOFixture:
     """Write the layout geetiles writes, with two AOIs, under ``root``.
 
     ``<aoi>_partitions_aschips_<hash>.geojson`` (with an extra ``*_proportions`` column), its
@@ -252,15 +296,28 @@ def write_m3leo_nested(root: str | Path, seed: int = 0, split_variants: bool = F
             fx.chips[cid], fx.epsg[cid] = (ox + SIDE * (k % 2), oy + SIDE * (k // 2)), epsg
         stem = f"{aoi}_partitions_aschips_{hashlib.sha1(''.join(ids).encode()).hexdigest()[:13]}"
         fx.stems[aoi] = stem
-        features = [{"type": "Feature", "properties": {"identifier": cid, "esaworldcover_proportions": "{}"},
-                     "geometry": {"type": "Polygon", "coordinates": [_chip_polygon(*fx.chips[cid], epsg)]}}
-                    for cid in ids]
-        (fx.root / f"{stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-        splits = ["identifier,split"] + [f"{cid},{('train', 'val', 'test')[k % 3]}" for k, cid in enumerate(ids)]
+        features = [
+            {
+                "type": "Feature",
+                "properties": {"identifier": cid, "esaworldcover_proportions": "{}"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [_chip_polygon(*fx.chips[cid], epsg)],
+                },
+            }
+            for cid in ids
+        ]
+        (fx.root / f"{stem}.geojson").write_text(
+            json.dumps({"type": "FeatureCollection", "features": features})
+        )
+        splits = ["identifier,split"] + [
+            f"{cid},{('train', 'val', 'test')[k % 3]}" for k, cid in enumerate(ids)
+        ]
         (fx.root / f"{stem}_splits.csv").write_text("\n".join(splits) + "\n")
         if split_variants and aoi == "conus":
             (fx.root / f"{stem}_splits_8bands_45deg.csv").write_text(
-                "\n".join(["identifier,split"] + [f"{cid},test" for cid in ids]) + "\n")
+                "\n".join(["identifier,split"] + [f"{cid},test" for cid in ids]) + "\n"
+            )
         for cid in ids:
             _nested_chip(fx, fx.root / stem, cid, aoi, rng)
     junk = fx.root / fx.stems["china"] / "gunw"

@@ -23,7 +23,9 @@ def test_executor_spec_checks():
 
 
 def test_dask_local_cluster_reruns_a_lost_workers_task(m3leo_nested, nested_reference, tmp_path):
-    cloudpickle.register_pickle_by_value(ingest_helpers)  # the cluster's workers cannot import tests/
+    cloudpickle.register_pickle_by_value(
+        ingest_helpers
+    )  # the cluster's workers cannot import tests/
     try:
         cfg = M3LEOConfig(root=m3leo_nested.root)
         report = IngestReport("m3leo")

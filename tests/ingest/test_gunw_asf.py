@@ -15,14 +15,28 @@ Q1 = (dt.date(2020, 1, 1), dt.date(2020, 3, 31))
 
 
 def test_select_pairs_paper_rule():
-    names = ["20200312_20200217", "20200105_20191124", "20200105_20191112",  # 54 days: too long
-             "20200401_20200308", "20191230_20191206", "junk"]
+    names = [
+        "20200312_20200217",
+        "20200105_20191124",
+        "20200105_20191112",  # 54 days: too long
+        "20200401_20200308",
+        "20191230_20191206",
+        "junk",
+    ]
     assert select_pairs(names, *Q1) == ["20200105_20191124", "20200312_20200217"]
-    assert select_pairs(names, *Q1, max_days=60) == ["20200105_20191112", "20200105_20191124", "20200312_20200217"]
+    assert select_pairs(names, *Q1, max_days=60) == [
+        "20200105_20191112",
+        "20200105_20191124",
+        "20200312_20200217",
+    ]
     # too many: keep the shortest spans
     assert select_pairs(names, *Q1, max_days=60, max_pairs=1) == ["20200312_20200217"]
-    assert pair_from_name("S1-GUNW-A-R-064-tops-20200312_20200217-015013-36885N_35006N-PP-a1b9-v2_0_4.nc") \
+    assert (
+        pair_from_name(
+            "S1-GUNW-A-R-064-tops-20200312_20200217-015013-36885N_35006N-PP-a1b9-v2_0_4.nc"
+        )
         == "20200312_20200217"
+    )
 
 
 def _aria_product(path, lon0, lat0, pair_value: float, n=40, step=0.00083333):
@@ -30,7 +44,9 @@ def _aria_product(path, lon0, lat0, pair_value: float, n=40, step=0.00083333):
     lat = lat0 + step * np.arange(n)  # ascending latitude, as ARIA stores it
     coh = np.full((n, n), pair_value, np.float32)
     coh[:5] = 0.0  # ARIA fill
-    ds = xr.Dataset({"coherence": (("latitude", "longitude"), coh)}, coords={"latitude": lat, "longitude": lon})
+    ds = xr.Dataset(
+        {"coherence": (("latitude", "longitude"), coh)}, coords={"latitude": lat, "longitude": lon}
+    )
     ds.to_netcdf(path, group="/science/grids/data", engine="h5netcdf")
 
 
@@ -39,7 +55,9 @@ def test_read_aria_product_and_errors(tmp_path):
     _aria_product(good, 10.0, 45.0, 0.7)
     raster, pairs = read_gunw(good)
     assert pairs == ["20200312_20200217"]
-    assert raster.transform.e < 0 and np.isnan(raster.data[0, -5:]).all()  # flipped north-up, fill -> NaN
+    assert (
+        raster.transform.e < 0 and np.isnan(raster.data[0, -5:]).all()
+    )  # flipped north-up, fill -> NaN
     nameless = tmp_path / "product.nc"
     nameless.write_bytes(good.read_bytes())
     with pytest.raises(IngestFileError, match="product.nc.*pair"):
@@ -53,8 +71,10 @@ def test_read_aria_product_and_errors(tmp_path):
 
 
 def test_choose_products_and_credentials(tmp_path, monkeypatch):
-    products = [{"sceneName": f"S1-GUNW-D-R-021-tops-{p}-033504-PP-8473-v2_0_6"}
-                for p in ("20200312_20200217", "20200401_20200308", "20200210_20191201")]
+    products = [
+        {"sceneName": f"S1-GUNW-D-R-021-tops-{p}-033504-PP-8473-v2_0_6"}
+        for p in ("20200312_20200217", "20200401_20200308", "20200210_20191201")
+    ]
     assert asf.choose_products(products, *Q1) == products[:1]
     for var in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"):
         monkeypatch.delenv(var, raising=False)
@@ -95,7 +115,9 @@ def test_ingest_gunw_products_mosaic(m3leo_fixture, tmp_path):
     _aria_product(d / "S1-GUNW-A-R-1-tops-20200224_20200212-a.nc", minx - 0.01, miny - 0.01, 0.4)
     _aria_product(d / "S1-GUNW-A-R-1-tops-20200424_20200412-a.nc", minx - 0.01, miny - 0.01, 0.1)
     (d / "broken_20200312_20200217.nc").write_bytes(b"not a netcdf")
-    report = asf.ingest_gunw(grid, StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False), d, *Q1)
+    report = asf.ingest_gunw(
+        grid, StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False), d, *Q1
+    )
     store = ChipStore.open(tmp_path / "s")
     chip = store.read_chip("c0")["gunw"]
     assert chip.names[:2] == ["20200224_20200212", "20200312_20200217"]
@@ -116,10 +138,12 @@ def _ten_pairs_raster(empty: set[int]):
 
     second = dt.date(2020, 3, 1)
     names = [f"{second:%Y%m%d}_{second - dt.timedelta(days=4 * (k + 1)):%Y%m%d}" for k in range(10)]
-    data = np.stack([np.full((60, 60), np.nan if k in empty else 0.1 * k, np.float32)
-                     for k in range(10)])
-    return RasterChip("mem.nc", data, names, CRS.from_epsg(4326),
-                      Affine(0.001, 0, 10.0, 0, -0.001, 45.06)), names
+    data = np.stack(
+        [np.full((60, 60), np.nan if k in empty else 0.1 * k, np.float32) for k in range(10)]
+    )
+    return RasterChip(
+        "mem.nc", data, names, CRS.from_epsg(4326), Affine(0.001, 0, 10.0, 0, -0.001, 45.06)
+    ), names
 
 
 def test_pair_cap_applies_to_pairs_that_cover_the_chip():

@@ -16,8 +16,10 @@ CHIP_PX = 32
 @pytest.fixture(scope="module")
 def ingested(m3leo_fixture, tmp_path_factory):
     out = tmp_path_factory.mktemp("store") / "store"
-    report = ingest_m3leo(M3LEOConfig(root=m3leo_fixture.root),
-                          StoreSpec(str(out), chip_px=CHIP_PX, batch_size=3, progress=False))
+    report = ingest_m3leo(
+        M3LEOConfig(root=m3leo_fixture.root),
+        StoreSpec(str(out), chip_px=CHIP_PX, batch_size=3, progress=False),
+    )
     return m3leo_fixture, out, report
 
 
@@ -36,7 +38,9 @@ def test_known_pixels_round_trip(ingested, qx, qy):
     s2 = chip["s2rgbm"]
     # months 1..3 of the file -> slots 01..03; uint8 0..255 -> reflectance 0..0.3
     for k, name in enumerate(s2.names):
-        assert s2.data[k, row, col] == pytest.approx(fx.values[("c0", "s2rgbm", name)][qy, qx], abs=0.3 / 255)
+        assert s2.data[k, row, col] == pytest.approx(
+            fx.values[("c0", "s2rgbm", name)][qy, qx], abs=0.3 / 255
+        )
     s1 = chip["s1grdm"]
     for month in (1, 2, 3):
         vv = fx.values[("c0", "s1grdm-asc", f"{month:02d}_vv")][qy, qx]
@@ -48,7 +52,9 @@ def test_known_pixels_round_trip(ingested, qx, qy):
     gunw = chip["gunw"]
     assert list(gunw.names[: len(PAIRS_SELECTED)]) == PAIRS_SELECTED
     for k, pair in enumerate(PAIRS_SELECTED):
-        assert gunw.data[k, row, col] == pytest.approx(fx.values[("c0", "gunw", pair)][qy, qx], abs=1 / 255 + 1e-6)
+        assert gunw.data[k, row, col] == pytest.approx(
+            fx.values[("c0", "gunw", pair)][qy, qx], abs=1 / 255 + 1e-6
+        )
 
 
 def test_chips_do_not_mix(ingested):
@@ -57,8 +63,12 @@ def test_chips_do_not_mix(ingested):
     store = ChipStore.open(path)
     row, col = _pixel(fx, store, "c3", 1, 1)
     s2 = store.read_chip("c3")["s2rgbm"]
-    assert s2.data[0, row, col] == pytest.approx(fx.values[("c3", "s2rgbm", "01_red")][1, 1], abs=0.3 / 255)
-    assert fx.values[("c3", "s2rgbm", "01_red")][1, 1] != fx.values[("c0", "s2rgbm", "01_red")][1, 1]
+    assert s2.data[0, row, col] == pytest.approx(
+        fx.values[("c3", "s2rgbm", "01_red")][1, 1], abs=0.3 / 255
+    )
+    assert (
+        fx.values[("c3", "s2rgbm", "01_red")][1, 1] != fx.values[("c0", "s2rgbm", "01_red")][1, 1]
+    )
 
 
 def test_labels(ingested):
@@ -82,10 +92,15 @@ def test_bad_files_are_skipped_and_named(ingested):
     fxv = fx.values[("c3", "s1grdm-des", "01_vv")]
     row, col = _pixel(fx, store, "c3", 0, 0)
     assert chip["c3"]["s1grdm"].data[0, row, col] == pytest.approx(fxv[0, 0], abs=0.011)
-    by = {(s["chip_id"], s["product"]): s for s in json.loads((path.parent / "store.ingest.json").read_text())["skips"]}
+    by = {
+        (s["chip_id"], s["product"]): s
+        for s in json.loads((path.parent / "store.ingest.json").read_text())["skips"]
+    }
     assert "unreadable GeoTIFF" in by[("c1", "s2rgbm-2020")]["reason"]
     assert by[("c1", "s2rgbm-2020")]["path"].endswith("s2rgbm-2020/c1.tif")
-    assert "/science/grids/data" in by[("c2", "gunw")]["reason"] and by[("c2", "gunw")]["path"].endswith("c2.nc")
+    assert "/science/grids/data" in by[("c2", "gunw")]["reason"] and by[("c2", "gunw")][
+        "path"
+    ].endswith("c2.nc")
     assert "does not overlap chip c3" in by[("c3", "s1grdm-2020-asc")]["reason"]
     assert by[("c1", "modis44b006veg")]["reason"] == "missing file"
     assert "absent from the grid" in by[("zz_orphan", "s2rgbm-2020")]["reason"]
@@ -123,8 +138,12 @@ def test_batch_of_one_without_coherence(m3leo_fixture, tmp_path):
 
 
 def test_des_option_and_months(m3leo_fixture, tmp_path):
-    cfg = M3LEOConfig(root=m3leo_fixture.root, modalities=("s2rgbm", "s1grdm"), s1_direction="desc",
-                      months=(2, 3, 4))
+    cfg = M3LEOConfig(
+        root=m3leo_fixture.root,
+        modalities=("s2rgbm", "s1grdm"),
+        s1_direction="desc",
+        months=(2, 3, 4),
+    )
     ingest_m3leo(cfg, StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False, limit=1))
     store = ChipStore.open(tmp_path / "s")
     chip = store.read_chip("c0")
@@ -132,7 +151,10 @@ def test_des_option_and_months(m3leo_fixture, tmp_path):
     # slot 01 holds calendar month 2 (constant quarters: the chip median lies on a quarter value)
     quarters = m3leo_fixture.values[("c0", "s2rgbm", "02_red")].ravel()
     assert np.min(np.abs(quarters - s2[0, 2, 2])) < 0.3 / 255
-    assert np.min(np.abs(m3leo_fixture.values[("c0", "s1grdm-des", "02_vv")].ravel() - s1[0, 2, 2])) < 0.011
+    assert (
+        np.min(np.abs(m3leo_fixture.values[("c0", "s1grdm-des", "02_vv")].ravel() - s1[0, 2, 2]))
+        < 0.011
+    )
     assert np.isnan(store.read_chip("c0")["s1grdm"].data[6:]).all()  # no month 4 in the S1 file
 
 
@@ -155,23 +177,36 @@ def test_essential_files_raise(tmp_path):
 @pytest.fixture(scope="module")
 def nested(m3leo_nested, tmp_path_factory):
     out = tmp_path_factory.mktemp("nested") / "store"
-    report = ingest_m3leo(M3LEOConfig(root=m3leo_nested.root), StoreSpec(str(out), chip_px=CHIP_PX, progress=False))
-    return m3leo_nested, ChipStore.open(out), report, json.loads(out.with_name("store.ingest.json").read_text())
+    report = ingest_m3leo(
+        M3LEOConfig(root=m3leo_nested.root), StoreSpec(str(out), chip_px=CHIP_PX, progress=False)
+    )
+    return (
+        m3leo_nested,
+        ChipStore.open(out),
+        report,
+        json.loads(out.with_name("store.ingest.json").read_text()),
+    )
 
 
 def test_nested_layout_needs_no_flags(nested):
     fx, store, report, _ = nested
     index = store.index.set_index("chip_id")
     assert sorted(store.chip_ids) == ["cn0", "cn1", "us0", "us1", "us2", "us3"]
-    assert set(index.loc[["us0", "us3"], "aoi"]) == {"conus"} and set(index.loc[["cn0", "cn1"], "aoi"]) == {"china"}
+    assert set(index.loc[["us0", "us3"], "aoi"]) == {"conus"} and set(
+        index.loc[["cn0", "cn1"], "aoi"]
+    ) == {"china"}
     assert index.loc["us1", "split"] == "val" and index.loc["cn0", "split"] == "train"
     assert report.chips_total == 7 and report.chips_written == 6
     row, col = _pixel(fx, store, "us0", 1, 0)
     s2, s1 = store.read_chip("us0")["s2rgbm"], store.read_chip("us0")["s1grdm"]
     # 36-band file: months 1..3 chosen by band description
     for k, name in enumerate(s2.names):
-        assert s2.data[k, row, col] == pytest.approx(fx.values[("us0", "s2rgbm", name)][0, 1], abs=0.3 / 255)
-    assert s1.data[3, row, col] == pytest.approx(fx.values[("us0", "s1grdm-asc", "02_vv")][0, 1], abs=0.011)
+        assert s2.data[k, row, col] == pytest.approx(
+            fx.values[("us0", "s2rgbm", name)][0, 1], abs=0.3 / 255
+        )
+    assert s1.data[3, row, col] == pytest.approx(
+        fx.values[("us0", "s1grdm-asc", "02_vv")][0, 1], abs=0.011
+    )
 
 
 def test_nested_out_of_range_and_fallbacks(nested):
@@ -184,9 +219,13 @@ def test_nested_out_of_range_and_fallbacks(nested):
     # us2: month 2 at 35 dB is out of range -> those channels invalid, the file still used
     assert store.read_chip("us2")["s1grdm"].valid.tolist() == [True] * 3 + [False] * 3 + [True] * 3
     by = {(s["chip_id"], s["product"]): s["reason"] for s in summary["skips"]}
-    assert by[("us1", "s1grdm-2020-asc")].startswith("unusable: every value outside the valid range")
+    assert by[("us1", "s1grdm-2020-asc")].startswith(
+        "unusable: every value outside the valid range"
+    )
     assert "uint16" in by[("us1", "s1grdm-2020-asc")]
-    assert by[("us2", "s1grdm-2020-asc")].startswith("out of range: values outside [-50, 30] in 2 bands")
+    assert by[("us2", "s1grdm-2020-asc")].startswith(
+        "out of range: values outside [-50, 30] in 2 bands"
+    )
     assert summary["skip_counts"]["s1grdm-2020-asc"] == {"unusable": 1, "out of range": 1}
     # cn1: an S2 file that is all mask -> a skip with its reason, the chip keeps S1
     assert "s2rgbm" not in store.read_chip("cn1") and "s1grdm" in store.read_chip("cn1")
@@ -198,7 +237,11 @@ def test_nested_chip_independent_problems(nested):
     _, store, report, summary = nested
     # china's gunw folder holds nothing readable: one problem of that AOI, not one skip per chip
     (problem,) = [p for p in summary["problems"] if p["product"] == "gunw"]
-    assert problem["chip_id"] is None and "no readable file" in problem["reason"] and "china" in problem["reason"]
+    assert (
+        problem["chip_id"] is None
+        and "no readable file" in problem["reason"]
+        and "china" in problem["reason"]
+    )
     assert not [s for s in summary["skips"] if s["product"] == "gunw"]
     assert "gunw" not in store.read_chip("cn0") and "gunw" in store.read_chip("us3")
     lines = "\n".join(report.summary_lines())
@@ -208,19 +251,32 @@ def test_nested_chip_independent_problems(nested):
 def test_nested_several_splits_and_inner_folder(tmp_path):
     fx = write_m3leo_nested(tmp_path / "d", seed=1, split_variants=True)
     out = dict(chip_px=8, progress=False)
-    with pytest.raises(IngestError, match=r"several splits CSVs .*_splits.csv, .*_splits_8bands_45deg.csv"):
+    with pytest.raises(
+        IngestError, match=r"several splits CSVs .*_splits.csv, .*_splits_8bands_45deg.csv"
+    ):
         ingest_m3leo(M3LEOConfig(root=fx.root), StoreSpec(str(tmp_path / "a"), **out))
-    with pytest.raises(IngestFileError, match=r"0 of the splits CSVs of china.*have it in their name"):
-        ingest_m3leo(M3LEOConfig(root=fx.root, splits="8bands"), StoreSpec(str(tmp_path / "a"), **out))
+    with pytest.raises(
+        IngestFileError, match=r"0 of the splits CSVs of china.*have it in their name"
+    ):
+        ingest_m3leo(
+            M3LEOConfig(root=fx.root, splits="8bands"), StoreSpec(str(tmp_path / "a"), **out)
+        )
     conus = fx.root / f"{fx.stems['conus']}.geojson"
-    ingest_m3leo(M3LEOConfig(root=fx.root, chips=conus, splits="8bands"), StoreSpec(str(tmp_path / "a"), **out))
+    ingest_m3leo(
+        M3LEOConfig(root=fx.root, chips=conus, splits="8bands"),
+        StoreSpec(str(tmp_path / "a"), **out),
+    )
     index = ChipStore.open(tmp_path / "a").index.set_index("chip_id")
     assert sorted(index.index) == ["us0", "us1", "us2", "us3"] and set(index["split"]) == {"test"}
     # pointing at one AOI's product folder finds its GeoJSON beside it
     inner = fx.root / fx.stems["china"]
-    report = ingest_m3leo(M3LEOConfig(root=inner, modalities=("s2rgbm", "s1grdm")),
-                          StoreSpec(str(tmp_path / "b"), **out))
-    assert report.chips_written == 2 and set(ChipStore.open(tmp_path / "b").index["aoi"]) == {"china"}
+    report = ingest_m3leo(
+        M3LEOConfig(root=inner, modalities=("s2rgbm", "s1grdm")),
+        StoreSpec(str(tmp_path / "b"), **out),
+    )
+    assert report.chips_written == 2 and set(ChipStore.open(tmp_path / "b").index["aoi"]) == {
+        "china"
+    }
 
 
 def test_missing_everywhere_and_nothing_written(m3leo_nested, tmp_path):

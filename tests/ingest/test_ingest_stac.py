@@ -16,7 +16,9 @@ Q = 0.3 / 255  # s2rgbm storage step
 def stac_store(stac_catalog, tmp_path_factory):
     grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
     out = tmp_path_factory.mktemp("out") / "store"
-    report = ingest_stac(grid, StoreSpec(str(out), chip_px=64, progress=False), StacConfig(catalog=str(stac_catalog)))
+    report = ingest_stac(
+        grid, StoreSpec(str(out), chip_px=64, progress=False), StacConfig(catalog=str(stac_catalog))
+    )
     return ChipStore.open(out), report, out
 
 
@@ -72,8 +74,12 @@ def test_orbit_filter_and_config_yaml(stac_catalog, tmp_path):
     cfg = load_stac_config(path)
     assert cfg.s1_orbit_state == "descending" and cfg.s2_collection == "sentinel-2-l2a"
     grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
-    ingest_stac(grid.iloc[:1], StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False), cfg,
-                modalities=("s1grdm",))
+    ingest_stac(
+        grid.iloc[:1],
+        StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False),
+        cfg,
+        modalities=("s1grdm",),
+    )
     s1 = ChipStore.open(tmp_path / "s").read_chip("a")["s1grdm"]
     assert s1.valid.tolist() == [False] * 3 + [True] * 3 + [False] * 3  # only the February scene
     path.write_text("catalgo: x\n")
@@ -90,7 +96,10 @@ def test_default_config_is_planetary_computer():
     cfg = StacConfig()
     assert cfg.catalog == "https://planetarycomputer.microsoft.com/api/stac/v1"
     assert (cfg.s2_collection, cfg.s1_collection, cfg.worldcover_collection) == (
-        "sentinel-2-l2a", "sentinel-1-rtc", "esa-worldcover")
+        "sentinel-2-l2a",
+        "sentinel-1-rtc",
+        "esa-worldcover",
+    )
     assert cfg.datetime_range() == "2020-01-01/2020-03-31"
     with pytest.raises(ValueError, match="cannot be imported"):
         StacConfig(modifier="no_such_pkg.sign").modifier_fn()
@@ -109,16 +118,22 @@ def test_one_search_per_block_of_chips(stac_catalog, tmp_path, monkeypatch):
 
     monkeypatch.setattr(stac_mod, "search_items", counting)
     grid = load_grid(GridSpec(chips=stac_catalog.parent.parent / "chips.geojson"))
-    report = ingest_stac(grid, StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False),
-                         StacConfig(catalog=str(stac_catalog)))
+    report = ingest_stac(
+        grid,
+        StoreSpec(str(tmp_path / "s"), chip_px=16, progress=False),
+        StacConfig(catalog=str(stac_catalog)),
+    )
     assert sorted(c for c, _ in calls) == ["esa-worldcover", "sentinel-1-rtc", "sentinel-2-l2a"]
     west, south, east, north = calls[0][1]
     for geom in grid.geometry:  # the block's box covers every chip of the block
         assert west <= geom.bounds[0] and east >= geom.bounds[2] and south <= geom.bounds[1]
     assert report.chips_written == 1  # chip b has no S1/S2 item: the items were filtered per chip
     calls.clear()
-    ingest_stac(grid, StoreSpec(str(tmp_path / "t"), chip_px=16, progress=False, shard_chips=1),
-                StacConfig(catalog=str(stac_catalog)))
+    ingest_stac(
+        grid,
+        StoreSpec(str(tmp_path / "t"), chip_px=16, progress=False, shard_chips=1),
+        StacConfig(catalog=str(stac_catalog)),
+    )
     assert len(calls) == 6  # shards of one chip: one search per collection and chip
 
 
@@ -128,8 +143,11 @@ class _FlakyStacApi:
     def __init__(self, catalog):
         import pystac
 
-        self.items = [i.to_dict() for i in pystac.read_file(str(catalog)).get_items(recursive=True)
-                      if i.collection_id == "sentinel-2-l2a"]
+        self.items = [
+            i.to_dict()
+            for i in pystac.read_file(str(catalog)).get_items(recursive=True)
+            if i.collection_id == "sentinel-2-l2a"
+        ]
         self.searches, self.fail = 0, 1
 
     def __enter__(self):
@@ -152,12 +170,29 @@ class _FlakyStacApi:
 
             def do_GET(self):
                 base = f"http://127.0.0.1:{self.server.server_port}"
-                self._send(200, {"type": "Catalog", "id": "flaky", "description": "test", "stac_version": "1.0.0",
-                                 "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
-                                                "https://api.stacspec.org/v1.0.0/item-search"],
-                                 "links": [{"rel": "self", "href": base + "/"}, {"rel": "root", "href": base + "/"},
-                                           {"rel": "search", "href": base + "/search", "method": "POST",
-                                            "type": "application/geo+json"}]})
+                self._send(
+                    200,
+                    {
+                        "type": "Catalog",
+                        "id": "flaky",
+                        "description": "test",
+                        "stac_version": "1.0.0",
+                        "conformsTo": [
+                            "https://api.stacspec.org/v1.0.0/core",
+                            "https://api.stacspec.org/v1.0.0/item-search",
+                        ],
+                        "links": [
+                            {"rel": "self", "href": base + "/"},
+                            {"rel": "root", "href": base + "/"},
+                            {
+                                "rel": "search",
+                                "href": base + "/search",
+                                "method": "POST",
+                                "type": "application/geo+json",
+                            },
+                        ],
+                    },
+                )
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -166,7 +201,9 @@ class _FlakyStacApi:
                     api.fail -= 1
                     self._send(503, {"code": "busy"})
                 else:
-                    self._send(200, {"type": "FeatureCollection", "features": api.items, "links": []})
+                    self._send(
+                        200, {"type": "FeatureCollection", "features": api.items, "links": []}
+                    )
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -180,10 +217,16 @@ class _FlakyStacApi:
 def test_api_search_is_retried(stac_catalog):
     with _FlakyStacApi(stac_catalog) as api:
         cfg = StacConfig(catalog=api.url, modifier=None, retry_backoff=0.0)
-        items = search_items(cfg, "sentinel-2-l2a", (10.0, 45.0, 11.0, 46.0), "2020-01-01/2020-03-31")
+        items = search_items(
+            cfg, "sentinel-2-l2a", (10.0, 45.0, 11.0, 46.0), "2020-01-01/2020-03-31"
+        )
         assert api.searches == 2 and len(items) == len(api.items)  # a 503, then the answer
         api.fail, api.searches = 5, 0  # longer than the retries allow
         with pytest.raises(IngestError, match="search of sentinel-2-l2a .* failed after 1 retries"):
-            search_items(StacConfig(catalog=api.url, modifier=None, retry_backoff=0.0, max_retries=1),
-                         "sentinel-2-l2a", (10.0, 45.0, 11.0, 46.0), "2020-01-01/2020-03-31")
+            search_items(
+                StacConfig(catalog=api.url, modifier=None, retry_backoff=0.0, max_retries=1),
+                "sentinel-2-l2a",
+                (10.0, 45.0, 11.0, 46.0),
+                "2020-01-01/2020-03-31",
+            )
         assert api.searches == 2

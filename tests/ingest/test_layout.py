@@ -12,17 +12,25 @@ from eoclip.ingest.report import IngestError
 def test_nested_download_is_found(m3leo_nested):
     conus, china = sorted(find_datasets(m3leo_nested.root), key=lambda d: d.aoi, reverse=True)
     assert (conus.aoi, china.aoi) == ("conus", "china")
-    assert conus.stem == m3leo_nested.stems["conus"] and conus.folder == m3leo_nested.root / conus.stem
+    assert (
+        conus.stem == m3leo_nested.stems["conus"] and conus.folder == m3leo_nested.root / conus.stem
+    )
     assert conus.splits_path.name == f"{conus.stem}_splits.csv"
     assert conus.products["s1grdm-des"].name == "s1grdm-2020-desc"  # -desc and -des both accepted
     assert china.products["s1grdm-des"].name == "s1grdm-2020-des"
-    assert conus.products["gunw"].name == "gunw" and conus.products["modis"].name == "modis44b006veg"
+    assert (
+        conus.products["gunw"].name == "gunw" and conus.products["modis"].name == "modis44b006veg"
+    )
     assert find_datasets(m3leo_nested.root, aoi="x")[0].aoi == "x"
 
 
 def test_flat_layout_and_errors(m3leo_fixture, tmp_path):
     (flat,) = find_datasets(m3leo_fixture.root)
-    assert flat.aoi == "tiny" and flat.folder == m3leo_fixture.root and flat.splits_path.name == "tiny_splits.csv"
+    assert (
+        flat.aoi == "tiny"
+        and flat.folder == m3leo_fixture.root
+        and flat.splits_path.name == "tiny_splits.csv"
+    )
     with pytest.raises(IngestError, match="does not exist"):
         find_datasets(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
@@ -33,7 +41,9 @@ def test_flat_layout_and_errors(m3leo_fixture, tmp_path):
 def test_splits_csv_columns(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("identifier,split_8bands,split_4bands\na,train,test\n")
-    with pytest.raises(IngestError, match=r"choose the split column among \['split_8bands', 'split_4bands'\]"):
+    with pytest.raises(
+        IngestError, match=r"choose the split column among \['split_8bands', 'split_4bands'\]"
+    ):
         read_splits(path)
     assert read_splits(path, "split_4bands").to_dict() == {"a": "test"}
     path.write_text("identifier,split_nb,split\na,3,val\n")

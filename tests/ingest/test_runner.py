@@ -1,4 +1,4 @@
-"""The one chip loop: parallel workers, a worker killed, the coordinator killed (kill -9), resume."""
+"""The one chip loop: parallel workers, a worker killed, the coordinator kill -9ed, resume."""
 
 import json
 import os
@@ -36,7 +36,8 @@ from eoclip.ingest.report import IngestReport
 from eoclip.ingest.runner import StoreSpec, run_ingest
 from ingest_helpers import SlowSource
 
-root, store, point, n, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+root, store, point = sys.argv[1], sys.argv[2], sys.argv[3]
+n, workers = int(sys.argv[4]), int(sys.argv[5])
 wr.CHECKPOINT_SECONDS = 0.0  # commit to the index after every task
 calls = [0]
 
@@ -68,13 +69,20 @@ run_ingest(grid, out, source, ExecutorSpec(workers=workers), report)
 
 def _driver(root, store, point, n, workers=1):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(root), str(store), point, str(n), str(workers)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(root), str(store), point, str(n), str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _resume(root, store, workers=1):
-    return ingest_m3leo(M3LEOConfig(root=root), StoreSpec(str(store), resume=True, **OUT), ExecutorSpec(workers))
+    return ingest_m3leo(
+        M3LEOConfig(root=root), StoreSpec(str(store), resume=True, **OUT), ExecutorSpec(workers)
+    )
 
 
 def test_parallel_workers_and_a_killed_worker(m3leo_nested, nested_reference, tmp_path):
@@ -84,9 +92,13 @@ def test_parallel_workers_and_a_killed_worker(m3leo_nested, nested_reference, tm
     grid, datasets = load_m3leo_grid(cfg, report)
     marker = tmp_path / "killed"
     source = KillOnceSource(cfg, datasets, target="us2", marker=str(marker))
-    report = run_ingest(grid, StoreSpec(str(tmp_path / "p"), **OUT), source, ExecutorSpec(workers=2), report)
+    report = run_ingest(
+        grid, StoreSpec(str(tmp_path / "p"), **OUT), source, ExecutorSpec(workers=2), report
+    )
     assert marker.exists()  # a worker did die on us2, and its task ran again in a new pool
-    assert report.chips_written == 6 and len(report.worker_rss_mb) >= 2  # several processes read chips
+    assert (
+        report.chips_written == 6 and len(report.worker_rss_mb) >= 2
+    )  # several processes read chips
     assert_same_store(tmp_path / "p", nested_reference)
     runs = json.loads((tmp_path / "p.ingest.json").read_text())["runs"]
     assert runs[-1]["workers"] == 2 and runs[-1]["complete"]
@@ -103,7 +115,9 @@ def test_kill_at_every_step_of_the_commit_then_resume(m3leo_nested, nested_refer
     assert_same_store(store, nested_reference)
     summary = json.loads(store.with_name("s.ingest.json").read_text())
     assert summary["chips_in_store"] == 6 and summary["chips_written"] == 6
-    assert len(summary["runs"]) == 4 and [r["complete"] for r in summary["runs"]] == [False] * 3 + [True]
+    assert len(summary["runs"]) == 4 and [r["complete"] for r in summary["runs"]] == [False] * 3 + [
+        True
+    ]
     keys = [(s["chip_id"], s["product"], s["reason"]) for s in summary["skips"]]
     assert len(keys) == len(set(keys)) and ("cn2", "chip") in {k[:2] for k in keys}
     assert summary["notes"] == {"s1grdm: des used (asc missing or unusable)": 1}
@@ -118,10 +132,13 @@ def test_kill_the_coordinator_mid_run_with_workers(m3leo_nested, nested_referenc
     os.kill(proc.pid, signal.SIGKILL)  # the coordinator only, as `kill -9 PID` would
     proc.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in group):
+    while time.monotonic() < deadline and any(
+        p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in group
+    ):
         time.sleep(0.1)
-    assert not [p.pid for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+    assert not [p.pid for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], (
         "worker processes outlived their coordinator"
+    )
     _resume(m3leo_nested.root, store, workers=2)
     assert_same_store(store, nested_reference)
 

@@ -10,9 +10,12 @@ def _rows(n):
 def _result(task, fail=()):
     """A task that writes every chip but those in ``fail``."""
     written = [r for r in task.rows if r["chip_id"] not in fail]
-    return TaskResult(task.start, index=[{"chip_id": r["chip_id"]} for r in written],
-                      unwritten=[r["chip_id"] for r in task.rows if r["chip_id"] in fail],
-                      report=IngestReport("test"))
+    return TaskResult(
+        task.start,
+        index=[{"chip_id": r["chip_id"]} for r in written],
+        unwritten=[r["chip_id"] for r in task.rows if r["chip_id"] in fail],
+        report=IngestReport("test"),
+    )
 
 
 def _drain(plan, fail=(), order=None, slots=3):

@@ -177,8 +177,11 @@ def test_tower_stages_compose():
 def test_towers_use_fused_attention_and_compile_in_place():
     from eoclip.model import autocast_for
 
-    model = create_model("demo", img_size=16, patch_size=8, width=32, depth=1, heads=2, embed_dim=16)
-    # timm routes attention through F.scaled_dot_product_attention (flash/efficient kernels on GPUs).
+    model = create_model(
+        "demo", img_size=16, patch_size=8, width=32, depth=1, heads=2, embed_dim=16
+    )
+    # timm routes attention through F.scaled_dot_product_attention (flash/efficient kernels on
+    # GPUs).
     attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
     assert attn and all(m.fused_attn for m in attn)
     x = torch.randn(3, 1, 16, 16)

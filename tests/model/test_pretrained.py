@@ -28,20 +28,50 @@ PX, DIM, N = 16, 12, 10
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
     torch.manual_seed(0)
-    model = create_model("demo", img_size=PX, patch_size=8, width=32, depth=1, heads=2,
-                         embed_dim=DIM, global_pool="avg")
-    ckpt = save_checkpoint(root / "run" / "best", model, step=7, epoch=1, best_val_loss=2.5,
-                           extra={"val": {"val_chance_loss": 2.77, "val_chips": 16, "recall": {
-                               "s2rgbm->s1grdm": {"n": 16, "r@1": 0.25, "chance@1": 0.0625,
-                                                  "r@5": 0.5, "chance@5": 0.3125}}}})
+    model = create_model(
+        "demo",
+        img_size=PX,
+        patch_size=8,
+        width=32,
+        depth=1,
+        heads=2,
+        embed_dim=DIM,
+        global_pool="avg",
+    )
+    ckpt = save_checkpoint(
+        root / "run" / "best",
+        model,
+        step=7,
+        epoch=1,
+        best_val_loss=2.5,
+        extra={
+            "val": {
+                "val_chance_loss": 2.77,
+                "val_chips": 16,
+                "recall": {
+                    "s2rgbm->s1grdm": {
+                        "n": 16,
+                        "r@1": 0.25,
+                        "chance@1": 0.0625,
+                        "r@5": 0.5,
+                        "chance@5": 0.3125,
+                    }
+                },
+            }
+        },
+    )
     out = export_model(root / "run", root / "exported")
     return model.eval(), ckpt, out, root
 
 
 def test_export_folder_files_and_card(exported):
     model, ckpt, out, _ = exported
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
-                                                     "model.safetensors", "timm"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "timm",
+    ]
     assert (out / "model.safetensors").read_bytes() == (ckpt / "model.safetensors").read_bytes()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["format"] == "eoclip-model" and cfg["embed_dim"] == DIM
@@ -49,9 +79,18 @@ def test_export_folder_files_and_card(exported):
     assert cfg["modality_specs"]["s1grdm"]["normalize"]["vv"] == {"mean": -11.0, "std": 4.5}
     assert cfg["training"]["step"] == 7 and cfg["training"]["best_val_loss"] == 2.5
     card = (out / "README.md").read_text()
-    for part in ("## Architecture", "## Modalities, channels and normalisation", "## Training",
-                 "**2.5000**", "| s2rgbm->s1grdm | 16 | 0.250 | 0.0625 |", "## Intended use",
-                 "## Limitations", "No few-shot results", "01_vv, 01_vh", "library_name: eoclip"):
+    for part in (
+        "## Architecture",
+        "## Modalities, channels and normalisation",
+        "## Training",
+        "**2.5000**",
+        "| s2rgbm->s1grdm | 16 | 0.250 | 0.0625 |",
+        "## Intended use",
+        "## Limitations",
+        "No few-shot results",
+        "01_vv, 01_vh",
+        "library_name: eoclip",
+    ):
         assert part in card, part
 
 
@@ -63,11 +102,24 @@ def test_card_shows_a_fewshot_summary(exported):
     from eoclip.model.card import model_card
 
     _, _, out, _ = exported
-    rows = [{"source": "pretrained", "aoi": a, "task": "tree", "features": "concat",
-             "train_size": ts, "n_train": n, "repeat": r, "accuracy": acc + 0.01 * r,
-             "balanced_accuracy": acc, "pos_frac_train": 0.5, "pos_frac_test": 0.5}
-            for a in ("conus", "china") for ts, n, acc in (("10", 10, 0.6), ("100", 100, 0.7),
-                                                           ("all", 500, 0.8)) for r in (0, 2)]
+    rows = [
+        {
+            "source": "pretrained",
+            "aoi": a,
+            "task": "tree",
+            "features": "concat",
+            "train_size": ts,
+            "n_train": n,
+            "repeat": r,
+            "accuracy": acc + 0.01 * r,
+            "balanced_accuracy": acc,
+            "pos_frac_train": 0.5,
+            "pos_frac_test": 0.5,
+        }
+        for a in ("conus", "china")
+        for ts, n, acc in (("10", 10, 0.6), ("100", 100, 0.7), ("all", 500, 0.8))
+        for r in (0, 2)
+    ]
     card = model_card(json.loads((out / "config.json").read_text()), summarize(pd.DataFrame(rows)))
     assert "| pretrained | tree | concat | 0.610 | 0.710 | 0.810 |" in card
     assert "No few-shot results" not in card
@@ -91,9 +143,12 @@ def test_each_tower_loads_as_a_plain_timm_model(exported):
     for m in model.modalities:
         spec = json.loads((out / "timm" / f"{m}.json").read_text())
         file = out / spec["file"]
-        net = timm.create_model(spec["model_name"], pretrained=True,
-                                pretrained_cfg_overlay=dict(file=str(file), **spec["pretrained_cfg_overlay"]),
-                                **spec["kwargs"]).eval()
+        net = timm.create_model(
+            spec["model_name"],
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(file), **spec["pretrained_cfg_overlay"]),
+            **spec["kwargs"],
+        ).eval()
         plain = timm.create_model(spec["model_name"], **spec["kwargs"]).eval()
         plain.load_state_dict(load_file(str(file)))
         with torch.no_grad():
@@ -105,9 +160,15 @@ def test_each_tower_loads_as_a_plain_timm_model(exported):
 def test_embed_with_the_exported_folder_reproduces_the_table(exported, tmp_path):
     _, ckpt, out, _ = exported
     rng = np.random.default_rng(0)
-    index = gpd.GeoDataFrame({"chip_id": [f"c{i}" for i in range(N)], "aoi": "conus",
-                              "split": ["train", "val"] * (N // 2)},
-                             geometry=[box(i, 0, i + 1, 1) for i in range(N)], crs="EPSG:4326")
+    index = gpd.GeoDataFrame(
+        {
+            "chip_id": [f"c{i}" for i in range(N)],
+            "aoi": "conus",
+            "split": ["train", "val"] * (N // 2),
+        },
+        geometry=[box(i, 0, i + 1, 1) for i in range(N)],
+        crs="EPSG:4326",
+    )
     s2 = rng.uniform(0, 0.3, (N, 9, PX, PX)).astype(np.float32)
     s1 = rng.uniform(-25, 0, (N, 9, PX, PX)).astype(np.float32)
     s1[3] = np.nan
@@ -115,15 +176,23 @@ def test_embed_with_the_exported_folder_reproduces_the_table(exported, tmp_path)
         s.append(index, {"s2rgbm": s2, "s1grdm": s1})
     tables = {}
     for name, src in (("ckpt", ckpt), ("exported", out)):
-        path = embed_store(EmbedConfig(checkpoint=str(src), store=str(tmp_path / "store"),
-                                       out=str(tmp_path / f"{name}.parquet"), progress=False))
+        path = embed_store(
+            EmbedConfig(
+                checkpoint=str(src),
+                store=str(tmp_path / "store"),
+                out=str(tmp_path / f"{name}.parquet"),
+                progress=False,
+            )
+        )
         tables[name] = read_embedding_table(path)
     (a, ma), (b, mb) = tables["ckpt"], tables["exported"]
     assert ma["checkpoint_hash"] == mb["checkpoint_hash"]
     for col in a.columns:
         if col.startswith("emb_") and not col.endswith("_channels"):
             for u, v in zip(a[col], b[col], strict=True):
-                assert (u is None and v is None) or np.array_equal(u.view(np.uint32), v.view(np.uint32))
+                assert (u is None and v is None) or np.array_equal(
+                    u.view(np.uint32), v.view(np.uint32)
+                )
         elif col != "geometry":
             assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
     assert a["emb_s1grdm"].iloc[3] is None
@@ -163,9 +232,12 @@ def test_bad_folders(exported, tmp_path):
         from_pretrained(tmp_path / "nowhere")
     with pytest.raises(CheckpointError, match="not empty"):
         export_model(ckpt, out)
-    r = CliRunner().invoke(app, ["export-model", "--checkpoint", str(tmp_path / "nowhere"),
-                                  "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app,
+        ["export-model", "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+    )
     assert r.exit_code == 1 and "does not exist" in r.output and "Traceback" not in r.output
-    r = CliRunner().invoke(app, ["export-model", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"),
-                                  "--no-timm"])
+    r = CliRunner().invoke(
+        app, ["export-model", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"), "--no-timm"]
+    )
     assert r.exit_code == 0 and not (tmp_path / "o2" / "timm").exists()

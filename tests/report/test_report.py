@@ -37,13 +37,26 @@ def _store(path: Path) -> str:
     rng = np.random.default_rng(1)
     n = 24
     aoi = ["conus"] * 12 + ["middle_east"] * 12
-    geoms = [box(-105 + (i % 12) * 0.05, 35 + (i // 12) * 0.05, -104.96 + (i % 12) * 0.05,
-                 35.04 + (i // 12) * 0.05) for i in range(n)]
-    index = gpd.GeoDataFrame({
-        "chip_id": [f"c{i:02d}" for i in range(n)], "aoi": aoi,
-        "split": (["train", "train", "train", "val", "test"] * 5)[:n],
-        "label_tree": rng.uniform(0, 60, n), "label_water": rng.uniform(0, 0.2, n)},
-        geometry=geoms, crs="EPSG:4326")
+    geoms = [
+        box(
+            -105 + (i % 12) * 0.05,
+            35 + (i // 12) * 0.05,
+            -104.96 + (i % 12) * 0.05,
+            35.04 + (i // 12) * 0.05,
+        )
+        for i in range(n)
+    ]
+    index = gpd.GeoDataFrame(
+        {
+            "chip_id": [f"c{i:02d}" for i in range(n)],
+            "aoi": aoi,
+            "split": (["train", "train", "train", "val", "test"] * 5)[:n],
+            "label_tree": rng.uniform(0, 60, n),
+            "label_water": rng.uniform(0, 0.2, n),
+        },
+        geometry=geoms,
+        crs="EPSG:4326",
+    )
     s2 = rng.uniform(0, 0.3, (n, 9, PX, PX)).astype(np.float32)
     s1 = rng.uniform(-25, 0, (n, 9, PX, PX)).astype(np.float32)
     s1[0] = np.nan  # chip 0 lacks s1: never an example chip
@@ -58,34 +71,73 @@ def _results() -> pd.DataFrame:
     """Tidy few-shot results: accuracy rises with n for pretrained, flat for the baselines."""
     rows = []
     full = {"conus": 120, "middle_east": 150}
-    for src, feats in (("pretrained", ["s2rgbm", "s1grdm", "gunw", "concat"]),
-                       ("stats", ["concat"]), ("untrained", ["concat"])):
+    for src, feats in (
+        ("pretrained", ["s2rgbm", "s1grdm", "gunw", "concat"]),
+        ("stats", ["concat"]),
+        ("untrained", ["concat"]),
+    ):
         for aoi, n_all in full.items():
             for task in ("tree", "water"):
                 for f in feats:
                     for size in ("5", "10", "100", "all"):
                         n = n_all if size == "all" else int(size)
                         for rep in range(3):
-                            acc = (0.6 + 0.3 * np.log(n) / np.log(n_all) if src == "pretrained"
-                                   else 0.7) + 0.01 * rep
-                            rows.append(dict(source=src, aoi=aoi, task=task, features=f,
-                                             train_size=size, n_train=n, repeat=rep,
-                                             accuracy=acc, balanced_accuracy=acc,
-                                             pos_frac_train=0.5, pos_frac_test=0.5))
+                            acc = (
+                                0.6 + 0.3 * np.log(n) / np.log(n_all)
+                                if src == "pretrained"
+                                else 0.7
+                            ) + 0.01 * rep
+                            rows.append(
+                                dict(
+                                    source=src,
+                                    aoi=aoi,
+                                    task=task,
+                                    features=f,
+                                    train_size=size,
+                                    n_train=n,
+                                    repeat=rep,
+                                    accuracy=acc,
+                                    balanced_accuracy=acc,
+                                    pos_frac_train=0.5,
+                                    pos_frac_test=0.5,
+                                )
+                            )
     return pd.DataFrame(rows)
 
 
 def _metrics() -> list[dict]:
-    recall = {"s2rgbm->s1grdm": {"r@1": 0.3, "r@5": 0.6, "chance@1": 0.01, "chance@5": 0.05,
-                                 "n": 100}}
+    recall = {
+        "s2rgbm->s1grdm": {"r@1": 0.3, "r@5": 0.6, "chance@1": 0.01, "chance@5": 0.05, "n": 100}
+    }
     return [
         {"kind": "train", "step": 1, "loss": 4.0},
-        {"kind": "epoch", "epoch": 1, "step": 5, "train_loss": 3.9, "val_loss": 3.5,
-         "val_chance_loss": 4.6, "recall": recall},
-        {"kind": "epoch", "epoch": 2, "step": 10, "train_loss": 3.0, "val_loss": 2.5,
-         "val_chance_loss": 4.6, "recall": {k: {**v, "r@1": 0.5} for k, v in recall.items()}},
-        {"kind": "epoch", "epoch": 3, "step": 15, "train_loss": 2.5, "val_loss": 2.7,
-         "val_chance_loss": 4.6, "recall": recall},
+        {
+            "kind": "epoch",
+            "epoch": 1,
+            "step": 5,
+            "train_loss": 3.9,
+            "val_loss": 3.5,
+            "val_chance_loss": 4.6,
+            "recall": recall,
+        },
+        {
+            "kind": "epoch",
+            "epoch": 2,
+            "step": 10,
+            "train_loss": 3.0,
+            "val_loss": 2.5,
+            "val_chance_loss": 4.6,
+            "recall": {k: {**v, "r@1": 0.5} for k, v in recall.items()},
+        },
+        {
+            "kind": "epoch",
+            "epoch": 3,
+            "step": 15,
+            "train_loss": 2.5,
+            "val_loss": 2.7,
+            "val_chance_loss": 4.6,
+            "recall": recall,
+        },
     ]
 
 
@@ -96,7 +148,8 @@ def run_dir(tmp_path_factory) -> Path:
     _store(root / "world")
     (root / "runs" / "demo").mkdir(parents=True)
     (root / "runs" / "demo" / "metrics.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in _metrics()))
+        "\n".join(json.dumps(r) for r in _metrics())
+    )
     (root / "fewshot" / "all").mkdir(parents=True)
     _results().to_parquet(root / "fewshot" / "all" / "results.parquet")
     return root
@@ -152,8 +205,9 @@ def test_report_cli_and_bad_input(tmp_path, run_dir):
     res = CliRunner().invoke(app, ["report", "--run", str(run_dir), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "index.html").is_file()
-    res = CliRunner().invoke(app, ["report", "--run", str(tmp_path / "nope"), "--out",
-                                   str(tmp_path / "r2")])
+    res = CliRunner().invoke(
+        app, ["report", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]
+    )
     assert res.exit_code == 1 and "does not exist" in res.output
     # a pretraining run folder alone: only the retrieval section and the store (config.yaml)
     pre = tmp_path / "pre"
@@ -172,10 +226,20 @@ def test_report_renders_in_headless_chromium(tmp_path, run_dir):
         pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
     page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir)))
     shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-           "--window-size=1280,2000", page.resolve().as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        page.resolve().as_uri(),
+    ]
     subprocess.run(cmd, check=True, timeout=120, capture_output=True)
     img = imread(shot)[..., :3]
     assert img.shape[:2] == (2000, 1280)
@@ -189,9 +253,16 @@ def test_fig6_locates_examples_on_the_s1grdm_tsne_map(tmp_path, run_dir):
     store = ChipStore.open(run_dir / "world")
     ids = store.index["chip_id"].tolist()
     rng = np.random.default_rng(0)
-    tsne = pd.DataFrame({"source": "pretrained", "aoi": store.index["aoi"], "modality": "s1grdm",
-                         "chip_id": ids, "x": rng.normal(size=len(ids)),
-                         "y": rng.normal(size=len(ids))})
+    tsne = pd.DataFrame(
+        {
+            "source": "pretrained",
+            "aoi": store.index["aoi"],
+            "modality": "s1grdm",
+            "chip_id": ids,
+            "x": rng.normal(size=len(ids)),
+            "y": rng.normal(size=len(ids)),
+        }
+    )
     png = fig_tsne_examples(store, tsne, tmp_path / "fig6.png", n=3)
     assert imread(png).shape[1] > 500
     with pytest.raises(ValueError, match="no gunw map"):
@@ -204,21 +275,32 @@ def test_fig6_locates_examples_on_the_s1grdm_tsne_map(tmp_path, run_dir):
     assert sorted(spread_points(square, 4, seed=0)) == [0, 1, 3, 4]
     assert spread_points(square[:2], 4) == [0, 1]
     tsne.to_parquet(run_dir / "tsne.parquet")
-    page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir),
-                                     tsne=str(run_dir / "tsne.parquet"))).read_text()
+    page = build_report(
+        ReportConfig(
+            out=str(tmp_path / "rep"), run=str(run_dir), tsne=str(run_dir / "tsne.parquet")
+        )
+    ).read_text()
     assert "located (numbered) on the s1grdm t-SNE map" in page
     assert "share_n95_le_250" in page
 
 
 def test_continuous_results_get_the_r2_twin_of_fig4(tmp_path, run_dir):
     res = _results()
-    cont = res.assign(target="continuous", r2=res["accuracy"] - 0.2, mae=0.1,
-                      accuracy=np.nan, balanced_accuracy=np.nan)
+    cont = res.assign(
+        target="continuous",
+        r2=res["accuracy"] - 0.2,
+        mae=0.1,
+        accuracy=np.nan,
+        balanced_accuracy=np.nan,
+    )
     folder = tmp_path / "cont"
     folder.mkdir()
     cont.to_parquet(folder / "results.parquet")
-    cfg = ReportConfig(out=str(tmp_path / "rep"), run=str(run_dir),
-                       fewshot=[str(run_dir / "fewshot" / "all"), str(folder)])
+    cfg = ReportConfig(
+        out=str(tmp_path / "rep"),
+        run=str(run_dir),
+        fewshot=[str(run_dir / "fewshot" / "all"), str(folder)],
+    )
     page = build_report(cfg).read_text()
     assert "figures/fig4_r2.png" in page and "figures/fig4_accuracy.png" in page
     assert imread(tmp_path / "rep" / "figures" / "fig4_r2.png").shape[0] > 300

@@ -21,9 +21,15 @@ PX, N = 16, 18
 def _store_and_table(root):
     rng = np.random.default_rng(5)
     index = gpd.GeoDataFrame(
-        {"chip_id": [f"c{i:02d}" for i in range(N)], "aoi": ["conus"] * 9 + ["china"] * 9,
-         "split": ["train", "val", "test"] * 6, "label_tree": rng.uniform(0, 60, N)},
-        geometry=[box(i * 0.05, 0, i * 0.05 + 0.04, 0.04) for i in range(N)], crs="EPSG:4326")
+        {
+            "chip_id": [f"c{i:02d}" for i in range(N)],
+            "aoi": ["conus"] * 9 + ["china"] * 9,
+            "split": ["train", "val", "test"] * 6,
+            "label_tree": rng.uniform(0, 60, N),
+        },
+        geometry=[box(i * 0.05, 0, i * 0.05 + 0.04, 0.04) for i in range(N)],
+        crs="EPSG:4326",
+    )
     s2 = rng.uniform(0, 0.3, (N, 9, PX, PX)).astype(np.float32)
     s1 = rng.uniform(-25, 0, (N, 9, PX, PX)).astype(np.float32)
     s1[2] = np.nan  # no s1: never a query, never an s1 neighbour
@@ -41,16 +47,30 @@ def _store_and_table(root):
 
 def _results() -> pd.DataFrame:
     rows = []
-    for src, feats, acc in (("pretrained", ["s2rgbm", "concat"], 0.8), ("stats", ["concat"], 0.7),
-                            ("aef", ["aef"], 0.75)):
+    for src, feats, acc in (
+        ("pretrained", ["s2rgbm", "concat"], 0.8),
+        ("stats", ["concat"], 0.7),
+        ("aef", ["aef"], 0.75),
+    ):
         for aoi in ("conus", "china"):
             for f in feats:
                 for size, n in (("10", 10), ("all", 60)):
                     for rep in range(2):
-                        rows.append(dict(source=src, aoi=aoi, task="tree", features=f,
-                                         train_size=size, n_train=n, repeat=rep, accuracy=acc,
-                                         balanced_accuracy=acc, pos_frac_train=0.5,
-                                         pos_frac_test=0.5))
+                        rows.append(
+                            dict(
+                                source=src,
+                                aoi=aoi,
+                                task="tree",
+                                features=f,
+                                train_size=size,
+                                n_train=n,
+                                repeat=rep,
+                                accuracy=acc,
+                                balanced_accuracy=acc,
+                                pos_frac_train=0.5,
+                                pos_frac_test=0.5,
+                            )
+                        )
     return pd.DataFrame(rows)
 
 
@@ -75,9 +95,13 @@ def test_neighbour_strips_and_report_sections(tmp_path):
     _results().to_parquet(tmp_path / "fewshot" / "cmp" / "results.parquet")
     # The same pretrained rows in a second folder are counted once.
     _results()[lambda d: d["source"] == "pretrained"].to_parquet(
-        tmp_path / "fewshot" / "own" / "results.parquet")
-    page = build_report(ReportConfig(out=str(tmp_path / "rep"), run=str(tmp_path),
-                                     n_search_queries=2, n_neighbours=3)).read_text()
+        tmp_path / "fewshot" / "own" / "results.parquet"
+    )
+    page = build_report(
+        ReportConfig(
+            out=str(tmp_path / "rep"), run=str(tmp_path), n_search_queries=2, n_neighbours=3
+        )
+    ).read_text()
     assert "id='search'" in page and "figures/neighbours_0.png" in page
     assert (tmp_path / "rep" / "figures" / "neighbours_1.png").is_file()
     assert "<td class='l'>aef aef</td>" in page and "<td class='l'>stats concat</td>" in page

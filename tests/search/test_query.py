@@ -32,8 +32,9 @@ def test_query_chip_first_at_distance_zero(table):
 
 def test_cross_modal_finds_the_same_chip_and_skips_missing_vectors(table):
     path, _, _ = table
-    res = search_table(SearchConfig(table=path, chips=("c004", "c020"), modality="s2rgbm",
-                                    against="s1grdm", k=N))
+    res = search_table(
+        SearchConfig(table=path, chips=("c004", "c020"), modality="s2rgbm", against="s1grdm", k=N)
+    )
     # c004 has no s1 vector: it is never a neighbour, and nothing is matched as zeros.
     assert not set(res["chip_id"]) & {f"c{i:03d}" for i in NO_S1}
     assert len(res) == 2 * (N - len(NO_S1))
@@ -60,21 +61,44 @@ def test_cli_writes_csv_and_geoparquet(table, tmp_path):
     path, _, _ = table
     runner = CliRunner()
     out = tmp_path / "nb.csv"
-    r = runner.invoke(app, ["search", "--table", path, "--chip", "c011", "--k", "3",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app, ["search", "--table", path, "--chip", "c011", "--k", "3", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out)
-    assert list(df["chip_id"])[0] == "c011" and len(df) == 3 and df["geometry"].str.startswith("POLYGON").all()
+    assert (
+        list(df["chip_id"])[0] == "c011"
+        and len(df) == 3
+        and df["geometry"].str.startswith("POLYGON").all()
+    )
     out = tmp_path / "nb.parquet"
-    r = runner.invoke(app, ["search", "--table", path, "--chip", "c011", "--modality", "s1grdm",
-                            "--against", "s2rgbm", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            "--table",
+            path,
+            "--chip",
+            "c011",
+            "--modality",
+            "s1grdm",
+            "--against",
+            "s2rgbm",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     gdf = gpd.read_parquet(out)
-    assert len(gdf) == 20 and gdf["chip_id"].iloc[0] == "c011" and set(gdf["modality"]) == {"s2rgbm"}
+    assert (
+        len(gdf) == 20 and gdf["chip_id"].iloc[0] == "c011" and set(gdf["modality"]) == {"s2rgbm"}
+    )
     r = runner.invoke(app, ["search", "--table", path, "--chip", "zzz"])
     assert r.exit_code == 1 and "chip 'zzz' is not in" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["search", "--table", path, "--chip", "c001", "--k", "2"])
-    assert r.exit_code == 0 and r.output.splitlines()[1].startswith("c001,s2rgbm,s2rgbm,1,c001,0.000000")
+    assert r.exit_code == 0 and r.output.splitlines()[1].startswith(
+        "c001,s2rgbm,s2rgbm,1,c001,0.000000"
+    )
 
 
 def test_nonfinite_vectors_are_counted_and_never_matched(tmp_path, caplog):

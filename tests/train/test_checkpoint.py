@@ -23,8 +23,9 @@ def model():
 
 
 def test_round_trip_restores_weights_and_metadata(model, tmp_path):
-    path = save_checkpoint(tmp_path / "ck", model, step=7, epoch=1, best_val_loss=1.5,
-                           pretrain_config={"lr": 1e-3})
+    path = save_checkpoint(
+        tmp_path / "ck", model, step=7, epoch=1, best_val_loss=1.5, pretrain_config={"lr": 1e-3}
+    )
     loaded, meta = load_checkpoint(path)
     assert not loaded.training
     for k, v in model.state_dict().items():
@@ -70,8 +71,14 @@ def test_resume_restores_optimizer_rng_and_data_state(model, tmp_path):
     torch.manual_seed(5)
     np.random.seed(5)  # noqa: NPY002  (the global generator is what resume restores)
     random.seed(5)
-    save_checkpoint(tmp_path / "last", model, step=3, epoch=1, optimizer=opt,
-                    data_state={"epoch": 1, "batch_in_epoch": 2})
+    save_checkpoint(
+        tmp_path / "last",
+        model,
+        step=3,
+        epoch=1,
+        optimizer=opt,
+        data_state={"epoch": 1, "batch_in_epoch": 2},
+    )
     expected = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
     torch.manual_seed(0)
     fresh = create_model("demo", img_size=CHIP_PX, **TINY_MODEL)
@@ -81,8 +88,12 @@ def test_resume_restores_optimizer_rng_and_data_state(model, tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])  # noqa: NPY002
     assert random.random() == expected[2]
-    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
-    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters(), strict=True))
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters(), strict=True)
+    )
 
 
 def test_resume_needs_optimizer_state_and_matching_model(model, tmp_path):

@@ -40,15 +40,30 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, 
     cfg_file = tmp_path / "tiny.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    cmd = [str(TORCHRUN), "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "eoclip.train", "--config", str(cfg_file)]
+    cmd = [
+        str(TORCHRUN),
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "eoclip.train",
+        "--config",
+        str(cfg_file),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("done:") == 1  # print0: rank 0 only
     assert "2 process(es) x batch 4" in proc.stdout
 
     run = tmp_path / "ddp" / "run"
-    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml", ".eoclip.lock"}
+    assert {p.name for p in run.iterdir()} == {
+        "last",
+        "best",
+        "metrics.jsonl",
+        "config.yaml",
+        ".eoclip.lock",
+    }
     records = MetricsLog(run / "metrics.jsonl").read()
     # Rank 0 alone wrote the log: each step once (two writers would double the lines).
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
@@ -66,4 +81,5 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, 
     assert max((init[k] - a[k]).abs().max().item() for k in a) > 1e-2
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["val_loss"] for r in epochs] == pytest.approx(
-        [h["val_loss"] for h in single.history], abs=1e-4)
+        [h["val_loss"] for h in single.history], abs=1e-4
+    )

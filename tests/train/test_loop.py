@@ -21,8 +21,13 @@ def test_pretrain_learns_and_writes_run_folder(tiny_store, tmp_path):
     result = pretrain(tiny_config(tiny_store, tmp_path, epochs=6, lr=5e-3))
     assert result.step == 6 * 3 and result.epoch == 6
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"last", "best", "metrics.jsonl", "config.yaml",
-                                          ".eoclip.lock"}  # the writer lock stays, released
+    assert {p.name for p in run.iterdir()} == {
+        "last",
+        "best",
+        "metrics.jsonl",
+        "config.yaml",
+        ".eoclip.lock",
+    }  # the writer lock stays, released
     first, last = result.history[0], result.history[-1]
     # Learned: validation loss well under chance (log 8 - per-pair n) and under epoch 1's.
     assert last["val_loss"] < first["val_loss"]
@@ -101,6 +106,7 @@ def test_resume_refuses_another_store_or_changed_settings(tiny_store, tmp_path):
         pretrain(tiny_config(other.url, tmp_path, epochs=2), resume=True)
     # Extending the run is allowed, and so is the same store under another path.
     import shutil
+
     shutil.copytree(tiny_store, tmp_path / "copy")
     result = pretrain(tiny_config(tmp_path / "copy", tmp_path, epochs=3, max_steps=4), resume=True)
     assert result.step == 4
@@ -135,8 +141,11 @@ def test_compiled_towers_and_grad_checkpointing_train_like_eager(tiny_store, tmp
     # The GPU switches (torch.compile, activation checkpointing) on a CPU: `aot_eager` runs
     # dynamo's graph capture and AOT autograd without generating code, so it is cheap here.
     eager = pretrain(tiny_config(tiny_store, tmp_path / "a", epochs=1))
-    other = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=1, compile="aot_eager",
-                                 grad_checkpointing=True))
+    other = pretrain(
+        tiny_config(
+            tiny_store, tmp_path / "b", epochs=1, compile="aot_eager", grad_checkpointing=True
+        )
+    )
     a, b = _weights(eager.last), _weights(other.last)
     assert a.keys() == b.keys()  # compiled modules keep their parameter names
     for key in a:

@@ -41,8 +41,11 @@ def test_random_embeddings_are_near_chance():
 def test_cross_modal_recall_uses_chips_present_in_both():
     f = torch.eye(5)
     feats = {"a": f, "b": f.clone(), "c": torch.zeros(5, 5)}
-    present = {"a": torch.ones(5, dtype=torch.bool), "b": torch.tensor([1, 1, 1, 0, 0]).bool(),
-               "c": torch.tensor([1, 0, 0, 0, 0]).bool()}
+    present = {
+        "a": torch.ones(5, dtype=torch.bool),
+        "b": torch.tensor([1, 1, 1, 0, 0]).bool(),
+        "c": torch.tensor([1, 0, 0, 0, 0]).bool(),
+    }
     out = cross_modal_recall(feats, present)
     assert set(out) == {"a->b", "b->a"}  # pairs with c have < 2 common chips
     assert out["a->b"] == {"n": 3, "r@1": 1.0, "chance@1": 1 / 3, "r@5": 1.0, "chance@5": 1.0}
@@ -60,15 +63,26 @@ def test_bad_shapes_are_rejected():
 
 
 def test_clip_chance_loss_is_mean_log_n():
-    p = {"a": torch.ones(8, dtype=torch.bool), "b": torch.ones(8, dtype=torch.bool),
-         "c": torch.tensor([1, 1, 1, 1, 0, 0, 0, 0]).bool()}
+    p = {
+        "a": torch.ones(8, dtype=torch.bool),
+        "b": torch.ones(8, dtype=torch.bool),
+        "c": torch.tensor([1, 1, 1, 1, 0, 0, 0, 0]).bool(),
+    }
     assert clip_chance_loss(p) == pytest.approx((math.log(8) + 2 * math.log(4)) / 3)
-    assert clip_chance_loss({"a": torch.ones(1, dtype=torch.bool), "b": torch.ones(1, dtype=torch.bool)}) is None
+    assert (
+        clip_chance_loss(
+            {"a": torch.ones(1, dtype=torch.bool), "b": torch.ones(1, dtype=torch.bool)}
+        )
+        is None
+    )
 
 
 def test_metrics_log_appends_json_lines(tmp_path):
     log = MetricsLog(tmp_path / "sub" / "m.jsonl")
     log.write({"step": 1, "loss": 1.23456789, "bad": float("nan")})
     log.write({"step": 2, "pairs": {"a~b": 0.5}})
-    assert log.read() == [{"step": 1, "loss": 1.23457, "bad": None}, {"step": 2, "pairs": {"a~b": 0.5}}]
+    assert log.read() == [
+        {"step": 1, "loss": 1.23457, "bad": None},
+        {"step": 2, "pairs": {"a~b": 0.5}},
+    ]
     MetricsLog(None).write({"step": 3})  # non-zero ranks: no file

@@ -35,11 +35,30 @@ def test_schedule_rejects_bad_arguments():
 
 def test_demo_config_loads_and_overrides_merge():
     assert "demo" in list_pretrain_configs()
-    cfg = load_pretrain_config("demo", parse_overrides(
-        ["store=/x", "epochs=3", "lr=5e-4", "model_overrides.depth=1", "max_steps=null",
-         "modalities=[s2rgbm, s1grdm]"]))
-    assert (cfg.store, cfg.epochs, cfg.lr, cfg.model, cfg.max_steps) == ("/x", 3, 5e-4, "demo", None)
-    assert cfg.model_overrides == {"patch_size": 16, "depth": 1} and cfg.modalities == ["s2rgbm", "s1grdm"]
+    cfg = load_pretrain_config(
+        "demo",
+        parse_overrides(
+            [
+                "store=/x",
+                "epochs=3",
+                "lr=5e-4",
+                "model_overrides.depth=1",
+                "max_steps=null",
+                "modalities=[s2rgbm, s1grdm]",
+            ]
+        ),
+    )
+    assert (cfg.store, cfg.epochs, cfg.lr, cfg.model, cfg.max_steps) == (
+        "/x",
+        3,
+        5e-4,
+        "demo",
+        None,
+    )
+    assert cfg.model_overrides == {"patch_size": 16, "depth": 1} and cfg.modalities == [
+        "s2rgbm",
+        "s1grdm",
+    ]
     cfg.validate()
     assert PretrainConfig.from_dict(cfg.to_dict()) == cfg
 

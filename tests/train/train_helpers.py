@@ -17,7 +17,9 @@ TINY_MODEL = {"embed_dim": 16, "width": 32, "depth": 1, "heads": 2, "patch_size"
 GUNW_PAIRS = ["20200110_20191229", "20200122_20200110", "20200203_20200122", "20200215_20200203"]
 
 
-def make_store(path: Path, n: int = 40, seed: int = 0, splits=("train",) * 3 + ("val", "test")) -> ChipStore:
+def make_store(
+    path: Path, n: int = 40, seed: int = 0, splits=("train",) * 3 + ("val", "test")
+) -> ChipStore:
     """`n` chips of CHIP_PX px; every modality is a different rendering of one latent field.
 
     Splits cycle through `splits`; every 7th chip lacks gunw (all NaN), so the loss and the
@@ -30,7 +32,9 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits=("train",) * 3 + (
     def noise(c: int, scale: float) -> np.ndarray:
         return (scale * rng.normal(size=(n, c, CHIP_PX, CHIP_PX))).astype(np.float32)
 
-    s2 = np.clip(0.15 + 0.04 * z * np.linspace(0.8, 1.2, 9)[None, :, None, None] + noise(9, 0.004), 0, 0.3)
+    s2 = np.clip(
+        0.15 + 0.04 * z * np.linspace(0.8, 1.2, 9)[None, :, None, None] + noise(9, 0.004), 0, 0.3
+    )
     vv, vh = -12 + 3 * z + noise(3, 0.3), -18 + 2.5 * z + noise(3, 0.3)
     s1 = np.stack([vv, vh, vv - vh], axis=2).reshape(n, 9, CHIP_PX, CHIP_PX)
     n_gunw = rng.integers(2, 5, size=n)
@@ -59,9 +63,22 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits=("train",) * 3 + (
 def tiny_config(store: Path, out: Path, **overrides) -> PretrainConfig:
     """A CPU config that trains a step in milliseconds; no workers, no progress bar."""
     values = dict(
-        store=str(store), model="demo", model_overrides=dict(TINY_MODEL), img_size=CHIP_PX,
-        epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, min_lr_ratio=0.1, num_workers=0,
-        out=str(out), name="run", progress=False, log_every=1, device="cpu", seed=0,
+        store=str(store),
+        model="demo",
+        model_overrides=dict(TINY_MODEL),
+        img_size=CHIP_PX,
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        min_lr_ratio=0.1,
+        num_workers=0,
+        out=str(out),
+        name="run",
+        progress=False,
+        log_every=1,
+        device="cpu",
+        seed=0,
     )
     values.update(overrides)
     return PretrainConfig(**values)

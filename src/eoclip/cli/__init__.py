@@ -41,13 +41,21 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Also log progress details (INFO) on stderr.")] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Log only errors on stderr (no warnings).")] = False,
-    show_version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True,
-        help="Print eoclip's version and exit.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log progress details (INFO) on stderr.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log only errors on stderr (no warnings).")
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print eoclip's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Multimodal CLIP embeddings for Earth observation (run a verb with --help for details).
 
@@ -58,8 +66,20 @@ def _root(
 
 
 # Each module exposes register(app); the order is the data flow of docs/design.md.
-VERB_MODULES = ["describe", "world", "ingest", "pretrain", "embed", "export_model",
-                "import_embeddings", "search", "fewshot", "tsne", "report", "demo"]
+VERB_MODULES = [
+    "describe",
+    "world",
+    "ingest",
+    "pretrain",
+    "embed",
+    "export_model",
+    "import_embeddings",
+    "search",
+    "fewshot",
+    "tsne",
+    "report",
+    "demo",
+]
 
 for _name in VERB_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

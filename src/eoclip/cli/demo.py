@@ -40,22 +40,35 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int | None, typer.Option(help="pretraining epochs")] = None,
         channels: Annotated[
             str | None,
-            typer.Option(help="embedding channel policy: mean (default) | random (paper) | <channel>"),
+            typer.Option(
+                help="embedding channel policy: mean (default) | random (paper) | <channel>"
+            ),
         ] = None,
         repeats: Annotated[int | None, typer.Option(help="few-shot repeats")] = None,
         n_jobs: Annotated[int | None, typer.Option(help="parallel few-shot fits")] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-        seed: Annotated[int | None, typer.Option(help="seed of the world, training and few-shot")] = None,
+        seed: Annotated[
+            int | None, typer.Option(help="seed of the world, training and few-shot")
+        ] = None,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     ) -> None:
-        """The whole system on a synthetic world, resumable stage by stage; prints the report path."""
+        """The whole system on a synthetic world, resumable by stage; prints the report path."""
         from eoclip.demo import DemoConfig, run_demo
 
         # Settings not given keep DemoConfig's (or DemoConfig.quick's) defaults, defined there.
-        given = {"channels": channels, "n_chips_per_aoi": chips_per_aoi, "repeats": repeats,
-                 "n_jobs": n_jobs, "device": device, "seed": seed}
-        values: dict = {"out": out, "progress": progress,
-                        **{k: v for k, v in given.items() if v is not None}}
+        given = {
+            "channels": channels,
+            "n_chips_per_aoi": chips_per_aoi,
+            "repeats": repeats,
+            "n_jobs": n_jobs,
+            "device": device,
+            "seed": seed,
+        }
+        values: dict = {
+            "out": out,
+            "progress": progress,
+            **{k: v for k, v in given.items() if v is not None},
+        }
         cfg = DemoConfig.quick(**values) if quick else DemoConfig(**values)
         if epochs is not None:
             cfg.pretrain_overrides = {**cfg.pretrain_overrides, "epochs": epochs}

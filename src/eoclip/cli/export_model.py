@@ -1,4 +1,4 @@
-"""`eoclip export-model --checkpoint CHECKPOINT --out OUT`: a checkpoint as a folder other tools load.
+"""`eoclip export-model --checkpoint CKPT --out OUT`: a checkpoint as a folder other tools load.
 
 Example:
     eoclip export-model --checkpoint runs/demo/best --out exported/demo \
@@ -24,24 +24,36 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export-model")
     def export_model_cmd(
-        checkpoint: Annotated[str | None, typer.Option(
-            help="checkpoint folder (runs/<name>/best) or run folder")] = None,
-        out: Annotated[str | None, typer.Option("--out", "-o", help="folder to write")] = None,
-        old_checkpoint: Annotated[str | None, typer.Argument(
-            hidden=True, metavar="CHECKPOINT", help="deprecated: use --checkpoint")] = None,
-        old_out: Annotated[str | None, typer.Argument(
-            hidden=True, metavar="OUT", help="deprecated: use --out")] = None,
-        fewshot: Annotated[str | None, typer.Option(
-            help="few-shot results folder or results.parquet, summarised in the model card")
+        checkpoint: Annotated[
+            str | None, typer.Option(help="checkpoint folder (runs/<name>/best) or run folder")
         ] = None,
-        timm: Annotated[bool, typer.Option(help="also save each tower as a timm checkpoint")
-                        ] = True,
+        out: Annotated[str | None, typer.Option("--out", "-o", help="folder to write")] = None,
+        old_checkpoint: Annotated[
+            str | None,
+            typer.Argument(hidden=True, metavar="CHECKPOINT", help="deprecated: use --checkpoint"),
+        ] = None,
+        old_out: Annotated[
+            str | None, typer.Argument(hidden=True, metavar="OUT", help="deprecated: use --out")
+        ] = None,
+        fewshot: Annotated[
+            str | None,
+            typer.Option(
+                help="few-shot results folder or results.parquet, summarised in the model card"
+            ),
+        ] = None,
+        timm: Annotated[
+            bool, typer.Option(help="also save each tower as a timm checkpoint")
+        ] = True,
         overwrite: Annotated[bool, typer.Option(help="replace the output folder")] = False,
     ) -> None:
         """Export a model: safetensors weights, config.json, README model card, timm towers."""
         # The positional CHECKPOINT OUT of earlier releases still works, with a warning.
-        checkpoint = require(renamed_option(checkpoint, old_checkpoint, new="--checkpoint",
-                                            old="CHECKPOINT (positional)"), "--checkpoint")
+        checkpoint = require(
+            renamed_option(
+                checkpoint, old_checkpoint, new="--checkpoint", old="CHECKPOINT (positional)"
+            ),
+            "--checkpoint",
+        )
         out = require(renamed_option(out, old_out, new="--out", old="OUT (positional)"), "--out")
         from eoclip.model.pretrained import export_model
 
@@ -50,8 +62,8 @@ def register(app: typer.Typer) -> None:
             from eoclip.fewshot import read_results, summarize
 
             where = Path(fewshot)
-            summary = summarize(read_results(str(where / "results.parquet" if where.is_dir()
-                                                 else where)))
-        path = export_model(checkpoint, out, fewshot=summary, timm_towers=timm,
-                            overwrite=overwrite)
+            summary = summarize(
+                read_results(str(where / "results.parquet" if where.is_dir() else where))
+            )
+        path = export_model(checkpoint, out, fewshot=summary, timm_towers=timm, overwrite=overwrite)
         typer.echo(str(path))

@@ -18,8 +18,11 @@ __all__ = ["parse_tables", "register"]
 
 # FewshotConfig's defaults, spelled out for --help only (importing eoclip.fewshot would load
 # scikit-learn); tests/cli/test_app.py checks that they match.
-DEFAULTS_HELP = {"train_sizes": "5,10,100,250,500,1000,5000,20000",
-                 "tasks": "tree,built,crop,water", "select_max_train": 10000}
+DEFAULTS_HELP = {
+    "train_sizes": "5,10,100,250,500,1000,5000,20000",
+    "tasks": "tree,built,crop,water",
+    "select_max_train": 10000,
+}
 
 
 def parse_tables(specs: list[str]) -> dict[str, str]:
@@ -58,23 +61,30 @@ def register(app: typer.Typer) -> None:
             list[str], typer.Option("--table", help="NAME=PATH of an EmbeddingTable (repeatable)")
         ],
         out: Annotated[
-            str, typer.Option("--out", "-o", help="output folder (results.parquet/.csv, summary.csv)")
+            str,
+            typer.Option("--out", "-o", help="output folder (results.parquet/.csv, summary.csv)"),
         ],
         head: Annotated[str, typer.Option(help="rf | logreg | knn")] = "rf",
         sampler: Annotated[
             str,
-            typer.Option(help="which train chips get labels: random (paper) | kmeans (nearest "
-                         "the centres of a k-means of the unlabelled train features)"),
+            typer.Option(
+                help="which train chips get labels: random (paper) | kmeans (nearest "
+                "the centres of a k-means of the unlabelled train features)"
+            ),
         ] = "random",
         target: Annotated[
             str,
-            typer.Option(help="binary (paper: label above the AOI's train median) | continuous "
-                         "(regress the label mean; scored by R2 and MAE)"),
+            typer.Option(
+                help="binary (paper: label above the AOI's train median) | continuous "
+                "(regress the label mean; scored by R2 and MAE)"
+            ),
         ] = "binary",
         modality_subsets: Annotated[
             bool,
-            typer.Option(help="also every subset of modalities, and concat with one modality "
-                         "missing for --missing-frac of the test chips (concat-<m>@test)"),
+            typer.Option(
+                help="also every subset of modalities, and concat with one modality "
+                "missing for --missing-frac of the test chips (concat-<m>@test)"
+            ),
         ] = False,
         missing_frac: Annotated[
             float, typer.Option(help="share of test chips losing the modality in concat-<m>@test")
@@ -82,15 +92,22 @@ def register(app: typer.Typer) -> None:
         repeats: Annotated[int, typer.Option(help="repeats per train size")] = 10,
         repeats_all: Annotated[
             int | None,
-            typer.Option(help="repeats at size 'all', where only the forest seed changes "
-                         "(default: --repeats)"),
+            typer.Option(
+                help="repeats at size 'all', where only the forest seed changes "
+                "(default: --repeats)"
+            ),
         ] = None,
         train_sizes: Annotated[
-            str | None, typer.Option(help="comma-separated sizes; 'all' is always added "
-                                     f"(default: the paper's {DEFAULTS_HELP['train_sizes']})")
+            str | None,
+            typer.Option(
+                help="comma-separated sizes; 'all' is always added "
+                f"(default: the paper's {DEFAULTS_HELP['train_sizes']})"
+            ),
         ] = None,
-        tasks: Annotated[str | None, typer.Option(
-            help=f"comma-separated tasks (default: {DEFAULTS_HELP['tasks']})")] = None,
+        tasks: Annotated[
+            str | None,
+            typer.Option(help=f"comma-separated tasks (default: {DEFAULTS_HELP['tasks']})"),
+        ] = None,
         features: Annotated[
             str | None, typer.Option(help="comma-separated modalities / concat (default: all)")
         ] = None,
@@ -105,15 +122,21 @@ def register(app: typer.Typer) -> None:
         max_test: Annotated[int | None, typer.Option(help="subsample the test split")] = None,
         select_max_train: Annotated[
             int | None,
-            typer.Option(help="train chips per head-selection fit (0: the whole train split; "
-                         f"default: {DEFAULTS_HELP['select_max_train']})"),
+            typer.Option(
+                help="train chips per head-selection fit (0: the whole train split; "
+                f"default: {DEFAULTS_HELP['select_max_train']})"
+            ),
         ] = None,
         paper: Annotated[
             bool,
-            typer.Option(help="the paper's protocol exactly: RF 50 trees / depth 7 without "
-                         "validation search, the paper's train sizes, 10 repeats"),
+            typer.Option(
+                help="the paper's protocol exactly: RF 50 trees / depth 7 without "
+                "validation search, the paper's train sizes, 10 repeats"
+            ),
         ] = False,
-        overwrite: Annotated[bool, typer.Option(help="discard results already in the output")] = False,
+        overwrite: Annotated[
+            bool, typer.Option(help="discard results already in the output")
+        ] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Few-shot accuracy vs number of labels, per source, AOI, task and feature set."""
@@ -127,8 +150,11 @@ def register(app: typer.Typer) -> None:
         )
 
         # Settings not given keep FewshotConfig's defaults, defined there.
-        given = {k: v for k, v in {"train_sizes": _csv(train_sizes, int), "tasks": _csv(tasks)}.items()
-                 if v is not None}
+        given = {
+            k: v
+            for k, v in {"train_sizes": _csv(train_sizes, int), "tasks": _csv(tasks)}.items()
+            if v is not None
+        }
         if select_max_train is not None:
             given["select_max_train"] = select_max_train or None  # 0: the whole train split
         make = FewshotConfig.paper if paper else FewshotConfig
@@ -160,5 +186,7 @@ def register(app: typer.Typer) -> None:
         bad = summary.groupby(["source", "aoi", "features"])["n_nonfinite"].max()
         if bad.sum() > 0:
             cells = ", ".join(f"{'/'.join(k)}: {v}" for k, v in bad[bad > 0].items())
-            typer.echo(f"note: chips whose vectors held NaN/inf were used as missing ({cells}); "
-                       "see the n_nonfinite column")
+            typer.echo(
+                f"note: chips whose vectors held NaN/inf were used as missing ({cells}); "
+                "see the n_nonfinite column"
+            )

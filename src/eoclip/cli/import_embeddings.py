@@ -31,34 +31,51 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import-embeddings")
     def import_cmd(
-        source: Annotated[list[str], typer.Argument(
-            help="a Parquet/GeoParquet table, or rasters (GeoTIFF/COG/VRT files, a folder of "
-                 "GeoTIFF tiles, a zarr)")],
+        source: Annotated[
+            list[str],
+            typer.Argument(
+                help="a Parquet/GeoParquet table, or rasters (GeoTIFF/COG/VRT files, a folder of "
+                "GeoTIFF tiles, a zarr)"
+            ),
+        ],
         store: Annotated[str, typer.Option(help="ChipStore whose chips get vectors")],
         out: Annotated[str, typer.Option("--out", "-o", help="EmbeddingTable .parquet to write")],
-        product: Annotated[str, typer.Option(help="product name, the table's source (aef, "
-                                                  "tessera, clay, ...)")],
+        product: Annotated[
+            str, typer.Option(help="product name, the table's source (aef, tessera, clay, ...)")
+        ],
         version: Annotated[str | None, typer.Option(help="product version or year")] = None,
-        modality: Annotated[str | None, typer.Option(
-            help="vector column emb_<modality> (default: the product name)")] = None,
+        modality: Annotated[
+            str | None,
+            typer.Option(help="vector column emb_<modality> (default: the product name)"),
+        ] = None,
         kind: Annotated[str, typer.Option(help="auto | table | raster")] = "auto",
-        id_column: Annotated[str | None, typer.Option(
-            help="table: chip id column (default chip_id; none: join by geometry)")] = None,
-        vector_column: Annotated[str | None, typer.Option(
-            help="table: list column, or prefix of one column per dimension (A for A00..A63)")
+        id_column: Annotated[
+            str | None,
+            typer.Option(help="table: chip id column (default chip_id; none: join by geometry)"),
+        ] = None,
+        vector_column: Annotated[
+            str | None,
+            typer.Option(
+                help="table: list column, or prefix of one column per dimension (A for A00..A63)"
+            ),
         ] = None,
         pooling: Annotated[str, typer.Option(help="raster: mean | mean+std")] = "mean",
         bands: Annotated[str | None, typer.Option(help="raster: 1-based bands, e.g. 1,2,3")] = None,
-        scale: Annotated[float | None, typer.Option(
-            help="raster: value = stored * scale + offset (default: the file's)")] = None,
+        scale: Annotated[
+            float | None,
+            typer.Option(help="raster: value = stored * scale + offset (default: the file's)"),
+        ] = None,
         offset: Annotated[float | None, typer.Option(help="raster: see --scale")] = None,
-        dequantize: Annotated[str, typer.Option(
-            help="raster: linear | aef (AlphaEarth int8: sign(v) (|v|/127.5)^2)")] = "linear",
-        nodata: Annotated[float | None, typer.Option(
-            help="raster: stored nodata value (default: the file's)")] = None,
+        dequantize: Annotated[
+            str, typer.Option(help="raster: linear | aef (AlphaEarth int8: sign(v) (|v|/127.5)^2)")
+        ] = "linear",
+        nodata: Annotated[
+            float | None, typer.Option(help="raster: stored nodata value (default: the file's)")
+        ] = None,
         variable: Annotated[str | None, typer.Option(help="zarr: data variable")] = None,
-        min_valid_fraction: Annotated[float, typer.Option(
-            help="raster: least share of a chip with valid pixels, else null")] = 0.5,
+        min_valid_fraction: Annotated[
+            float, typer.Option(help="raster: least share of a chip with valid pixels, else null")
+        ] = 0.5,
         part_chips: Annotated[int, typer.Option(help="raster: chips per resumable part")] = 512,
         overwrite: Annotated[bool, typer.Option(help="replace the output and stale parts")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -68,13 +85,30 @@ def register(app: typer.Typer) -> None:
         from eoclip.embeddings.table import read_embedding_table
 
         cfg = ImportConfig(
-            sources=tuple(source), store=store, out=out, product=product, version=version,
-            modality=modality, kind=kind, id_column=id_column, vector_column=vector_column,
-            pooling=pooling, bands=_bands(bands), scale=scale, offset=offset,
-            dequantize=dequantize, nodata=nodata, variable=variable,
-            min_valid_fraction=min_valid_fraction, part_chips=part_chips, overwrite=overwrite,
-            progress=progress)
+            sources=tuple(source),
+            store=store,
+            out=out,
+            product=product,
+            version=version,
+            modality=modality,
+            kind=kind,
+            id_column=id_column,
+            vector_column=vector_column,
+            pooling=pooling,
+            bands=_bands(bands),
+            scale=scale,
+            offset=offset,
+            dequantize=dequantize,
+            nodata=nodata,
+            variable=variable,
+            min_valid_fraction=min_valid_fraction,
+            part_chips=part_chips,
+            overwrite=overwrite,
+            progress=progress,
+        )
         path = import_embeddings(cfg)
         gdf, meta = read_embedding_table(path)
-        typer.echo(f"{path}: {meta['chips_with_vector']} of {len(gdf)} chips have a "
-                   f"{meta['dim']}-d {product} vector (emb_{cfg.modality_name})")
+        typer.echo(
+            f"{path}: {meta['chips_with_vector']} of {len(gdf)} chips have a "
+            f"{meta['dim']}-d {product} vector (emb_{cfg.modality_name})"
+        )

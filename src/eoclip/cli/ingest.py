@@ -14,12 +14,18 @@ from eoclip.cli.conventions import renamed_option, require
 
 __all__ = ["register"]
 
-ingest_app = typer.Typer(help="Read real data (M3LEO files, a STAC catalogue, ASF GUNW) into a ChipStore.",
-                         no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Read real data (M3LEO files, a STAC catalogue, ASF GUNW) into a ChipStore.",
+    no_args_is_help=True,
+)
 
 WORKERS_HELP = "Processes reading chips (default: every core); each writes whole store shards."
-ENGINE_HELP = "local (this machine's processes) or dask (a Dask LocalCluster, or the one at --scheduler)."
-SCHEDULER_HELP = "Address of a running Dask scheduler (tcp://host:8786): run the tasks on that cluster."
+ENGINE_HELP = (
+    "local (this machine's processes) or dask (a Dask LocalCluster, or the one at --scheduler)."
+)
+SCHEDULER_HELP = (
+    "Address of a running Dask scheduler (tcp://host:8786): run the tasks on that cluster."
+)
 
 
 def _print_report_on_failure(fn):
@@ -77,8 +83,11 @@ def _out(out: str | None, old_store: str | None, required: bool = True) -> str |
 def _executor(workers: int | None, engine: str, scheduler: str | None):
     from eoclip.ingest.executors import ExecutorSpec
 
-    return ExecutorSpec(workers=(os.cpu_count() or 1) if workers is None else workers, engine=engine,
-                        scheduler=scheduler)
+    return ExecutorSpec(
+        workers=(os.cpu_count() or 1) if workers is None else workers,
+        engine=engine,
+        scheduler=scheduler,
+    )
 
 
 def _print(report) -> None:
@@ -89,29 +98,73 @@ def _print(report) -> None:
 @ingest_app.command("m3leo")
 @_print_report_on_failure
 def m3leo(
-    root: Annotated[Path, typer.Argument(help="The M3LEO / geetiles download: <stem>.geojson files with their "
-                                          "<stem>/ product folders (or one flat dataset folder).")],
-    out: Annotated[str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")] = None,
-    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
-    chips: Annotated[Path | None, typer.Option(help="One chips GeoJSON (default: every <stem>.geojson in ROOT).")] = None,
-    splits: Annotated[str | None, typer.Option(help="Splits CSV: a path, or part of its name to choose among "
-                                          "<stem>_splits*.csv (default: the only one).")] = None,
-    split_column: Annotated[str | None, typer.Option(help="Column of the splits CSV (default: split).")] = None,
-    aoi: Annotated[str | None, typer.Option(help="AOI name for every chip (default: from the GeoJSON name, e.g. conus).")] = None,
-    chip_px: Annotated[int, typer.Option(help="Pixels per chip side (448 = 10 m for 4480 m chips).")] = 448,
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="The M3LEO / geetiles download: <stem>.geojson files with their "
+            "<stem>/ product folders (or one flat dataset folder)."
+        ),
+    ],
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")
+    ] = None,
+    old_store: Annotated[
+        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
+    ] = None,
+    chips: Annotated[
+        Path | None, typer.Option(help="One chips GeoJSON (default: every <stem>.geojson in ROOT).")
+    ] = None,
+    splits: Annotated[
+        str | None,
+        typer.Option(
+            help="Splits CSV: a path, or part of its name to choose among "
+            "<stem>_splits*.csv (default: the only one)."
+        ),
+    ] = None,
+    split_column: Annotated[
+        str | None, typer.Option(help="Column of the splits CSV (default: split).")
+    ] = None,
+    aoi: Annotated[
+        str | None,
+        typer.Option(help="AOI name for every chip (default: from the GeoJSON name, e.g. conus)."),
+    ] = None,
+    chip_px: Annotated[
+        int, typer.Option(help="Pixels per chip side (448 = 10 m for 4480 m chips).")
+    ] = 448,
     months: Annotated[str, typer.Option(help="Calendar months to take, e.g. 1,2,3.")] = "1,2,3",
-    year: Annotated[int, typer.Option(help="Year in the folder names and of the GUNW window.")] = 2020,
+    year: Annotated[
+        int, typer.Option(help="Year in the folder names and of the GUNW window.")
+    ] = 2020,
     s1_direction: Annotated[str, typer.Option(help="Sentinel-1 orbit: asc or des (desc).")] = "asc",
-    s1_fallback: Annotated[bool, typer.Option("--s1-fallback/--no-s1-fallback", help="Use the other orbit when the chosen one is missing or unusable.")] = True,
-    modalities: Annotated[str, typer.Option(help="Modalities of the store.")] = "s2rgbm,s1grdm,gunw",
-    labels: Annotated[str, typer.Option(help="Label products to read ('' for none).")] = "esaworldcover,modis,ghsbuilts",
+    s1_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--s1-fallback/--no-s1-fallback",
+            help="Use the other orbit when the chosen one is missing or unusable.",
+        ),
+    ] = True,
+    modalities: Annotated[
+        str, typer.Option(help="Modalities of the store.")
+    ] = "s2rgbm,s1grdm,gunw",
+    labels: Annotated[
+        str, typer.Option(help="Label products to read ('' for none).")
+    ] = "esaworldcover,modis,ghsbuilts",
     workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
     scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
-    batch_size: Annotated[int, typer.Option(help="Chips per pixel write inside a shard (~7 MB each at 448 px).")] = 32,
-    shard_chips: Annotated[int | None, typer.Option(help="Chips per store shard for a new store (default: 256, fewer "
-                                               "for a small grid so that every worker has tasks).")] = None,
-    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Chips per pixel write inside a shard (~7 MB each at 448 px).")
+    ] = 32,
+    shard_chips: Annotated[
+        int | None,
+        typer.Option(
+            help="Chips per store shard for a new store (default: 256, fewer "
+            "for a small grid so that every worker has tasks)."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Append to an existing store, skipping its chips.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
     limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
 ) -> None:
@@ -119,32 +172,62 @@ def m3leo(
     from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
     from eoclip.ingest.runner import StoreSpec
 
-    cfg = M3LEOConfig(root=root, chips=chips, splits=splits, split_column=split_column, aoi=aoi, year=year,
-                      months=_ints(months, "months"), s1_direction=s1_direction, s1_fallback=s1_fallback,
-                      modalities=_names(modalities), labels=_names(labels))
-    spec = StoreSpec(_out(out, old_store), chip_px, batch_size, resume, overwrite, limit,
-                     shard_chips=shard_chips)
+    cfg = M3LEOConfig(
+        root=root,
+        chips=chips,
+        splits=splits,
+        split_column=split_column,
+        aoi=aoi,
+        year=year,
+        months=_ints(months, "months"),
+        s1_direction=s1_direction,
+        s1_fallback=s1_fallback,
+        modalities=_names(modalities),
+        labels=_names(labels),
+    )
+    spec = StoreSpec(
+        _out(out, old_store), chip_px, batch_size, resume, overwrite, limit, shard_chips=shard_chips
+    )
     _print(ingest_m3leo(cfg, spec, _executor(workers, engine, scheduler)))
 
 
 @ingest_app.command("stac")
 @_print_report_on_failure
 def stac(
-    out: Annotated[str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")] = None,
-    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
-    chips: Annotated[Path | None, typer.Option(help="Chips GeoJSON (chip_id or identifier, polygons).")] = None,
-    aoi: Annotated[str | None, typer.Option(help="AOI name or file, gridded with eoclip.geo.make_grid.")] = None,
-    bounds: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat restricting the AOI grid.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")
+    ] = None,
+    old_store: Annotated[
+        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
+    ] = None,
+    chips: Annotated[
+        Path | None, typer.Option(help="Chips GeoJSON (chip_id or identifier, polygons).")
+    ] = None,
+    aoi: Annotated[
+        str | None, typer.Option(help="AOI name or file, gridded with eoclip.geo.make_grid.")
+    ] = None,
+    bounds: Annotated[
+        str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat restricting the AOI grid.")
+    ] = None,
     chip_size_m: Annotated[float, typer.Option(help="Chip side for an AOI grid.")] = 4480.0,
-    config: Annotated[Path | None, typer.Option(help="YAML of StacConfig fields (catalogue, collections, assets).")] = None,
-    catalog: Annotated[str | None, typer.Option(help="STAC API URL or local catalog.json (overrides the config).")] = None,
-    gunw_dir: Annotated[Path | None, typer.Option(help="Folder of ARIA GUNW .nc products to add coherence.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML of StacConfig fields (catalogue, collections, assets)."),
+    ] = None,
+    catalog: Annotated[
+        str | None, typer.Option(help="STAC API URL or local catalog.json (overrides the config).")
+    ] = None,
+    gunw_dir: Annotated[
+        Path | None, typer.Option(help="Folder of ARIA GUNW .nc products to add coherence.")
+    ] = None,
     chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
     workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
     scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
     batch_size: Annotated[int, typer.Option(help="Chips per pixel write inside a shard.")] = 16,
-    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Append to an existing store, skipping its chips.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
     limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
 ) -> None:
@@ -153,9 +236,15 @@ def stac(
     from eoclip.ingest.stac import ingest_stac, load_stac_config
 
     spec = StoreSpec(_out(out, old_store), chip_px, batch_size, resume, overwrite, limit)
-    grid = load_grid(GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m))
+    grid = load_grid(
+        GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m)
+    )
     cfg = load_stac_config(config, catalog=catalog)
-    _print(ingest_stac(grid, spec, cfg, gunw_dir=gunw_dir, executor=_executor(workers, engine, scheduler)))
+    _print(
+        ingest_stac(
+            grid, spec, cfg, gunw_dir=gunw_dir, executor=_executor(workers, engine, scheduler)
+        )
+    )
 
 
 @ingest_app.command("asf")
@@ -169,12 +258,20 @@ def asf(
     start: Annotated[str, typer.Option(help="First allowed second date of a pair.")] = "2020-01-01",
     end: Annotated[str, typer.Option(help="Last allowed second date of a pair.")] = "2020-03-31",
     max_days: Annotated[int, typer.Option(help="Longest pair span in days (paper: 48).")] = 48,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Also write a gunw ChipStore here.")] = None,
-    old_store: Annotated[str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")] = None,
-    skip_download: Annotated[bool, typer.Option(help="Use the products already in the download folder.")] = False,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Also write a gunw ChipStore here.")
+    ] = None,
+    old_store: Annotated[
+        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
+    ] = None,
+    skip_download: Annotated[
+        bool, typer.Option(help="Use the products already in the download folder.")
+    ] = False,
     chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
     workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
-    resume: Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Append to an existing store, skipping its chips.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Search and download ARIA S1 GUNW products from ASF (Earthdata login), then ingest them."""
@@ -186,16 +283,29 @@ def asf(
     t0, t1 = _date(start, "start"), _date(end, "end")
     store = _out(out, old_store, required=False)
     spec = StoreSpec(store, chip_px, resume=resume, overwrite=overwrite) if store else None
-    grid = load_grid(GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m))
+    grid = load_grid(
+        GridSpec(chips=chips, aoi=aoi, bounds=_bounds(bounds), chip_size_m=chip_size_m)
+    )
     if not skip_download:
         footprint = union_all(grid.geometry.values).convex_hull.wkt
         found = asf_mod.search_gunw(footprint, t0, t1, max_days)
         chosen = asf_mod.choose_products(found, t0, t1, max_days)
-        typer.echo(f"ASF: {len(found)} GUNW products found, {len(chosen)} with a pair in the window")
+        typer.echo(
+            f"ASF: {len(found)} GUNW products found, {len(chosen)} with a pair in the window"
+        )
         asf_mod.download_products(chosen, download_dir)
     if spec is not None:
-        _print(asf_mod.ingest_gunw(grid, spec, download_dir, t0, t1, max_days,
-                                   executor=_executor(workers, "local", None)))
+        _print(
+            asf_mod.ingest_gunw(
+                grid,
+                spec,
+                download_dir,
+                t0,
+                t1,
+                max_days,
+                executor=_executor(workers, "local", None),
+            )
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        out: Annotated[str, typer.Option("--out", "-o", help="output folder (index.html + figures/)")],
+        out: Annotated[
+            str, typer.Option("--out", "-o", help="output folder (index.html + figures/)")
+        ],
         run: Annotated[
             str | None, typer.Option(help="`eoclip demo` folder or a pretraining run folder")
         ] = None,
@@ -30,18 +32,31 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="few-shot results folder or results.parquet (repeatable)"),
         ] = None,
         tsne: Annotated[str | None, typer.Option(help="tsne.parquet of `eoclip tsne`")] = None,
-        search_table: Annotated[str | None, typer.Option(
-            help="EmbeddingTable for the neighbour strips (default: the run's pretrained one)")
+        search_table: Annotated[
+            str | None,
+            typer.Option(
+                help="EmbeddingTable for the neighbour strips (default: the run's pretrained one)"
+            ),
         ] = None,
         title: Annotated[str, typer.Option(help="the page's title")] = "eoclip report",
-        main_source: Annotated[str, typer.Option(help="source of the learned embeddings")] = "pretrained",
+        main_source: Annotated[
+            str, typer.Option(help="source of the learned embeddings")
+        ] = "pretrained",
     ) -> None:
         """Draw the paper's figures 1, 2, 4, 5, 6 and the retrieval metrics into one HTML page."""
         if run is None and not (store or fewshot or tsne):
             raise typer.BadParameter("give --run or at least one of --store, --fewshot, --tsne")
         from eoclip.report import ReportConfig, build_report
 
-        cfg = ReportConfig(out=out, run=run, store=store, fewshot=list(fewshot or []), tsne=tsne,
-                           search_table=search_table, title=title, main_source=main_source)
+        cfg = ReportConfig(
+            out=out,
+            run=run,
+            store=store,
+            fewshot=list(fewshot or []),
+            tsne=tsne,
+            search_table=search_table,
+            title=title,
+            main_source=main_source,
+        )
         path = build_report(cfg)
         typer.echo(str(path))

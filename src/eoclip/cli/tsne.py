@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
         ],
         out: Annotated[str, typer.Option("--out", "-o", help="output folder")],
         max_points: Annotated[int, typer.Option(help="chips per AOI (seeded subsample)")] = 5000,
-        perplexity: Annotated[float, typer.Option(
-            help="t-SNE perplexity: about the number of neighbours each point keeps")] = 30.0,
+        perplexity: Annotated[
+            float,
+            typer.Option(help="t-SNE perplexity: about the number of neighbours each point keeps"),
+        ] = 30.0,
         n_iter: Annotated[int, typer.Option(help="iterations after early exaggeration")] = 500,
         seed: Annotated[int, typer.Option(help="subsample and t-SNE initialisation seed")] = 0,
         n_jobs: Annotated[int, typer.Option(help="threads of the t-SNE optimisation")] = 1,
@@ -44,7 +46,10 @@ def register(app: typer.Typer) -> None:
 
         fs, root = fsspec.core.url_to_fs(out)
         config = TsneConfig(
-            max_points=max_points, perplexity=perplexity, n_iter=n_iter, seed=seed,
+            max_points=max_points,
+            perplexity=perplexity,
+            n_iter=n_iter,
+            seed=seed,
             n_jobs=n_jobs,
             modalities=tuple(m.strip() for m in modalities.split(",")) if modalities else None,
         )

@@ -37,17 +37,33 @@ def create_arrays(group, m: Modality, chip_px: int, shard_chips: int) -> None:
     # lz4 with bit shuffling: 3-4x faster than zarr's default zstd on int16 dB, and smaller
     # (bench/ingest_throughput.py); stores made with zstd keep it (codecs are in the metadata).
     g.create_array(
-        "pixels", shape=(0, c, chip_px, chip_px), dtype=m.dtype, fill_value=0,
-        chunks=(1, k, chip_px, chip_px), shards=(shard_chips, k, chip_px, chip_px),
+        "pixels",
+        shape=(0, c, chip_px, chip_px),
+        dtype=m.dtype,
+        fill_value=0,
+        chunks=(1, k, chip_px, chip_px),
+        shards=(shard_chips, k, chip_px, chip_px),
         # A crc32c after the compressor vouches for every chunk's bytes (eoclip.data.integrity).
-        compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
-                     CHUNK_CHECKSUM],
+        compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), CHUNK_CHECKSUM],
         dimension_names=("chip", "channel", "y", "x"),
     )
     small = [ZstdCodec(level=0), CHUNK_CHECKSUM]  # zarr's default, plus the crc
-    g.create_array("valid", shape=(0, c), dtype="bool", fill_value=False, compressors=small,
-                   chunks=(max(shard_chips, 1024), c), dimension_names=("chip", "channel"))
+    g.create_array(
+        "valid",
+        shape=(0, c),
+        dtype="bool",
+        fill_value=False,
+        compressors=small,
+        chunks=(max(shard_chips, 1024), c),
+        dimension_names=("chip", "channel"),
+    )
     if m.variable:
-        g.create_array("names", shape=(0, c), dtype=np.dtypes.StringDType(), fill_value="",
-                       compressors=small, chunks=(max(shard_chips, 1024), c),
-                       dimension_names=("chip", "channel"))
+        g.create_array(
+            "names",
+            shape=(0, c),
+            dtype=np.dtypes.StringDType(),
+            fill_value="",
+            compressors=small,
+            chunks=(max(shard_chips, 1024), c),
+            dimension_names=("chip", "channel"),
+        )

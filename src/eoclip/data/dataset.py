@@ -53,7 +53,9 @@ class ChipDataset(Dataset):
         self.modalities = list(modalities or self.store.modalities)
         for m in self.modalities:
             if m not in self.store.modalities:
-                raise KeyError(f"{self.store.url} has no modality {m!r}; it has {list(self.store.modalities)}")
+                raise KeyError(
+                    f"{self.store.url} has no modality {m!r}; it has {list(self.store.modalities)}"
+                )
         self.channels = channels
         self.seed = int(seed)
         self.epoch = 0
@@ -62,7 +64,9 @@ class ChipDataset(Dataset):
         if split is not None:
             known = set(idx["split"])
             if split not in known and len(idx):
-                raise ValueError(f"split {split!r} not in {self.store.url} (it has {sorted(known)})")
+                raise ValueError(
+                    f"split {split!r} not in {self.store.url} (it has {sorted(known)})"
+                )
             keep &= (idx["split"] == split).to_numpy()
         if aoi is not None:
             aois = [aoi] if isinstance(aoi, str) else list(aoi)
@@ -75,8 +79,10 @@ class ChipDataset(Dataset):
 
     def cache_bytes(self) -> int:
         """Bytes the split's stored pixels take (what ``cache=True`` holds in memory)."""
-        per_chip = sum(m.max_channels * np.dtype(m.dtype).itemsize
-                       for m in (self.store.modalities[n] for n in self.modalities))
+        per_chip = sum(
+            m.max_channels * np.dtype(m.dtype).itemsize
+            for m in (self.store.modalities[n] for n in self.modalities)
+        )
         return len(self.positions) * per_chip * self.store.chip_px**2
 
     def _load_pixels(self) -> dict[str, np.ndarray]:

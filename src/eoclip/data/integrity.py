@@ -34,16 +34,28 @@ from zarr.codecs import Crc32cCodec, ShardingCodec
 from eoclip import fsio
 from eoclip.errors import StoreError
 
-__all__ = ["CHUNK_CHECKSUM", "FIX", "WRITE_EMPTY_CHUNKS", "ArrayLayout", "CheckedArray",
-           "chip_list", "guarded", "has_checksum", "valid_counts_mismatch", "writable"]
+__all__ = [
+    "CHUNK_CHECKSUM",
+    "FIX",
+    "WRITE_EMPTY_CHUNKS",
+    "ArrayLayout",
+    "CheckedArray",
+    "chip_list",
+    "guarded",
+    "has_checksum",
+    "valid_counts_mismatch",
+    "writable",
+]
 
 logger = logging.getLogger(__name__)
 
 CHUNK_CHECKSUM = Crc32cCodec()  # appended to every new array's compressors
 WRITE_EMPTY_CHUNKS = {"write_empty_chunks": True}  # every chunk written: absent = damage
 _EMPTY = 2**64 - 1  # zarr's shard index marks an absent chunk with (2^64-1, 2^64-1)
-FIX = ("restore the file from a copy of the store, or ingest these chips into a new store; "
-       "ChipStore.verify() lists every damaged chip")
+FIX = (
+    "restore the file from a copy of the store, or ingest these chips into a new store; "
+    "ChipStore.verify() lists every damaged chip"
+)
 
 
 def writable(array: zarr.Array) -> zarr.Array:
@@ -123,8 +135,9 @@ class ArrayLayout:
             with self.fs.open(path, "rb") as f:
                 total = f.size
                 if total < size:
-                    raise ShardDamage(f"is {total} bytes, shorter than its chunk index "
-                                      f"({size} bytes): truncated")
+                    raise ShardDamage(
+                        f"is {total} bytes, shorter than its chunk index ({size} bytes): truncated"
+                    )
                 at_end = self.sharding.index_location.value == "end"
                 f.seek(total - size if at_end else 0)
                 raw = f.read(size)
@@ -163,9 +176,16 @@ class CheckedArray:
         cache: remember each shard's presence (read-only stores; the shards do not change).
     """
 
-    def __init__(self, array: zarr.Array, layout_args: tuple, needed: Callable,
-                 chip_ids: Callable[[np.ndarray], list[str]], n_committed: Callable[[], int],
-                 url: str, cache: bool):
+    def __init__(
+        self,
+        array: zarr.Array,
+        layout_args: tuple,
+        needed: Callable,
+        chip_ids: Callable[[np.ndarray], list[str]],
+        n_committed: Callable[[], int],
+        url: str,
+        cache: bool,
+    ):
         self.array = array
         self.layout = ArrayLayout(layout_args[0], layout_args[1], array, layout_args[2])
         self._needed, self._ids, self._n, self.url = needed, chip_ids, n_committed, url
@@ -238,7 +258,9 @@ class CheckedArray:
             o1 = self.layout.outer[1] if len(self.layout.outer) > 1 else 1
             firsts = np.arange(key[1] * o1, min((key[1] + 1) * o1, self.array.shape[1]), k)
             rr, cc = np.nonzero(self._needed(rows, firsts, k)) if len(rows) else ((), ())
-            self._clean[key] = not len(self.missing(key, rows[rr], firsts[cc])[0]) if len(rr) else True
+            self._clean[key] = (
+                not len(self.missing(key, rows[rr], firsts[cc])[0]) if len(rr) else True
+            )
         return self._clean[key]
 
     def missing(self, key: tuple[int, int], r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, str]:
@@ -279,10 +301,12 @@ def guarded(store, modality: str, key: str, array: zarr.Array) -> CheckedArray:
     if store.mode == "a":
         array = writable(array)
     if key == "pixels":
+
         def needed(rows, firsts, k):
             valid = store.valid_mask(modality)[rows]
             return np.stack([valid[:, f : f + k].any(axis=1) for f in firsts], axis=1)
     else:
+
         def needed(rows, firsts, k):
             counts = store.channel_counts(modality, rows)
             return np.repeat((counts > 0)[:, None], len(firsts), axis=1)
@@ -290,8 +314,15 @@ def guarded(store, modality: str, key: str, array: zarr.Array) -> CheckedArray:
     def chip_ids(pos: np.ndarray) -> list[str]:
         return store.index["chip_id"].to_numpy()[pos].tolist()
 
-    return CheckedArray(array, (store.fs, store.root, f"{modality}/{key}"), needed, chip_ids,
-                        lambda: len(store), store.url, cache=store.mode == "r")
+    return CheckedArray(
+        array,
+        (store.fs, store.root, f"{modality}/{key}"),
+        needed,
+        chip_ids,
+        lambda: len(store),
+        store.url,
+        cache=store.mode == "r",
+    )
 
 
 def _rows_and_channels(sel, shape: tuple[int, ...]) -> tuple[np.ndarray, int, int]:

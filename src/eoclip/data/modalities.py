@@ -35,8 +35,17 @@ MAX_NAN_FRACTION = 0.2
 _INT_DTYPES = ("uint8", "uint16", "int8", "int16", "int32")
 _STORAGE_DTYPES = (*_INT_DTYPES, "float16", "float32")
 # The keys of a modality YAML file (see the built-in ones in configs/modalities/).
-SPEC_KEYS = ("name", "description", "units", "channels", "max_channels", "pixel_size_m",
-             "storage", "valid_range", "normalize")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "units",
+    "channels",
+    "max_channels",
+    "pixel_size_m",
+    "storage",
+    "valid_range",
+    "normalize",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +83,9 @@ class Modality:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"modality name {self.name!r} must be alphanumeric (with _ or -)")
         if self.dtype not in _STORAGE_DTYPES:
-            raise ConfigError(f"modality {self.name}: dtype {self.dtype!r} not in {_STORAGE_DTYPES}")
+            raise ConfigError(
+                f"modality {self.name}: dtype {self.dtype!r} not in {_STORAGE_DTYPES}"
+            )
         if self.channels is not None and len(self.channels) != self.max_channels:
             raise ConfigError(f"modality {self.name}: max_channels must equal len(channels)")
         if self.max_channels < 1:
@@ -211,7 +222,9 @@ class Modality:
             return 0.0, 1.0
         return st["mean"], st["std"]
 
-    def normalize(self, physical: np.ndarray, channel_names: list[str] | tuple[str, ...]) -> np.ndarray:
+    def normalize(
+        self, physical: np.ndarray, channel_names: list[str] | tuple[str, ...]
+    ) -> np.ndarray:
         """Physical (C, H, W) to roughly zero-mean unit-std float32; NaN becomes 0.
 
         Args:
@@ -229,8 +242,15 @@ class Modality:
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def encode_chips(m: Modality, x, names, n: int, chip_px: int, max_nan_fraction: float = MAX_NAN_FRACTION,
-                 where: str = "store"):
+def encode_chips(
+    m: Modality,
+    x,
+    names,
+    n: int,
+    chip_px: int,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
+    where: str = "store",
+):
     """Physical chips of one modality to what the store keeps.
 
     Args:
@@ -254,7 +274,9 @@ def encode_chips(m: Modality, x, names, n: int, chip_px: int, max_nan_fraction: 
         return stored, np.zeros((n, c), bool), default_slot_names(m, n)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4 or x.shape[0] != n or x.shape[2:] != (h, h) or x.shape[1] > c:
-        raise DataError(f"{where}: {m.name} array has shape {x.shape}, expected ({n}, <= {c}, {h}, {h})")
+        raise DataError(
+            f"{where}: {m.name} array has shape {x.shape}, expected ({n}, <= {c}, {h}, {h})"
+        )
     if x.shape[1] < c:
         pad = np.full((n, c - x.shape[1], h, h), np.nan, dtype=np.float32)
         x = np.concatenate([x, pad], axis=1)

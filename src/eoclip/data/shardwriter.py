@@ -38,8 +38,10 @@ class PixelWriter:
             self.meta = fsio.read_json(self.fs, fsio.join(self.root, "store.json"))
         except (FileNotFoundError, ValueError) as err:
             raise StoreError(f"{self.url}: no readable store.json ({err})") from err
-        self.modalities = {name: Modality.from_dict(spec, source=f"{self.url}/store.json")
-                           for name, spec in self.meta["modalities"].items()}
+        self.modalities = {
+            name: Modality.from_dict(spec, source=f"{self.url}/store.json")
+            for name, spec in self.meta["modalities"].items()
+        }
         self.chip_px = int(self.meta["chip_px"])
         self.shard_chips = int(self.meta["shard_chips"])
         self.max_nan_fraction = float(self.meta.get("max_nan_fraction", MAX_NAN_FRACTION))
@@ -54,9 +56,15 @@ class PixelWriter:
             (stored (C, H, W) in the storage dtype, valid bool (C,), slot names (C,)).
         """
         m = self.modalities[modality]
-        stored, valid, slots = encode_chips(m, None if x is None else x[None], None if names is None
-                                            else [names], 1, self.chip_px, self.max_nan_fraction,
-                                            where=f"write to {self.url}")
+        stored, valid, slots = encode_chips(
+            m,
+            None if x is None else x[None],
+            None if names is None else [names],
+            1,
+            self.chip_px,
+            self.max_nan_fraction,
+            where=f"write to {self.url}",
+        )
         return stored[0], valid[0], slots[0]
 
     def write(self, start: int, stored: Mapping[str, np.ndarray]) -> None:
@@ -71,10 +79,14 @@ class PixelWriter:
             if n == 0:
                 continue
             if start // self.shard_chips != (start + n - 1) // self.shard_chips:
-                raise ValueError(f"write to {self.url}: positions {start}..{start + n - 1} span two "
-                                 f"shards of {self.shard_chips} chips")
+                raise ValueError(
+                    f"write to {self.url}: positions {start}..{start + n - 1} span two "
+                    f"shards of {self.shard_chips} chips"
+                )
             arr = self._pixels[name]
             if arr.shape[0] < start + n:
-                raise StoreError(f"write to {self.url}: positions up to {start + n - 1} are not "
-                                 f"reserved ({name} holds {arr.shape[0]})")
+                raise StoreError(
+                    f"write to {self.url}: positions up to {start + n - 1} are not "
+                    f"reserved ({name} holds {arr.shape[0]})"
+                )
             arr[start : start + n] = block

@@ -41,8 +41,14 @@ from . import integrity
 from .arrays import chunk_channels, create_arrays
 from .modalities import MAX_NAN_FRACTION, Modality, default_slot_names, encode_chips, get_modality
 
-__all__ = ["ChipStore", "ChipArray", "StoreError", "UnknownChipError", "LABEL_COLUMNS",
-           "chunk_channels"]
+__all__ = [
+    "ChipStore",
+    "ChipArray",
+    "StoreError",
+    "UnknownChipError",
+    "LABEL_COLUMNS",
+    "chunk_channels",
+]
 
 FORMAT = "eoclip-chipstore"
 VERSION = 1
@@ -153,7 +159,9 @@ class ChipStore:
         except ValueError as err:
             raise StoreError(f"{url}: corrupt store.json ({err})") from err
         if meta.get("format") != FORMAT:
-            raise StoreError(f"{url}: store.json is not an {FORMAT} (format={meta.get('format')!r})")
+            raise StoreError(
+                f"{url}: store.json is not an {FORMAT} (format={meta.get('format')!r})"
+            )
         if meta.get("version", 0) > VERSION:
             raise StoreError(f"{url}: store version {meta['version']} is newer than this eoclip")
         index_path = fsio.join(root, "index.parquet")
@@ -174,7 +182,9 @@ class ChipStore:
             try:
                 pix = self.arrays(name)["pixels"]
             except (KeyError, FileNotFoundError) as err:
-                raise StoreError(f"{self.url}: data.zarr has no arrays for modality {name}") from err
+                raise StoreError(
+                    f"{self.url}: data.zarr has no arrays for modality {name}"
+                ) from err
             if pix.shape[0] < n:
                 raise StoreError(
                     f"{self.url}: {name} holds {pix.shape[0]} chips but the index lists {n}; "
@@ -258,17 +268,28 @@ class ChipStore:
         channel_names = channel_names or {}
         unknown = set(arrays) - set(self.modalities)
         if unknown:
-            raise KeyError(f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}")
+            raise KeyError(
+                f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}"
+            )
         max_nan = self.meta.get("max_nan_fraction", MAX_NAN_FRACTION)
         encoded = {
-            name: encode_chips(m, arrays.get(name), channel_names.get(name), n_new, self.chip_px,
-                               max_nan, where=f"append to {self.url}")
+            name: encode_chips(
+                m,
+                arrays.get(name),
+                channel_names.get(name),
+                n_new,
+                self.chip_px,
+                max_nan,
+                where=f"append to {self.url}",
+            )
             for name, m in self.modalities.items()
         }
         self.reserve(start + n_new)
         for name, (stored, _, _) in encoded.items():
             self.arrays(name)["pixels"][start : start + n_new] = stored
-        self.commit(index, {k: v[1] for k, v in encoded.items()}, {k: v[2] for k, v in encoded.items()})
+        self.commit(
+            index, {k: v[1] for k, v in encoded.items()}, {k: v[2] for k, v in encoded.items()}
+        )
 
     def reserve(self, n: int) -> None:
         """Grow every array to at least ``n`` chips, so that pixels can be written at positions
@@ -299,7 +320,8 @@ class ChipStore:
         """Add index rows for chips whose pixels are already written at the next positions.
 
         The pixels of the ``n`` chips must already be at positions ``len(self)`` to
-        ``len(self) + n - 1`` (``append``, or ``eoclip.data.shardwriter.PixelWriter`` after ``reserve``). This writes
+        ``len(self) + n - 1`` (``append``, or ``eoclip.data.shardwriter.PixelWriter`` after
+        ``reserve``). This writes
         their channel validity and names and appends the rows; ``flush`` makes it durable.
 
         Args:
@@ -315,16 +337,20 @@ class ChipStore:
         for name, m in self.modalities.items():
             arrs = self.arrays(name)
             if arrs["pixels"].shape[0] < start + n_new:
-                raise StoreError(f"{self.url}: commit of {n_new} chips at {start} but {name} pixels "
-                                 f"hold only {arrs['pixels'].shape[0]}; write them first")
+                raise StoreError(
+                    f"{self.url}: commit of {n_new} chips at {start} but {name} pixels "
+                    f"hold only {arrs['pixels'].shape[0]}; write them first"
+                )
             ok = valid.get(name)
             ok = np.zeros((n_new, m.max_channels), bool) if ok is None else np.asarray(ok, bool)
             names = slot_names.get(name)
             if names is None:
                 names = default_slot_names(m, n_new)
             if ok.shape != (n_new, m.max_channels) or np.shape(names) != ok.shape:
-                raise ValueError(f"commit to {self.url}: {name} validity/names of shape {ok.shape}, "
-                                 f"expected ({n_new}, {m.max_channels})")
+                raise ValueError(
+                    f"commit to {self.url}: {name} validity/names of shape {ok.shape}, "
+                    f"expected ({n_new}, {m.max_channels})"
+                )
             arrs["valid"][start : start + n_new] = ok
             if m.variable:
                 arrs["names"][start : start + n_new] = names
@@ -431,7 +457,9 @@ class ChipStore:
         """Row position of a chip id (or a checked integer position)."""
         if isinstance(chip, int | np.integer):
             if not 0 <= chip < len(self):
-                raise UnknownChipError(f"position {chip} out of range for {self.url} ({len(self)} chips)")
+                raise UnknownChipError(
+                    f"position {chip} out of range for {self.url} ({len(self)} chips)"
+                )
             return int(chip)
         if self._positions is None:
             self._positions = {c: i for i, c in enumerate(self._index["chip_id"])}
@@ -455,7 +483,9 @@ class ChipStore:
                 raise StoreError(
                     f"{self.url}: {modality}/valid disagrees with index.parquet on the channels of "
                     f"chips {integrity.chip_list(self._index['chip_id'].to_numpy()[bad].tolist())} "
-                    f"({arr.layout.file((int(bad[0]) // arr.chunks[0], 0))}). To fix: {integrity.FIX}")
+                    f"({arr.layout.file((int(bad[0]) // arr.chunks[0], 0))}). To fix: "
+                    f"{integrity.FIX}"
+                )
             self._valid[modality] = valid
         return self._valid[modality]
 
@@ -479,7 +509,9 @@ class ChipStore:
         names = self._index[f"{modality}_channels"].iat[pos]
         return str(names[int(valid[:slot].sum())])
 
-    def read_chip(self, chip: str | int, modalities: Sequence[str] | None = None) -> dict[str, ChipArray]:
+    def read_chip(
+        self, chip: str | int, modalities: Sequence[str] | None = None
+    ) -> dict[str, ChipArray]:
         """All channels of one chip; modalities the chip lacks are left out."""
         pos = self.position(chip)
         out = {}
@@ -515,7 +547,9 @@ class ChipStore:
             mods[name] = {
                 "chips_present": int(present.sum()),
                 "fraction_present": float(present.mean()) if len(v) else 0.0,
-                "mean_valid_channels": float(v[present].sum(axis=1).mean()) if present.any() else 0.0,
+                "mean_valid_channels": float(v[present].sum(axis=1).mean())
+                if present.any()
+                else 0.0,
                 "channel_slots": int(v.shape[1]),
             }
         try:
@@ -539,8 +573,11 @@ class ChipStore:
 
 
 def _empty_index(mods: Sequence[Modality]) -> gpd.GeoDataFrame:
-    cols: dict = {"chip_id": pd.Series([], dtype=object), "aoi": pd.Series([], dtype=object),
-                  "split": pd.Series([], dtype=object)}
+    cols: dict = {
+        "chip_id": pd.Series([], dtype=object),
+        "aoi": pd.Series([], dtype=object),
+        "split": pd.Series([], dtype=object),
+    }
     cols.update({c: pd.Series([], dtype="float64") for c in LABEL_COLUMNS})
     cols.update({f"{m.name}_channels": pd.Series([], dtype=object) for m in mods})
     return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")

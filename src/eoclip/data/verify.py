@@ -64,8 +64,10 @@ class Problem:
 
     def line(self, limit: int = 20) -> str:
         """One line for a terminal."""
-        return (f"{self.array}  {KINDS[self.kind]}  {self.file}  {self.detail}; "
-                f"{len(self.chips)} chips: {chip_list(self.chips, limit)}")
+        return (
+            f"{self.array}  {KINDS[self.kind]}  {self.file}  {self.detail}; "
+            f"{len(self.chips)} chips: {chip_list(self.chips, limit)}"
+        )
 
 
 @dataclasses.dataclass
@@ -97,10 +99,16 @@ class IntegrityReport:
         return list(dict.fromkeys(c for p in self.problems for c in p.chips))
 
     def to_dict(self) -> dict:
-        return {"url": self.url, "ok": self.ok, "chips": self.chips, "files_checked": self.files,
-                "deep": self.deep, "checksums": self.checksums,
-                "chips_affected": self.chips_affected(),
-                "problems": [dataclasses.asdict(p) for p in self.problems]}
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "chips": self.chips,
+            "files_checked": self.files,
+            "deep": self.deep,
+            "checksums": self.checksums,
+            "chips_affected": self.chips_affected(),
+            "problems": [dataclasses.asdict(p) for p in self.problems],
+        }
 
     def lines(self) -> list[str]:
         """A summary line, then one line per problem."""
@@ -108,10 +116,16 @@ class IntegrityReport:
         crc = f"; without checksums (older store): {', '.join(no_crc)}" if no_crc else ""
         how = "found and decoded" if self.deep else "found (not decoded)"
         n = len(self.problems)
-        head = (f"{self.url}: DAMAGED, {len(self.chips_affected())} chips affected by {n} "
-                f"problem{'s' * (n != 1)}" if n else f"{self.url}: clean")
-        return [f"{head} ({self.files} files of {self.chips} chips {how}{crc})",
-                *(p.line() for p in self.problems)]
+        head = (
+            f"{self.url}: DAMAGED, {len(self.chips_affected())} chips affected by {n} "
+            f"problem{'s' * (n != 1)}"
+            if n
+            else f"{self.url}: clean"
+        )
+        return [
+            f"{head} ({self.files} files of {self.chips} chips {how}{crc})",
+            *(p.line() for p in self.problems),
+        ]
 
 
 def verify_store(store, deep: bool = True, progress: bool = False) -> IntegrityReport:
@@ -136,7 +150,9 @@ def verify_store(store, deep: bool = True, progress: bool = False) -> IntegrityR
         valid, known, n = _check_valid(store, m, arrays, counts, ids, problems, bar)
         files += n
         if "names" in arrays:
-            files += _check_names(store, m, arrays["names"], valid, known, counts, ids, problems, bar)
+            files += _check_names(
+                store, m, arrays["names"], valid, known, counts, ids, problems, bar
+            )
         files += _check_pixels(arrays["pixels"], valid, known, counts, ids, problems, deep, bar)
     bar.close()
     report = IntegrityReport(store.url, problems, len(store), files, deep, checksums)
@@ -148,8 +164,15 @@ def _arrays(store, m: str, problems: list[Problem]) -> dict[str, CheckedArray] |
     try:
         return store.arrays(m)
     except Exception as err:  # a missing or corrupt zarr.json: zarr raises several types
-        problems.append(Problem(m, f"data.zarr/{m}", "missing_array", f"{type(err).__name__}: {err}",
-                                store.index["chip_id"].to_numpy()[store.channel_counts(m) > 0].tolist()))
+        problems.append(
+            Problem(
+                m,
+                f"data.zarr/{m}",
+                "missing_array",
+                f"{type(err).__name__}: {err}",
+                store.index["chip_id"].to_numpy()[store.channel_counts(m) > 0].tolist(),
+            )
+        )
         return None
 
 
@@ -161,7 +184,9 @@ def _blocks(layout: ArrayLayout, n: int, c: int):
             yield (i, j), np.arange(lo, min(lo + layout.outer[0], n)), c_lo, min(c_lo + step_c, c)
 
 
-def _read_block(arr: CheckedArray, rows: np.ndarray, needed: np.ndarray, ids, problems) -> np.ndarray | None:
+def _read_block(
+    arr: CheckedArray, rows: np.ndarray, needed: np.ndarray, ids, problems
+) -> np.ndarray | None:
     """An unsharded chunk's rows, or None after recording why it cannot be read."""
     key = (int(rows[0]) // arr.layout.outer[0], 0)
     file, who = arr.layout.file(key), ids[rows[needed]].tolist()
@@ -177,20 +202,36 @@ def _read_block(arr: CheckedArray, rows: np.ndarray, needed: np.ndarray, ids, pr
     try:
         return np.asarray(arr.array[int(rows[0]) : int(rows[-1]) + 1])
     except Exception as err:
-        problems.append(Problem(arr.layout.path, file, "corrupt",
-                                f"does not decode ({type(err).__name__}: {err})", who))
+        problems.append(
+            Problem(
+                arr.layout.path,
+                file,
+                "corrupt",
+                f"does not decode ({type(err).__name__}: {err})",
+                who,
+            )
+        )
         return None
 
 
-def _check_valid(store, m, arrays, counts, ids, problems, bar) -> tuple[np.ndarray, np.ndarray, int]:
+def _check_valid(
+    store, m, arrays, counts, ids, problems, bar
+) -> tuple[np.ndarray, np.ndarray, int]:
     """valid (N, C) as read, known (N,) rows read, files checked; records problems."""
     arr = arrays["valid"]
     n, c = len(store), arr.shape[1]
     valid, known = np.zeros((n, c), bool), np.zeros(n, bool)
     files = 0
     if arr.shape[0] < n:
-        problems.append(Problem(arr.layout.path, f"data.zarr/{arr.layout.path}/zarr.json", "mismatch",
-                                f"holds {arr.shape[0]} chips, the index {n}", ids[arr.shape[0]:].tolist()))
+        problems.append(
+            Problem(
+                arr.layout.path,
+                f"data.zarr/{arr.layout.path}/zarr.json",
+                "mismatch",
+                f"holds {arr.shape[0]} chips, the index {n}",
+                ids[arr.shape[0] :].tolist(),
+            )
+        )
         n = arr.shape[0]
     for _, rows, _, _ in _blocks(arr.layout, n, c):
         files += 1
@@ -201,8 +242,15 @@ def _check_valid(store, m, arrays, counts, ids, problems, bar) -> tuple[np.ndarr
         valid[rows], known[rows] = block, True
         bad = rows[valid_counts_mismatch(block, counts[rows])]
         if len(bad):
-            problems.append(Problem(arr.layout.path, arr.layout.file((int(rows[0]) // arr.layout.outer[0], 0)),
-                                    "mismatch", "valid channels differ from the index's", ids[bad].tolist()))
+            problems.append(
+                Problem(
+                    arr.layout.path,
+                    arr.layout.file((int(rows[0]) // arr.layout.outer[0], 0)),
+                    "mismatch",
+                    "valid channels differ from the index's",
+                    ids[bad].tolist(),
+                )
+            )
     return valid, known, files
 
 
@@ -216,11 +264,21 @@ def _check_names(store, m, arr, valid, known, counts, ids, problems, bar) -> int
         if block is None:
             continue
         ok = known[rows]
-        bad = [int(r) for r, row, v, yes in zip(rows, block, valid[rows], ok, strict=True)
-               if yes and [str(s) for s in row[v]] != [str(s) for s in listed.iat[int(r)]]]
+        bad = [
+            int(r)
+            for r, row, v, yes in zip(rows, block, valid[rows], ok, strict=True)
+            if yes and [str(s) for s in row[v]] != [str(s) for s in listed.iat[int(r)]]
+        ]
         if bad:
-            problems.append(Problem(arr.layout.path, arr.layout.file(key), "mismatch",
-                                    "channel names differ from the index's", ids[bad].tolist()))
+            problems.append(
+                Problem(
+                    arr.layout.path,
+                    arr.layout.file(key),
+                    "mismatch",
+                    "channel names differ from the index's",
+                    ids[bad].tolist(),
+                )
+            )
     return files
 
 
@@ -233,18 +291,27 @@ def _check_pixels(arr: CheckedArray, valid, known, counts, ids, problems, deep, 
         files += 1
         bar.update()
         firsts = np.arange(c_lo, c_hi, k)
-        need = np.stack([np.where(known[rows], valid[rows, f : f + k].any(axis=1), counts[rows] > 0)
-                         for f in firsts], axis=1)
+        need = np.stack(
+            [
+                np.where(known[rows], valid[rows, f : f + k].any(axis=1), counts[rows] > 0)
+                for f in firsts
+            ],
+            axis=1,
+        )
         if not need.any():
             continue
         rr, cc = np.nonzero(need)
         r, ch = rows[rr], firsts[cc]
         missing, what = arr.missing(key, r, ch)
         if len(missing):
-            kind = "missing_chunks" if what == "lacks the chunks" else (
-                "missing_file" if what == "is missing" else "corrupt")
-            problems.append(Problem(lay.path, lay.file(key), kind, what,
-                                    ids[np.unique(missing)].tolist()))
+            kind = (
+                "missing_chunks"
+                if what == "lacks the chunks"
+                else ("missing_file" if what == "is missing" else "corrupt")
+            )
+            problems.append(
+                Problem(lay.path, lay.file(key), kind, what, ids[np.unique(missing)].tolist())
+            )
             if kind != "missing_chunks":
                 continue
         if deep:
@@ -266,6 +333,12 @@ def _decode(arr: CheckedArray, key, rows, c_lo, c_hi, needed, ids, problems) -> 
             arr.array[r, c_lo:c_hi]
         except Exception:
             bad.append(r)
-    problems.append(Problem(arr.layout.path, arr.layout.file(key), "corrupt",
-                            f"chunks fail to decode ({type(first).__name__}: {first})",
-                            ids[bad or rows[needed].tolist()].tolist()))
+    problems.append(
+        Problem(
+            arr.layout.path,
+            arr.layout.file(key),
+            "corrupt",
+            f"chunks fail to decode ({type(first).__name__}: {first})",
+            ids[bad or rows[needed].tolist()].tolist(),
+        )
+    )

@@ -66,8 +66,14 @@ def _all_channel_names(store: ChipStore, mod: str) -> set[str]:
     return {c for chans in store.index[f"{mod}_channels"] for c in chans}
 
 
-def select_channels(policy: str, valid: np.ndarray, names: np.ndarray, positions: np.ndarray,
-                    seed: int, modality: str) -> np.ndarray:
+def select_channels(
+    policy: str,
+    valid: np.ndarray,
+    names: np.ndarray,
+    positions: np.ndarray,
+    seed: int,
+    modality: str,
+) -> np.ndarray:
     """Which channel slots of each chip feed its vector.
 
     Args:

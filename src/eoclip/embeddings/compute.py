@@ -29,11 +29,15 @@ def normalisation_stats(m: Modality, names: np.ndarray) -> tuple[torch.Tensor, t
     names = np.asarray(names, dtype=object).astype(str)
     kinds, inverse = np.unique(names, return_inverse=True)
     st = np.array([m.stats_for(k) for k in kinds], dtype=np.float32).reshape(-1, 2)[inverse.ravel()]
-    return (torch.from_numpy(np.ascontiguousarray(st[:, 0])).reshape(-1, 1, 1),
-            torch.from_numpy(np.ascontiguousarray(st[:, 1])).reshape(-1, 1, 1))
+    return (
+        torch.from_numpy(np.ascontiguousarray(st[:, 0])).reshape(-1, 1, 1),
+        torch.from_numpy(np.ascontiguousarray(st[:, 1])).reshape(-1, 1, 1),
+    )
 
 
-def model_input(m: Modality, stored: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def model_input(
+    m: Modality, stored: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     """Stored pixels (k, H, W) to the tower input (k, 1, H, W), on the tensor's device.
 
     The same float32 operations in the same order as ``m.normalize(m.decode(x), names)``
@@ -42,7 +46,9 @@ def model_input(m: Modality, stored: torch.Tensor, mean: torch.Tensor, std: torc
     """
     x = stored.float()
     if m.quantized:
-        x = x * torch.tensor(m.scale, dtype=torch.float32) + torch.tensor(m.offset, dtype=torch.float32)
+        x = x * torch.tensor(m.scale, dtype=torch.float32) + torch.tensor(
+            m.offset, dtype=torch.float32
+        )
     x = (x - mean.to(x.device)) / std.to(x.device)
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)[:, None]
 
@@ -52,14 +58,24 @@ def _batches(images: list[torch.Tensor], batch_size: int) -> Iterator[torch.Tens
     start = np.cumsum([0] + [len(x) for x in images])
     for b in range(0, int(start[-1]), batch_size):
         e = min(b + batch_size, int(start[-1]))
-        parts = [x[max(b - s, 0) : e - s] for x, s in zip(images, start[:-1], strict=True)
-                 if s < e and s + len(x) > b]
+        parts = [
+            x[max(b - s, 0) : e - s]
+            for x, s in zip(images, start[:-1], strict=True)
+            if s < e and s + len(x) > b
+        ]
         yield parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @torch.inference_mode()
-def _embed_modality(model: MultiTowerCLIP, m: Modality, pieces: list[tuple], batch_size: int,
-                    bf16: bool, device: torch.device, bar) -> np.ndarray:
+def _embed_modality(
+    model: MultiTowerCLIP,
+    m: Modality,
+    pieces: list[tuple],
+    batch_size: int,
+    bf16: bool,
+    device: torch.device,
+    bar,
+) -> np.ndarray:
     """Vectors of one modality for a chip range: float32 (N, D), NaN rows where none selected.
 
     Args:
@@ -71,7 +87,9 @@ def _embed_modality(model: MultiTowerCLIP, m: Modality, pieces: list[tuple], bat
     is one device-to-host copy per range and the CPU is free to read ahead.
     """
     offsets = np.cumsum([0] + [len(p[0]) for p in pieces])
-    rows = np.concatenate([np.nonzero(sel)[0] + o for (sel, _, _), o in zip(pieces, offsets, strict=False)])
+    rows = np.concatenate(
+        [np.nonzero(sel)[0] + o for (sel, _, _), o in zip(pieces, offsets, strict=False)]
+    )
     mean, std = normalisation_stats(m, np.concatenate([names[sel] for sel, names, _ in pieces]))
     images = [px.to(device, non_blocking=True) for _, _, px in pieces]
     mean, std, rows = mean.to(device), std.to(device), torch.from_numpy(rows).to(device)
@@ -102,7 +120,7 @@ def _read_selected(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> tor
         return torch.from_numpy(np.asarray(pixels[lo:hi])[rows, slots])
     out = np.empty((len(rows), *pixels.shape[2:]), dtype=pixels.dtype)
     for i, (row, slot) in enumerate(zip(rows, slots, strict=True)):  # chunk by chunk: faster
-        out[i] = pixels[lo + row, slot]                                # than zarr 3's orthogonal selection
+        out[i] = pixels[lo + row, slot]  # than zarr 3's orthogonal selection
     return torch.from_numpy(out)
 
 
@@ -143,14 +161,21 @@ def _as_is(item):
     return item
 
 
-def _read_ahead(store: ChipStore, policies: dict[str, str], seed: int, ranges: list,
-                num_workers: int, pin: bool) -> Iterator[dict]:
+def _read_ahead(
+    store: ChipStore, policies: dict[str, str], seed: int, ranges: list, num_workers: int, pin: bool
+) -> Iterator[dict]:
     """The loads of `ranges`, in order, read ahead by `num_workers` processes (0: one thread)."""
     if num_workers > 0:
-        yield from DataLoader(_RangeReader(store, policies, seed, ranges), batch_size=None,
-                              num_workers=num_workers, prefetch_factor=2, collate_fn=_as_is,
-                              pin_memory=pin)
+        yield from DataLoader(
+            _RangeReader(store, policies, seed, ranges),
+            batch_size=None,
+            num_workers=num_workers,
+            prefetch_factor=2,
+            collate_fn=_as_is,
+            pin_memory=pin,
+        )
         return
+
     def load(lo: int, hi: int) -> dict:
         loaded = _load_range(store, policies, seed, lo, hi)
         return {m: (s, n, px.pin_memory() if pin else px) for m, (s, n, px) in loaded.items()}
@@ -164,10 +189,20 @@ def _read_ahead(store: ChipStore, policies: dict[str, str], seed: int, ranges: l
             yield loaded
 
 
-def iter_part_tables(model: MultiTowerCLIP, store: ChipStore, policies: dict[str, str],
-                     bounds: list[tuple[int, int]], *, batch_size: int, seed: int, bf16: bool,
-                     device: torch.device, bar, num_workers: int = 0,
-                     read_chips: int = 32) -> Iterator[pa.Table]:
+def iter_part_tables(
+    model: MultiTowerCLIP,
+    store: ChipStore,
+    policies: dict[str, str],
+    bounds: list[tuple[int, int]],
+    *,
+    batch_size: int,
+    seed: int,
+    bf16: bool,
+    device: torch.device,
+    bar,
+    num_workers: int = 0,
+    read_chips: int = 32,
+) -> Iterator[pa.Table]:
     """The embeddings of each chip range ``[lo, hi)`` of `bounds`, in order, as Arrow tables.
 
     Storage and the model work at the same time: each range is read in sub-ranges of
@@ -193,19 +228,29 @@ def iter_part_tables(model: MultiTowerCLIP, store: ChipStore, policies: dict[str
     """
     step = read_chips if num_workers > 0 else max((hi - lo for lo, hi in bounds), default=1)
     subs = [[(a, min(a + step, hi)) for a in range(lo, hi, step)] for lo, hi in bounds]
-    loads = _read_ahead(store, policies, seed, [s for part in subs for s in part], num_workers,
-                        device.type == "cuda")
+    loads = _read_ahead(
+        store,
+        policies,
+        seed,
+        [s for part in subs for s in part],
+        num_workers,
+        device.type == "cuda",
+    )
     for (lo, hi), part in zip(bounds, subs, strict=True):
         pieces = [next(loads) for _ in part]
         cols = {"chip_id": pa.array(store.index["chip_id"].iloc[lo:hi].astype(str).tolist())}
         for mod in policies:
             mine = [p[mod] for p in pieces]
-            vecs = _embed_modality(model, store.modalities[mod], mine, batch_size, bf16, device, bar)
+            vecs = _embed_modality(
+                model, store.modalities[mod], mine, batch_size, bf16, device, bar
+            )
             sel = np.concatenate([p[0] for p in mine])
             names = np.concatenate([p[1] for p in mine])
             flat = pa.array(np.nan_to_num(vecs).ravel(), pa.float32())
             cols[f"emb_{mod}"] = pa.FixedSizeListArray.from_arrays(
-                flat, model.embed_dim, mask=pa.array(sel.sum(axis=1) == 0))
+                flat, model.embed_dim, mask=pa.array(sel.sum(axis=1) == 0)
+            )
             cols[f"emb_{mod}_channels"] = pa.array(
-                [names[i][sel[i]].tolist() for i in range(len(sel))], pa.list_(pa.string()))
+                [names[i][sel[i]].tolist() for i in range(len(sel))], pa.list_(pa.string())
+            )
         yield pa.table(cols)

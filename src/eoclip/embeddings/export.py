@@ -78,7 +78,9 @@ class EmbedConfig:
         if self.batch_size < 1:
             raise EmbedError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers is not None and self.num_workers < 0:
-            raise EmbedError(f"num_workers must be >= 0 or None (automatic), got {self.num_workers}")
+            raise EmbedError(
+                f"num_workers must be >= 0 or None (automatic), got {self.num_workers}"
+            )
         if self.part_chips is not None and self.part_chips < 1:
             raise EmbedError(f"part_chips must be >= 1, got {self.part_chips}")
         if not str(self.out).endswith(".parquet"):
@@ -92,8 +94,12 @@ def _checkpoint_dir(path: str | Path) -> Path:
         raise EmbedError(str(err)) from err
 
 
-def load_embedder(checkpoint: str | Path, untrained: bool = False, seed: int = 0,
-                  device: str | torch.device = "cpu") -> tuple[MultiTowerCLIP, str, dict]:
+def load_embedder(
+    checkpoint: str | Path,
+    untrained: bool = False,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[MultiTowerCLIP, str, dict]:
     """The model that embeds, its hash and the checkpoint metadata.
 
     Args:
@@ -129,11 +135,19 @@ def _write_part(table: pa.Table, path: Path) -> None:
         pq.write_table(table, f)
 
 
-def _manifest(cfg: EmbedConfig, store: ChipStore, ckpt_hash: str, policies: dict, dim: int,
-              part_chips: int) -> dict:
-    return {"store": store.url, "store_fingerprint": store.fingerprint(), "n_chips": len(store),
-            "checkpoint_hash": ckpt_hash, "channel_policies": policies, "seed": cfg.seed,
-            "dim": dim, "part_chips": part_chips}
+def _manifest(
+    cfg: EmbedConfig, store: ChipStore, ckpt_hash: str, policies: dict, dim: int, part_chips: int
+) -> dict:
+    return {
+        "store": store.url,
+        "store_fingerprint": store.fingerprint(),
+        "n_chips": len(store),
+        "checkpoint_hash": ckpt_hash,
+        "channel_policies": policies,
+        "seed": cfg.seed,
+        "dim": dim,
+        "part_chips": part_chips,
+    }
 
 
 def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: bool) -> None:
@@ -165,12 +179,18 @@ def _up_to_date(out: str, manifest: dict, policy: str) -> bool:
         gdf, meta = read_embedding_table(out)
     except FileNotFoundError:
         return False
-    wanted = {"checkpoint_hash": manifest["checkpoint_hash"], "channel_policy": policy,
-              "seed": manifest["seed"], "store_fingerprint": manifest["store_fingerprint"]}
+    wanted = {
+        "checkpoint_hash": manifest["checkpoint_hash"],
+        "channel_policy": policy,
+        "seed": manifest["seed"],
+        "store_fingerprint": manifest["store_fingerprint"],
+    }
     changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
     if changed or len(gdf) != manifest["n_chips"]:
-        raise EmbedError(f"{out} exists and holds another export ({'; '.join(changed) or 'chips'}"
-                         f"); pass overwrite=True to replace it")
+        raise EmbedError(
+            f"{out} exists and holds another export ({'; '.join(changed) or 'chips'}"
+            f"); pass overwrite=True to replace it"
+        )
     return True
 
 
@@ -178,8 +198,10 @@ def _merge(cfg: EmbedConfig, store: ChipStore, parts: list[Path], meta: dict) ->
     """Join all parts with the store index and write the EmbeddingTable; remove the parts."""
     table = pa.concat_tables([pq.read_table(p) for p in parts])
     if table["chip_id"].to_pylist() != store.chip_ids:
-        raise EmbedError(f"{parts[0].parent}: parts do not cover the store's chips in order; "
-                         "delete the folder and rerun")
+        raise EmbedError(
+            f"{parts[0].parent}: parts do not cover the store's chips in order; "
+            "delete the folder and rerun"
+        )
     idx = store.index
     keep = ["chip_id", "geometry", "aoi", "split", *[c for c in idx if c.startswith("label_")]]
     gdf = gpd.GeoDataFrame(idx[keep].copy(), geometry="geometry", crs=idx.crs)
@@ -224,11 +246,15 @@ def _open(cfg: EmbedConfig, device: torch.device):
     model, ckpt_hash, ckpt_meta = load_embedder(cfg.checkpoint, cfg.untrained, cfg.seed, device)
     mods = [m for m in model.modalities if m in store.modalities]
     if not mods:
-        raise EmbedError(f"checkpoint towers {list(model.modalities)} share no modality with "
-                         f"{store.url} ({list(store.modalities)})")
+        raise EmbedError(
+            f"checkpoint towers {list(model.modalities)} share no modality with "
+            f"{store.url} ({list(store.modalities)})"
+        )
     if model.config.tower.img_size != store.chip_px:
-        raise EmbedError(f"checkpoint {cfg.checkpoint} takes {model.config.tower.img_size} px "
-                         f"chips but {store.url} holds {store.chip_px} px chips")
+        raise EmbedError(
+            f"checkpoint {cfg.checkpoint} takes {model.config.tower.img_size} px "
+            f"chips but {store.url} holds {store.chip_px} px chips"
+        )
     model.compile_towers(cfg.compile)
     return store, model, ckpt_hash, ckpt_meta, mods
 
@@ -256,10 +282,21 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
     todo = [i for i in range(env.rank, len(starts), env.world_size) if not paths[i].is_file()]
     total = sum(count_images(store, policies, starts[i], part_chips) for i in todo)
     bounds = [(starts[i], min(starts[i] + part_chips, len(store))) for i in todo]
-    with tqdm(total=total, unit="img", desc="embed", disable=not (cfg.progress and env.master)) as bar:
-        tables = iter_part_tables(model, store, policies, bounds, batch_size=cfg.batch_size,
-                                  seed=cfg.seed, bf16=cfg.bf16, device=env.device, bar=bar,
-                                  num_workers=reader_processes(cfg.num_workers, env.device))
+    with tqdm(
+        total=total, unit="img", desc="embed", disable=not (cfg.progress and env.master)
+    ) as bar:
+        tables = iter_part_tables(
+            model,
+            store,
+            policies,
+            bounds,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            bf16=cfg.bf16,
+            device=env.device,
+            bar=bar,
+            num_workers=reader_processes(cfg.num_workers, env.device),
+        )
         for i, table in zip(todo, tables, strict=True):
             _write_part(table, paths[i])
     barrier(env)
@@ -267,12 +304,20 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             raise EmbedError(f"{parts_dir}: parts {missing[:5]} are missing after all ranks ran")
-        meta = {"source": "untrained" if cfg.untrained else "pretrained",
-                "channel_policy": cfg.channels, "channel_policies": policies,
-                "checkpoint_hash": ckpt_hash, "checkpoint": str(_checkpoint_dir(cfg.checkpoint)),
-                "store": store.url, "store_fingerprint": manifest["store_fingerprint"],
-                "seed": cfg.seed, "modalities": mods, "dim": model.embed_dim,
-                "model_config": ckpt_meta.get("model_config"), "embed_config": asdict(cfg)}
+        meta = {
+            "source": "untrained" if cfg.untrained else "pretrained",
+            "channel_policy": cfg.channels,
+            "channel_policies": policies,
+            "checkpoint_hash": ckpt_hash,
+            "checkpoint": str(_checkpoint_dir(cfg.checkpoint)),
+            "store": store.url,
+            "store_fingerprint": manifest["store_fingerprint"],
+            "seed": cfg.seed,
+            "modalities": mods,
+            "dim": model.embed_dim,
+            "model_config": ckpt_meta.get("model_config"),
+            "embed_config": asdict(cfg),
+        }
         _merge(cfg, store, paths, meta)
     barrier(env)
     return cfg.out

@@ -56,8 +56,14 @@ from eoclip.embeddings.importing import (
     write_imported_table,
 )
 
-__all__ = ["PixelSource", "dequantize", "expand_sources", "import_raster", "open_source",
-           "pool_chip"]
+__all__ = [
+    "PixelSource",
+    "dequantize",
+    "expand_sources",
+    "import_raster",
+    "open_source",
+    "pool_chip",
+]
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -100,7 +106,8 @@ class PixelSource:
             except (rasterio.errors.RasterioError, OSError) as err:
                 raise ImportEmbeddingsError(
                     f"{self.path}: cannot read rows {r0}-{r1}, columns {c0}-{c1} ({err}); the "
-                    "file is damaged, replace it and rerun (finished parts are kept)") from err
+                    "file is damaged, replace it and rerun (finished parts are kept)"
+                ) from err
             raw, bad = np.asarray(data.data), np.ma.getmaskarray(data)
         else:  # an xarray DataArray (band, y, x) of a zarr store
             raw = np.asarray(self._handle.isel(band=self.bands, y=slice(r0, r1), x=slice(c0, c1)))
@@ -115,7 +122,9 @@ class PixelSource:
         """A polygon in EPSG:4326 transformed into this raster's CRS."""
         if self._to_crs is None:
             self._to_crs = pyproj.Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
-        return shapely.transform(geom, lambda xy: np.column_stack(self._to_crs.transform(xy[:, 0], xy[:, 1])))
+        return shapely.transform(
+            geom, lambda xy: np.column_stack(self._to_crs.transform(xy[:, 0], xy[:, 1]))
+        )
 
 
 class _DatasetCache:
@@ -188,23 +197,43 @@ def _open_geotiff(path: str, cfg: ImportConfig) -> PixelSource:
     except rasterio.errors.RasterioIOError as err:
         raise ImportEmbeddingsError(f"{path}: not a readable raster ({err})") from err
     if crs is None:
-        raise ImportEmbeddingsError(f"{path} has no CRS; pixel embeddings need a georeferenced raster")
+        raise ImportEmbeddingsError(
+            f"{path} has no CRS; pixel embeddings need a georeferenced raster"
+        )
     bands = _bands(cfg, count, path)
     scales = cfg.scale if cfg.scale is not None else [file_scales[b] for b in bands]
     offsets = cfg.offset if cfg.offset is not None else [file_offsets[b] for b in bands]
-    return _source(path, pyproj.CRS.from_wkt(crs.to_wkt()), transform, width, height, bands,
-                   cfg.nodata if cfg.nodata is not None else nodata, scales, offsets, None)
+    return _source(
+        path,
+        pyproj.CRS.from_wkt(crs.to_wkt()),
+        transform,
+        width,
+        height,
+        bands,
+        cfg.nodata if cfg.nodata is not None else nodata,
+        scales,
+        offsets,
+        None,
+    )
 
 
 def _zarr_crs(ds, var) -> pyproj.CRS:
-    for attrs in [ds[c].attrs for c in ("spatial_ref", "crs") if c in ds.variables] + [var.attrs, ds.attrs]:
+    for attrs in [ds[c].attrs for c in ("spatial_ref", "crs") if c in ds.variables] + [
+        var.attrs,
+        ds.attrs,
+    ]:
         for key in ("crs_wkt", "spatial_ref", "proj:wkt2", "proj:code", "proj:epsg", "crs"):
             if attrs.get(key) not in (None, ""):
                 value = attrs[key]
-                return pyproj.CRS.from_epsg(int(value)) if key == "proj:epsg" else pyproj.CRS.from_user_input(value)
+                return (
+                    pyproj.CRS.from_epsg(int(value))
+                    if key == "proj:epsg"
+                    else pyproj.CRS.from_user_input(value)
+                )
     raise ImportEmbeddingsError(
         "no CRS found: give the zarr a 'spatial_ref' variable with a 'crs_wkt' attribute (as "
-        "rioxarray writes) or a 'crs' / 'proj:epsg' attribute")
+        "rioxarray writes) or a 'crs' / 'proj:epsg' attribute"
+    )
 
 
 def _open_zarr(path: str, cfg: ImportConfig) -> PixelSource:
@@ -213,8 +242,9 @@ def _open_zarr(path: str, cfg: ImportConfig) -> PixelSource:
     try:
         with warnings.catch_warnings():
             # zarr v3 has no consolidated metadata in its spec: reading without it is normal.
-            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated",
-                                    RuntimeWarning)
+            warnings.filterwarnings(
+                "ignore", "Failed to open Zarr store with consolidated", RuntimeWarning
+            )
             ds = xr.open_zarr(path, mask_and_scale=False, decode_coords="all")
     except Exception as err:  # zarr and xarray raise many types for a damaged store
         raise ImportEmbeddingsError(f"{path}: not a readable zarr ({err})") from err
@@ -222,10 +252,13 @@ def _open_zarr(path: str, cfg: ImportConfig) -> PixelSource:
     name = cfg.variable or (names[0] if len(names) == 1 else None)
     if name not in ds.data_vars:
         raise ImportEmbeddingsError(
-            f"{path}: name the data variable with variable; 3-D variables: {names}")
+            f"{path}: name the data variable with variable; 3-D variables: {names}"
+        )
     var = ds[name]
-    ydim, xdim = [d for d in var.dims if d in ("y", "lat", "latitude")], \
-        [d for d in var.dims if d in ("x", "lon", "longitude")]
+    ydim, xdim = (
+        [d for d in var.dims if d in ("y", "lat", "latitude")],
+        [d for d in var.dims if d in ("x", "lon", "longitude")],
+    )
     if len(ydim) != 1 or len(xdim) != 1:
         raise ImportEmbeddingsError(f"{path}:{name} needs y/x dimensions, has {var.dims}")
     bdim = next(d for d in var.dims if d not in (ydim[0], xdim[0]))
@@ -248,17 +281,27 @@ def _open_zarr(path: str, cfg: ImportConfig) -> PixelSource:
     return _source(path, crs, transform, len(x), len(y), bands, nodata, scales, offsets, var)
 
 
-def _source(path, crs, transform, width, height, bands, nodata, scales, offsets, handle) -> PixelSource:
+def _source(
+    path, crs, transform, width, height, bands, nodata, scales, offsets, handle
+) -> PixelSource:
     n = len(bands)
     bounds = rasterio.transform.array_bounds(height, width, transform)  # (w, s, e, n)
     west, south, east, north = rasterio.warp.transform_bounds(
-        crs.to_wkt(), "EPSG:4326", *bounds, densify_pts=21)
-    return PixelSource(path=path, crs=crs, transform=transform, width=int(width),
-                       height=int(height), bands=bands,
-                       nodata=None if nodata is None else float(nodata),
-                       scales=_per_band(scales, n, 1.0, "scale", path),
-                       offsets=_per_band(offsets, n, 0.0, "offset", path),
-                       footprint=box(west, south, east, north), _handle=handle)
+        crs.to_wkt(), "EPSG:4326", *bounds, densify_pts=21
+    )
+    return PixelSource(
+        path=path,
+        crs=crs,
+        transform=transform,
+        width=int(width),
+        height=int(height),
+        bands=bands,
+        nodata=None if nodata is None else float(nodata),
+        scales=_per_band(scales, n, 1.0, "scale", path),
+        offsets=_per_band(offsets, n, 0.0, "offset", path),
+        footprint=box(west, south, east, north),
+        _handle=handle,
+    )
 
 
 def open_source(path: str, cfg: ImportConfig) -> PixelSource:
@@ -282,8 +325,9 @@ def _window(src: PixelSource, geom: shapely.Geometry) -> Window | None:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def pool_chip(sources: list[PixelSource], chip: shapely.Geometry, mode: str
-              ) -> tuple[np.ndarray, np.ndarray, int, float]:
+def pool_chip(
+    sources: list[PixelSource], chip: shapely.Geometry, mode: str
+) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Sums over one chip's valid pixels, from every source that covers part of it.
 
     Args:
@@ -301,9 +345,12 @@ def pool_chip(sources: list[PixelSource], chip: shapely.Geometry, mode: str
         if win is None:
             continue
         raw, valid = src.read(win)
-        inside = geometry_mask([geom], out_shape=valid.shape,
-                               transform=rasterio.windows.transform(win, src.transform),
-                               invert=True)
+        inside = geometry_mask(
+            [geom],
+            out_shape=valid.shape,
+            transform=rasterio.windows.transform(win, src.transform),
+            invert=True,
+        )
         use = inside & valid
         if not use.any():
             continue
@@ -344,7 +391,8 @@ def _open_all(cfg: ImportConfig) -> tuple[list[PixelSource], shapely.STRtree, in
     if len(dims) != 1:
         raise ImportEmbeddingsError(
             f"the rasters have different numbers of bands {sorted(dims)}; import them separately "
-            "or select the same bands")
+            "or select the same bands"
+        )
     return sources, shapely.STRtree([s.footprint for s in sources]), dims.pop()
 
 
@@ -360,7 +408,8 @@ def _parts_dir(cfg: ImportConfig, manifest: dict) -> Path:
         if not cfg.overwrite:
             raise ImportEmbeddingsError(
                 f"{parts} holds parts of another import ({mpath} differs); remove it or pass "
-                "overwrite=True")
+                "overwrite=True"
+            )
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     fsio.write_text_atomic(mpath, json.dumps(manifest, indent=2))
@@ -378,26 +427,45 @@ def import_raster(store: ChipStore, cfg: ImportConfig) -> str:
             parts of another import in the way.
     """
     sources, tree, dim = _open_all(cfg)
-    prov = provenance(cfg, "raster", {
-        "pooling": f"{cfg.pooling} of the valid pixels whose centre is inside the chip",
-        "bands": dim, "dequantize": cfg.dequantize,
-        "rasters": [{"path": s.path, "crs": s.crs.to_string(), "width": s.width,
-                     "height": s.height, "nodata": s.nodata,
-                     "scale": s.scales.tolist(),
-                     "offset": s.offsets.tolist()} for s in sources]})
-    manifest = {"store": store.url, "n_chips": len(store), "part_chips": cfg.part_chips,
-                "provenance": prov}
+    prov = provenance(
+        cfg,
+        "raster",
+        {
+            "pooling": f"{cfg.pooling} of the valid pixels whose centre is inside the chip",
+            "bands": dim,
+            "dequantize": cfg.dequantize,
+            "rasters": [
+                {
+                    "path": s.path,
+                    "crs": s.crs.to_string(),
+                    "width": s.width,
+                    "height": s.height,
+                    "nodata": s.nodata,
+                    "scale": s.scales.tolist(),
+                    "offset": s.offsets.tolist(),
+                }
+                for s in sources
+            ],
+        },
+    )
+    manifest = {
+        "store": store.url,
+        "n_chips": len(store),
+        "part_chips": cfg.part_chips,
+        "provenance": prov,
+    }
     parts_dir = _parts_dir(cfg, manifest)
     starts = range(0, len(store), cfg.part_chips)
     paths = [parts_dir / f"part-{i:05d}.npz" for i in range(len(starts))]
     todo = [i for i, p in enumerate(paths) if not p.is_file()]
     geoms = store.index.geometry.to_numpy()
     total = sum(min(cfg.part_chips, len(store) - starts[i]) for i in todo)
-    with tqdm(total=total, unit="chip", desc=f"import {cfg.product}",
-              disable=not cfg.progress) as bar:
+    with tqdm(
+        total=total, unit="chip", desc=f"import {cfg.product}", disable=not cfg.progress
+    ) as bar:
         for i in todo:
             lo = starts[i]
-            part = _pool_part(sources, tree, geoms[lo: lo + cfg.part_chips], cfg, dim, bar)
+            part = _pool_part(sources, tree, geoms[lo : lo + cfg.part_chips], cfg, dim, bar)
             _save_part(paths[i], part)
     loaded = [np.load(p) for p in paths]
     vectors = np.concatenate([p["vectors"] for p in loaded])
@@ -407,11 +475,13 @@ def import_raster(store: ChipStore, cfg: ImportConfig) -> str:
     if not present.any():
         raise ImportEmbeddingsError(
             f"no chip of {store.url} is covered by the rasters {cfg.sources} with at least "
-            f"{cfg.min_valid_fraction:.0%} valid pixels; check their extent, CRS and nodata")
+            f"{cfg.min_valid_fraction:.0%} valid pixels; check their extent, CRS and nodata"
+        )
     prov["chips_with_vector"] = int(present.sum())
     prov["chips_partly_covered_left_null"] = int(((counts > 0) & ~present).sum())
     mod = cfg.modality_name
-    path = write_imported_table(store, vectors, counts, cfg, prov,
-                                {f"{mod}_valid_fraction": fractions})
+    path = write_imported_table(
+        store, vectors, counts, cfg, prov, {f"{mod}_valid_fraction": fractions}
+    )
     shutil.rmtree(parts_dir, ignore_errors=True)
     return path

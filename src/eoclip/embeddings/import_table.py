@@ -34,8 +34,14 @@ from eoclip.embeddings.importing import (
     write_imported_table,
 )
 
-__all__ = ["find_vector_columns", "import_table", "pool_by_geometry", "pool_by_id",
-           "read_foreign_table", "vector_matrix"]
+__all__ = [
+    "find_vector_columns",
+    "import_table",
+    "pool_by_geometry",
+    "pool_by_id",
+    "read_foreign_table",
+    "vector_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +102,8 @@ def find_vector_columns(df: pd.DataFrame, spec: str | None, path: str = "table")
         raise ImportEmbeddingsError(
             f"{path}: no list column or numbered columns named {spec!r}; list columns: "
             f"{[c for c in df.columns if _is_list_column(df[c])]}, numbered column prefixes: "
-            f"{sorted(families)}")
+            f"{sorted(families)}"
+        )
     lists = [c for c in df.columns if _is_list_column(df[c])]
     if len(lists) == 1:
         return lists
@@ -104,7 +111,8 @@ def find_vector_columns(df: pd.DataFrame, spec: str | None, path: str = "table")
         return [c for _, c in next(iter(families.values()))]
     raise ImportEmbeddingsError(
         f"{path}: cannot tell which column holds the vectors (list columns {lists}, numbered "
-        f"column prefixes {sorted(families)}); name it with vector_column")
+        f"column prefixes {sorted(families)}); name it with vector_column"
+    )
 
 
 def vector_matrix(df: pd.DataFrame, columns: list[str], path: str = "table") -> np.ndarray:
@@ -122,7 +130,8 @@ def vector_matrix(df: pd.DataFrame, columns: list[str], path: str = "table") -> 
     if len(lengths) != 1:
         raise ImportEmbeddingsError(
             f"{path}: column {columns[0]!r} holds vectors of lengths {sorted(lengths)[:5]}; "
-            "every vector must have the same length")
+            "every vector must have the same length"
+        )
     dim = lengths.pop()
     out = np.full((len(values), dim), np.nan, dtype=np.float32)
     for i, v in enumerate(values):
@@ -131,7 +140,8 @@ def vector_matrix(df: pd.DataFrame, columns: list[str], path: str = "table") -> 
                 out[i] = np.asarray(v, dtype=np.float32)
             except (TypeError, ValueError) as err:
                 raise ImportEmbeddingsError(
-                    f"{path}: row {i} of {columns[0]!r} is not a vector of numbers") from err
+                    f"{path}: row {i} of {columns[0]!r} is not a vector of numbers"
+                ) from err
     out[np.isnan(out).any(axis=1)] = np.nan
     return out
 
@@ -151,8 +161,9 @@ def _average(pos: np.ndarray, X: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     return out, counts
 
 
-def pool_by_id(ids: np.ndarray, X: np.ndarray, store: ChipStore
-               ) -> tuple[np.ndarray, np.ndarray, dict]:
+def pool_by_id(
+    ids: np.ndarray, X: np.ndarray, store: ChipStore
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Vectors keyed by chip id -> one mean vector per store chip.
 
     Args:
@@ -170,8 +181,15 @@ def pool_by_id(ids: np.ndarray, X: np.ndarray, store: ChipStore
     unknown = int(((pos < 0) & ok).sum())
     use = (pos >= 0) & ok
     vectors, counts = _average(pos[use], X[use], len(store))
-    return vectors, counts, {"rows_used": int(use.sum()), "rows_without_vector": int((~ok).sum()),
-                             "rows_unknown_chip": unknown}
+    return (
+        vectors,
+        counts,
+        {
+            "rows_used": int(use.sum()),
+            "rows_without_vector": int((~ok).sum()),
+            "rows_unknown_chip": unknown,
+        },
+    )
 
 
 def _centres(gdf: gpd.GeoDataFrame) -> gpd.GeoSeries:
@@ -185,8 +203,9 @@ def _centres(gdf: gpd.GeoDataFrame) -> gpd.GeoSeries:
     return centres.to_crs("EPSG:4326")
 
 
-def pool_by_geometry(gdf: gpd.GeoDataFrame, X: np.ndarray, store: ChipStore
-                     ) -> tuple[np.ndarray, np.ndarray, dict]:
+def pool_by_geometry(
+    gdf: gpd.GeoDataFrame, X: np.ndarray, store: ChipStore
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Vectors with geometries -> the mean of the vectors whose centre lies in each chip.
 
     Args:
@@ -198,18 +217,33 @@ def pool_by_geometry(gdf: gpd.GeoDataFrame, X: np.ndarray, store: ChipStore
         `(vectors (N, D), counts (N,), stats)` as `pool_by_id`; a centre in no chip counts as
         `rows_outside_chips`.
     """
-    ok = ~np.isnan(X).any(axis=1) & ~gdf.geometry.is_empty.to_numpy() & gdf.geometry.notna().to_numpy()
-    centres = gpd.GeoDataFrame({"row": np.flatnonzero(ok)},
-                               geometry=_centres(gdf[ok]).to_numpy(), crs="EPSG:4326")
-    chips = gpd.GeoDataFrame({"pos": np.arange(len(store))},
-                             geometry=store.index.geometry.to_numpy(), crs=store.index.crs)
+    ok = (
+        ~np.isnan(X).any(axis=1)
+        & ~gdf.geometry.is_empty.to_numpy()
+        & gdf.geometry.notna().to_numpy()
+    )
+    centres = gpd.GeoDataFrame(
+        {"row": np.flatnonzero(ok)}, geometry=_centres(gdf[ok]).to_numpy(), crs="EPSG:4326"
+    )
+    chips = gpd.GeoDataFrame(
+        {"pos": np.arange(len(store))},
+        geometry=store.index.geometry.to_numpy(),
+        crs=store.index.crs,
+    )
     joined = gpd.sjoin(centres, chips, how="inner", predicate="within")
     # A centre on the shared edge of two chips matches both: keep the first chip only.
     joined = joined[~joined["row"].duplicated()]
     rows, pos = joined["row"].to_numpy(), joined["pos"].to_numpy(dtype=np.int64)
     vectors, counts = _average(pos, X[rows], len(store))
-    return vectors, counts, {"rows_used": len(rows), "rows_without_vector": int((~ok).sum()),
-                             "rows_outside_chips": int(ok.sum()) - len(rows)}
+    return (
+        vectors,
+        counts,
+        {
+            "rows_used": len(rows),
+            "rows_without_vector": int((~ok).sum()),
+            "rows_outside_chips": int(ok.sum()) - len(rows),
+        },
+    )
 
 
 def import_table(store: ChipStore, cfg: ImportConfig) -> str:
@@ -230,7 +264,8 @@ def import_table(store: ChipStore, cfg: ImportConfig) -> str:
     if id_col is not None:
         if id_col not in df.columns:
             raise ImportEmbeddingsError(
-                f"{path}: no chip id column {id_col!r}; columns are {list(df.columns)[:20]}")
+                f"{path}: no chip id column {id_col!r}; columns are {list(df.columns)[:20]}"
+            )
         vectors, counts, stats = pool_by_id(df[id_col].astype(str).to_numpy(), X, store)
         how = {"join": "chip_id", "id_column": id_col}
     elif isinstance(df, gpd.GeoDataFrame):
@@ -239,15 +274,26 @@ def import_table(store: ChipStore, cfg: ImportConfig) -> str:
     else:
         raise ImportEmbeddingsError(
             f"{path}: no 'chip_id' column and no GeoParquet geometry; name the chip id column "
-            "with id_column, or give a GeoParquet table")
+            "with id_column, or give a GeoParquet table"
+        )
     if stats["rows_used"] == 0:
         raise ImportEmbeddingsError(
             f"{path}: none of its {len(df)} rows matches a chip of {store.url} ({stats}); "
-            "check the id column or the geometry's CRS and extent")
+            "check the id column or the geometry's CRS and extent"
+        )
     for key, n in stats.items():
         if key != "rows_used" and n:
             log.warning("%s: %d rows skipped (%s)", path, n, key.removeprefix("rows_"))
     vector_from = columns[0] if len(columns) == 1 else f"{columns[0]}..{columns[-1]}"
-    prov = provenance(cfg, "table", {"pooling": "mean of the rows per chip", **how,
-                                     "vector_columns": vector_from, "rows": len(df), **stats})
+    prov = provenance(
+        cfg,
+        "table",
+        {
+            "pooling": "mean of the rows per chip",
+            **how,
+            "vector_columns": vector_from,
+            "rows": len(df),
+            **stats,
+        },
+    )
     return write_imported_table(store, vectors, counts, cfg, prov)

@@ -92,8 +92,10 @@ class ImportConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.sources = tuple(str(s) for s in ([self.sources] if isinstance(self.sources, str | Path)
-                                              else self.sources))
+        self.sources = tuple(
+            str(s)
+            for s in ([self.sources] if isinstance(self.sources, str | Path) else self.sources)
+        )
         if self.bands is not None:
             self.bands = tuple(int(b) for b in self.bands)
 
@@ -110,19 +112,25 @@ class ImportConfig:
         if not self.product:
             raise ImportEmbeddingsError("product must name the embedding product (e.g. 'aef')")
         name = self.modality_name
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name.endswith(("_channels", "_count")):
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name.endswith(
+            ("_channels", "_count")
+        ):
             raise ImportEmbeddingsError(
                 f"modality name {name!r} must be letters, digits and '_' (not ending in "
-                "_channels or _count); set modality explicitly")
+                "_channels or _count); set modality explicitly"
+            )
         if self.kind not in KINDS:
             raise ImportEmbeddingsError(f"kind {self.kind!r} is not one of {KINDS}")
         if self.pooling not in POOLINGS:
             raise ImportEmbeddingsError(f"pooling {self.pooling!r} is not one of {POOLINGS}")
         if self.dequantize not in DEQUANTIZE:
-            raise ImportEmbeddingsError(f"dequantize {self.dequantize!r} is not one of {DEQUANTIZE}")
+            raise ImportEmbeddingsError(
+                f"dequantize {self.dequantize!r} is not one of {DEQUANTIZE}"
+            )
         if not 0.0 <= self.min_valid_fraction <= 1.0:
             raise ImportEmbeddingsError(
-                f"min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}")
+                f"min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}"
+            )
         if self.part_chips < 1:
             raise ImportEmbeddingsError(f"part_chips must be >= 1, got {self.part_chips}")
         if not str(self.out).endswith(".parquet"):
@@ -137,13 +145,15 @@ def source_kind(cfg: ImportConfig) -> str:
     if first.endswith(TABLE_SUFFIXES):
         if len(cfg.sources) > 1:
             raise ImportEmbeddingsError(
-                f"{len(cfg.sources)} tables given; import one table at a time")
+                f"{len(cfg.sources)} tables given; import one table at a time"
+            )
         return "table"
     if first.endswith(RASTER_SUFFIXES) or Path(first).is_dir():
         return "raster"
     raise ImportEmbeddingsError(
         f"{cfg.sources[0]}: cannot tell a table from a raster by its name; set kind to "
-        "'table' or 'raster'")
+        "'table' or 'raster'"
+    )
 
 
 def _file_record(path: str) -> dict:
@@ -162,12 +172,30 @@ def _file_record(path: str) -> dict:
 
 def provenance(cfg: ImportConfig, kind: str, details: dict) -> dict:
     """What was imported and how: files, product, version, pooling and the options used."""
-    options = {k: v for k, v in asdict(cfg).items()
-               if k not in ("sources", "store", "out", "overwrite", "progress", "product",
-                            "version", "part_chips")}
-    return {"product": cfg.product, "version": cfg.version, "kind": kind,
-            "files": [_file_record(s) for s in cfg.sources], "pooling": details.pop("pooling"),
-            "options": options, **details}
+    options = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k
+        not in (
+            "sources",
+            "store",
+            "out",
+            "overwrite",
+            "progress",
+            "product",
+            "version",
+            "part_chips",
+        )
+    }
+    return {
+        "product": cfg.product,
+        "version": cfg.version,
+        "kind": kind,
+        "files": [_file_record(s) for s in cfg.sources],
+        "pooling": details.pop("pooling"),
+        "options": options,
+        **details,
+    }
 
 
 def provenance_hash(prov: dict) -> str:
@@ -175,8 +203,14 @@ def provenance_hash(prov: dict) -> str:
     return hashlib.sha256(json.dumps(prov, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def write_imported_table(store: ChipStore, vectors: np.ndarray, counts: np.ndarray,
-                         cfg: ImportConfig, prov: dict, extra_columns: dict | None = None) -> str:
+def write_imported_table(
+    store: ChipStore,
+    vectors: np.ndarray,
+    counts: np.ndarray,
+    cfg: ImportConfig,
+    prov: dict,
+    extra_columns: dict | None = None,
+) -> str:
     """Write the EmbeddingTable of an import.
 
     Args:
@@ -199,13 +233,27 @@ def write_imported_table(store: ChipStore, vectors: np.ndarray, counts: np.ndarr
     gdf[f"{mod}_count"] = np.asarray(counts, dtype=np.int64)
     for name, values in (extra_columns or {}).items():
         gdf[name] = values
-    meta = {"source": cfg.product, "product": cfg.product, "version": cfg.version,
-            "modalities": [mod], "dim": int(vectors.shape[1]), "store": store.url,
-            "provenance": prov, "source_hash": provenance_hash(prov), "checkpoint_hash": None,
-            "chips_with_vector": int(present.sum())}
+    meta = {
+        "source": cfg.product,
+        "product": cfg.product,
+        "version": cfg.version,
+        "modalities": [mod],
+        "dim": int(vectors.shape[1]),
+        "store": store.url,
+        "provenance": prov,
+        "source_hash": provenance_hash(prov),
+        "checkpoint_hash": None,
+        "chips_with_vector": int(present.sum()),
+    }
     path = write_embedding_table(gdf, cfg.out, meta)
-    log.info("%s: %d of %d chips got a %s vector (%d-d)", path, int(present.sum()), len(gdf),
-             cfg.product, vectors.shape[1])
+    log.info(
+        "%s: %d of %d chips got a %s vector (%d-d)",
+        path,
+        int(present.sum()),
+        len(gdf),
+        cfg.product,
+        vectors.shape[1],
+    )
     return path
 
 

@@ -101,8 +101,11 @@ class TableReader:
             raw = (pf.schema_arrow.metadata or {}).get(META_KEY.encode())
             columns = list(pf.schema_arrow.names)
             # a table in the EmbeddingTable layout written by another tool: read from its columns
-            self.meta = (json.loads(raw) if raw is not None
-                         else infer_meta(pd.DataFrame(columns=columns), self.path))
+            self.meta = (
+                json.loads(raw)
+                if raw is not None
+                else infer_meta(pd.DataFrame(columns=columns), self.path)
+            )
             self.num_rows = pf.metadata.num_rows
             self._group_rows = np.array(
                 [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
@@ -127,8 +130,9 @@ class TableReader:
         try:
             # no pre-buffering and a small read buffer: a column chunk (16 K rows x 2304 float32
             # is 150 MB) is read a few MB at a time, not whole
-            return pq.ParquetFile(self._fs.open(self._fs_path, "rb"), pre_buffer=False,
-                                  buffer_size=READ_BUFFER)
+            return pq.ParquetFile(
+                self._fs.open(self._fs_path, "rb"), pre_buffer=False, buffer_size=READ_BUFFER
+            )
         except (pa.ArrowException, OSError) as err:
             raise EmbeddingTableError(f"{self.path}: not a readable Parquet file ({err})") from err
 
@@ -219,15 +223,23 @@ class TableReader:
             return
         for start, batch in self._batches([col], row_groups):
             arr = batch.column(0)
-            if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)
-                    or pa.types.is_fixed_size_list(arr.type)):
+            if not (
+                pa.types.is_list(arr.type)
+                or pa.types.is_large_list(arr.type)
+                or pa.types.is_fixed_size_list(arr.type)
+            ):
                 raise EmbeddingTableError(f"{self.path}: column {col!r} is {arr.type}, not a list")
             present = arr.is_valid().to_numpy(zero_copy_only=False)
             flat = arr.flatten()
             n = int(present.sum())
             dim = len(flat) // n if n else self.dims.get(modality, 0)
-            if n and (len(flat) != n * dim or (not pa.types.is_fixed_size_list(arr.type) and (
-                    pc.min(pc.list_value_length(arr)).as_py() != dim))):
+            if n and (
+                len(flat) != n * dim
+                or (
+                    not pa.types.is_fixed_size_list(arr.type)
+                    and (pc.min(pc.list_value_length(arr)).as_py() != dim)
+                )
+            ):
                 raise EmbeddingTableError(f"{self.path}: column {col!r} mixes vector lengths")
             self._check_dim(modality, dim)
             vecs = flat.cast(pa.float32()).to_numpy(zero_copy_only=False).reshape(n, dim)
@@ -323,7 +335,9 @@ def open_tables(tables: dict[str, object]) -> dict[str, TableReader]:
     out = {}
     for name, table in tables.items():
         if not isinstance(table, str | Path | pd.DataFrame):
-            raise EmbeddingTableError(f"source {name!r}: expected a path or a DataFrame, got {table!r}")
+            raise EmbeddingTableError(
+                f"source {name!r}: expected a path or a DataFrame, got {table!r}"
+            )
         where = table if isinstance(table, str | Path) else "in-memory frame"
         out[name] = TableReader(table, name=f"source {name!r} ({where})")
     return out

@@ -220,8 +220,11 @@ def read_vectors(path: str | Path, modality: str) -> tuple[np.ndarray, np.ndarra
     with fs.open(fs_path, "rb") as f:
         names = pq.read_schema(f).names
     if col not in names:
-        mods = [c[len(EMB_PREFIX):] for c in names
-                if c.startswith(EMB_PREFIX) and not c.endswith("_channels")]
+        mods = [
+            c[len(EMB_PREFIX) :]
+            for c in names
+            if c.startswith(EMB_PREFIX) and not c.endswith("_channels")
+        ]
         raise KeyError(f"{path} has no vectors of modality {modality!r}; it has {mods}")
     with fs.open(fs_path, "rb") as f:
         table = pq.read_table(f, columns=["chip_id", col])
@@ -275,10 +278,17 @@ def infer_meta(gdf: pd.DataFrame, path: str | Path) -> dict:
             f"layout (missing {missing or 'emb_<modality> columns'}); import it for a "
             "ChipStore's chips with eoclip.embeddings.import_embeddings"
         )
-    log.warning("%s has no '%s' metadata; reading modalities %s from its columns", path,
-                META_KEY, mods)
-    return {"format": FORMAT, "version": VERSION, "source": Path(str(path)).stem,
-            "modalities": mods, "checkpoint_hash": None, "inferred": True}
+    log.warning(
+        "%s has no '%s' metadata; reading modalities %s from its columns", path, META_KEY, mods
+    )
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "source": Path(str(path)).stem,
+        "modalities": mods,
+        "checkpoint_hash": None,
+        "inferred": True,
+    }
 
 
 def embedding_matrix(gdf: pd.DataFrame, modality: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,8 +26,15 @@ from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import write_embedding_table
 
-__all__ = ["STATS", "STATS_HASH", "feature_names", "channel_stats", "stats_features",
-           "stats_table", "write_stats_table"]
+__all__ = [
+    "STATS",
+    "STATS_HASH",
+    "feature_names",
+    "channel_stats",
+    "stats_features",
+    "stats_table",
+    "write_stats_table",
+]
 
 STATS = ("mean", "std", "p10", "p90")
 STATS_HASH = "stats-v1"  # stands in for a checkpoint hash: bump when the features change
@@ -78,9 +85,12 @@ def _modality_block(m: Modality, stored: np.ndarray, valid: np.ndarray) -> np.nd
     return feats
 
 
-def stats_features(store: ChipStore, modalities: Sequence[str] | None = None,
-                   block_chips: int | None = None, progress: bool = True
-                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def stats_features(
+    store: ChipStore,
+    modalities: Sequence[str] | None = None,
+    block_chips: int | None = None,
+    progress: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Statistics features of every chip of a store.
 
     Reads the store's arrays a block of chips at a time (one shard by default).
@@ -115,8 +125,9 @@ def stats_features(store: ChipStore, modalities: Sequence[str] | None = None,
     return out
 
 
-def stats_table(store: ChipStore, modalities: Sequence[str] | None = None,
-                progress: bool = True) -> tuple[gpd.GeoDataFrame, dict]:
+def stats_table(
+    store: ChipStore, modalities: Sequence[str] | None = None, progress: bool = True
+) -> tuple[gpd.GeoDataFrame, dict]:
     """The statistics of a store as an in-memory EmbeddingTable frame and its metadata.
 
     Returns:
@@ -143,8 +154,12 @@ def stats_table(store: ChipStore, modalities: Sequence[str] | None = None,
     return gdf, meta
 
 
-def write_stats_table(store: ChipStore | str | os.PathLike, out: str | os.PathLike,
-                      modalities: Sequence[str] | None = None, progress: bool = True) -> str:
+def write_stats_table(
+    store: ChipStore | str | os.PathLike,
+    out: str | os.PathLike,
+    modalities: Sequence[str] | None = None,
+    progress: bool = True,
+) -> str:
     """Compute the statistics of a store and write them as an EmbeddingTable (GeoParquet).
 
     Args:

@@ -44,17 +44,39 @@ def paired_gain(
     b = reference[[*PAIR_KEYS, metric]].rename(columns={metric: f"{metric}_ref"})
     both = a.merge(b, on=PAIR_KEYS, how="inner")
     if both.empty:
-        raise FewshotError("the two runs share no (source, aoi, task, features, train size, "
-                           "repeat): were they run on the same tables and sizes?")
+        raise FewshotError(
+            "the two runs share no (source, aoi, task, features, train size, "
+            "repeat): were they run on the same tables and sizes?"
+        )
     both["gain"] = both[metric] - both[f"{metric}_ref"]
     keys = ["source", "task", "features", "train_size"]
-    per_rep = both.groupby([*keys, "repeat"], sort=False).agg(
-        gain=("gain", "mean"), n_train=("n_train", "median"), n_aois=("aoi", "nunique"),
-        score=(metric, "mean"), ref=(f"{metric}_ref", "mean")).reset_index()
-    out = per_rep.groupby(keys, sort=False).agg(
-        n_train=("n_train", "median"), score=("score", "mean"), ref=("ref", "mean"),
-        gain_mean=("gain", "mean"), gain_std=("gain", "std"), gain_min=("gain", "min"),
-        gain_max=("gain", "max"), n_aois=("n_aois", "min"), n_repeats=("repeat", "nunique"),
-    ).reset_index().rename(columns={"score": metric, "ref": f"{metric}_ref"})
-    return out.sort_values(["source", "task", "features", "n_train"], kind="stable",
-                           ignore_index=True)
+    per_rep = (
+        both.groupby([*keys, "repeat"], sort=False)
+        .agg(
+            gain=("gain", "mean"),
+            n_train=("n_train", "median"),
+            n_aois=("aoi", "nunique"),
+            score=(metric, "mean"),
+            ref=(f"{metric}_ref", "mean"),
+        )
+        .reset_index()
+    )
+    out = (
+        per_rep.groupby(keys, sort=False)
+        .agg(
+            n_train=("n_train", "median"),
+            score=("score", "mean"),
+            ref=("ref", "mean"),
+            gain_mean=("gain", "mean"),
+            gain_std=("gain", "std"),
+            gain_min=("gain", "min"),
+            gain_max=("gain", "max"),
+            n_aois=("n_aois", "min"),
+            n_repeats=("repeat", "nunique"),
+        )
+        .reset_index()
+        .rename(columns={"score": metric, "ref": f"{metric}_ref"})
+    )
+    return out.sort_values(
+        ["source", "task", "features", "n_train"], kind="stable", ignore_index=True
+    )

@@ -57,8 +57,12 @@ DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
 
 
 # settings beyond the paper's protocol and their defaults (the paper's choices)
-VARIANT_DEFAULTS = {"sampler": "random", "target": "binary", "modality_subsets": False,
-                    "missing_frac": 0.5}
+VARIANT_DEFAULTS = {
+    "sampler": "random",
+    "target": "binary",
+    "modality_subsets": False,
+    "missing_frac": 0.5,
+}
 
 
 class FewshotError(EoclipError, ValueError):
@@ -107,8 +111,9 @@ class FewshotConfig:
         if self.target not in TARGETS:
             raise FewshotError(f"unknown target {self.target!r}; choose one of {TARGETS}")
         if self.target == "continuous" and self.head == "logreg":
-            raise FewshotError("a continuous target needs a regressor: head 'rf' or 'knn', "
-                               "not 'logreg'")
+            raise FewshotError(
+                "a continuous target needs a regressor: head 'rf' or 'knn', not 'logreg'"
+            )
         if not 0.0 < self.missing_frac <= 1.0:
             raise FewshotError(f"missing_frac must be in (0, 1], got {self.missing_frac}")
         if self.sampler not in SAMPLERS:
@@ -130,7 +135,9 @@ class FewshotConfig:
                 split = name.removeprefix("max_")
                 raise FewshotError(f"{name} must be >= 1 (or None for the whole {split} split)")
         if self.select_max_train is not None and self.select_max_train < 2:
-            raise FewshotError(f"select_max_train must be >= 2 or None, got {self.select_max_train}")
+            raise FewshotError(
+                f"select_max_train must be >= 2 or None, got {self.select_max_train}"
+            )
         if self.grid is not None:
             self.grid = tuple(dict(g) for g in self.grid)
             if not self.grid:
@@ -147,12 +154,19 @@ class FewshotConfig:
         Raises:
             FewshotError: an override of a setting the preset fixes, with another value.
         """
-        fixed = {"head": "rf", "grid": (dict(PAPER_RF),), "train_sizes": PAPER_TRAIN_SIZES,
-                 "repeats": 10, "repeats_all": None}
+        fixed = {
+            "head": "rf",
+            "grid": (dict(PAPER_RF),),
+            "train_sizes": PAPER_TRAIN_SIZES,
+            "repeats": 10,
+            "repeats_all": None,
+        }
         clash = {k: v for k, v in overrides.items() if k in fixed and v != fixed[k]}
         if clash:
-            raise FewshotError(f"the paper preset fixes {sorted(clash)}; leave them at the "
-                               f"paper's values {({k: fixed[k] for k in clash})}")
+            raise FewshotError(
+                f"the paper preset fixes {sorted(clash)}; leave them at the "
+                f"paper's values { ({k: fixed[k] for k in clash}) }"
+            )
         return cls(**{**overrides, **fixed})
 
     @property
@@ -173,8 +187,9 @@ class FewshotConfig:
         after the first release (`VARIANT_DEFAULTS`) appear only when not at their default,
         so the key of a default run, and folders written before them, stay the same.
         """
-        variants = {k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items()
-                    if getattr(self, k) != v}
+        variants = {
+            k: getattr(self, k) for k, v in VARIANT_DEFAULTS.items() if getattr(self, k) != v
+        }
         return json.loads(
             json.dumps(
                 {

@@ -45,7 +45,11 @@ def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
     try:
         return open_tables(tables)
     except EmbeddingTableError as err:
-        if "missing column" in str(err) or "no EmbeddingTables" in str(err) or "expected" in str(err):
+        if (
+            "missing column" in str(err)
+            or "no EmbeddingTables" in str(err)
+            or "expected" in str(err)
+        ):
             raise FewshotError(str(err)) from err
         raise
 

@@ -182,7 +182,7 @@ _PREFIX = "eoclip-fewshot-"
 def _remove_stale(root: str) -> None:
     """Delete shared-matrix folders left by runs that were killed (their process is gone)."""
     for name in os.listdir(root):
-        pid = name[len(_PREFIX):].split("-")[0] if name.startswith(_PREFIX) else ""
+        pid = name[len(_PREFIX) :].split("-")[0] if name.startswith(_PREFIX) else ""
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -54,8 +54,9 @@ def feature_mods(features: str, modalities: list[str]) -> list[str]:
     parts = features.split("+")
     if all(p in modalities for p in parts) and len(set(parts)) == len(parts):
         return [m for m in modalities if m in parts]
-    raise FewshotError(f"unknown feature set {features!r}; available: "
-                       f"{feature_sets(modalities, subsets=True)}")
+    raise FewshotError(
+        f"unknown feature set {features!r}; available: {feature_sets(modalities, subsets=True)}"
+    )
 
 
 def blank_columns(features: str, modalities: list[str], dims: dict[str, int]) -> tuple | None:

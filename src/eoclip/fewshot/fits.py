@@ -74,22 +74,41 @@ def evaluate(
     rng = np.random.default_rng(seed)
     X_train = X[rows.train]
     idx, n_resamples = draw_train(
-        plan.sampler, X_train, rows.y_train, n, rng, plan.max_resample,
-        seed if sample_seed is None else sample_seed, _memo_key(X_handle, rows.train))
+        plan.sampler,
+        X_train,
+        rows.y_train,
+        n,
+        rng,
+        plan.max_resample,
+        seed if sample_seed is None else sample_seed,
+        _memo_key(X_handle, rows.train),
+    )
     y_fit = rows.y_train[idx]
     X_test = X[rows.test]
     if plan.blank_cols is not None:  # a copy: the shared matrix stays whole
         X_test = np.array(X_test)
         X_test[plan.blank_rows, plan.blank_cols[0] : plan.blank_cols[1]] = np.nan
-    row = {"train_size": label, "n_train": len(y_fit), "repeat": repeat,
-           "n_test": len(rows.y_test), "n_resamples": n_resamples, "seed": seed}
+    row = {
+        "train_size": label,
+        "n_train": len(y_fit),
+        "repeat": repeat,
+        "n_test": len(rows.y_test),
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
     if plan.target == "continuous":
         pred = fit_predict_values(plan.head, plan.params, seed, X_train[idx], y_fit, X_test)
         nan = float("nan")
-        return {**row, "accuracy": nan, "balanced_accuracy": nan, "pos_frac_train": nan,
-                "pos_frac_test": nan, "single_class": False,
-                "r2": float(r2_score(rows.y_test, pred)),
-                "mae": float(mean_absolute_error(rows.y_test, pred))}
+        return {
+            **row,
+            "accuracy": nan,
+            "balanced_accuracy": nan,
+            "pos_frac_train": nan,
+            "pos_frac_test": nan,
+            "single_class": False,
+            "r2": float(r2_score(rows.y_test, pred)),
+            "mae": float(mean_absolute_error(rows.y_test, pred)),
+        }
     pred, single = fit_predict(plan.head, plan.params, seed, X_train[idx], y_fit, X_test)
     with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
         warnings.simplefilter("ignore", UserWarning)

@@ -17,7 +17,14 @@ from eoclip.embeddings.reader import TableReader, TableScan
 from eoclip.fewshot.config import VARIANT_DEFAULTS, FewshotConfig, FewshotError
 from eoclip.fewshot.io import CONFIG_FILE, RESULTS_FILE, read_results, write_json
 
-__all__ = ["COLUMN_DEFAULTS", "GROUP_KEYS", "RESULT_COLUMNS", "existing_results", "source_record", "table_changes"]
+__all__ = [
+    "COLUMN_DEFAULTS",
+    "GROUP_KEYS",
+    "RESULT_COLUMNS",
+    "existing_results",
+    "source_record",
+    "table_changes",
+]
 
 GROUP_KEYS = ["source", "aoi", "task", "features", "train_size"]
 RESULT_COLUMNS = [
@@ -45,8 +52,13 @@ RESULT_COLUMNS = [
     "mae",
 ]
 # columns added after the first release, with the value older results have
-COLUMN_DEFAULTS = {"n_nonfinite": 0, "sampler": "random", "target": "binary",
-                   "r2": float("nan"), "mae": float("nan")}
+COLUMN_DEFAULTS = {
+    "n_nonfinite": 0,
+    "sampler": "random",
+    "target": "binary",
+    "r2": float("nan"),
+    "mae": float("nan"),
+}
 
 
 def source_record(reader: TableReader, scan: TableScan) -> dict:

@@ -15,7 +15,8 @@ For every source table, AOI, task and feature set (each modality and `concat`):
 Missing features: a chip lacking a modality has a NaN row for that modality and a NaN block in
 `concat`; it stays in every split (the whole test split is scored). A vector holding NaN or inf
 keeps its finite entries (inf becomes NaN, i.e. a missing value), is counted (`n_nonfinite`)
-and logged; a modality without a single finite value in the table is refused. The paper's forest takes NaN natively (scikit-learn >= 1.4);
+and logged; a modality without a single finite value in the table is refused. The paper's forest
+takes NaN natively (scikit-learn >= 1.4);
 `logreg` and `knn` impute the train-sample mean first.
 
 Every sample and fit is seeded with `derive_seed(seed, aoi, task, train_size, repeat)`:
@@ -115,7 +116,9 @@ def _check_source(source: str, reader: TableReader, scan: TableScan, feats: list
             log.warning(
                 "%s: %d emb_%s vectors hold NaN/inf; NaN/inf entries are missing values to "
                 "the head (column n_nonfinite)",
-                reader.name, n_bad, m,
+                reader.name,
+                n_bad,
+                m,
             )
         if m in used and not scan.usable[m].any():
             n_missing = reader.num_rows - int((scan.valid[m] | scan.nonfinite[m]).sum())
@@ -131,8 +134,11 @@ def _plan(readers: dict, scans: dict, config: FewshotConfig, done: set) -> list[
     matrices = []
     for source, reader in readers.items():
         mods, scan = reader.modalities, scans[source]
-        feats = list(config.features) if config.features is not None else feature_sets(
-            mods, config.modality_subsets)
+        feats = (
+            list(config.features)
+            if config.features is not None
+            else feature_sets(mods, config.modality_subsets)
+        )
         known = feature_sets(mods, subsets=True)  # a subset may be named without the flag
         unknown = [f for f in feats if f not in known]
         if unknown:
@@ -164,8 +170,15 @@ def _plan(readers: dict, scans: dict, config: FewshotConfig, done: set) -> list[
                         log.warning("%s/%s/%s: no labelled train chips, skipped", source, aoi, task)
                         continue
                     plan = train_size_plan(config.train_sizes, n_split)
-                    g = _Group(source, aoi, task, f, plan, n_nonfinite=bad,
-                               blank=blank_columns(f, list(mods), dims))
+                    g = _Group(
+                        source,
+                        aoi,
+                        task,
+                        f,
+                        plan,
+                        n_nonfinite=bad,
+                        blank=blank_columns(f, list(mods), dims),
+                    )
                     g.todo = [p for p in plan if (source, aoi, task, f, p[0]) not in done]
                     if g.todo:
                         groups.append(g)
@@ -226,8 +239,12 @@ class _Runner:
 
     def _previous_params(self, g: _Group) -> bool:
         r = self.results
-        prev = r[(r["source"] == g.source) & (r["aoi"] == g.aoi) & (r["task"] == g.task)
-                 & (r["features"] == g.features)]
+        prev = r[
+            (r["source"] == g.source)
+            & (r["aoi"] == g.aoi)
+            & (r["task"] == g.task)
+            & (r["features"] == g.features)
+        ]
         if len(prev):  # resuming: the selection is deterministic, reuse it
             g.params = json.loads(prev["head_params"].iloc[0])
             g.val_acc = float(prev["val_accuracy"].iloc[0])
@@ -239,16 +256,34 @@ class _Runner:
             return self._protocol(m, g)
         if len(grid) == 1 or len(g.rows.y_val) == 0:
             if len(grid) > 1:
-                log.warning("%s/%s/%s/%s: empty validation split, using %s",
-                            g.source, g.aoi, g.task, g.features, grid[0])
+                log.warning(
+                    "%s/%s/%s/%s: empty validation split, using %s",
+                    g.source,
+                    g.aoi,
+                    g.task,
+                    g.features,
+                    grid[0],
+                )
             g.params = dict(grid[0])
             return self._protocol(m, g)
         seed = derive_seed(self.config.seed, g.aoi, g.task, g.features, "select")
-        train = selection_rows(len(g.rows.y_train), self.config.select_max_train,
-                               derive_seed(self.config.seed, g.aoi, g.task))
+        train = selection_rows(
+            len(g.rows.y_train),
+            self.config.select_max_train,
+            derive_seed(self.config.seed, g.aoi, g.task),
+        )
         for i, params in enumerate(grid):
-            fut = self.ex.submit(val_accuracy, m.handle, g.rows, self.config.head, params, seed,
-                                 train, self.config.target, priority=1e9)  # selection first: protocol waits on it
+            fut = self.ex.submit(
+                val_accuracy,
+                m.handle,
+                g.rows,
+                self.config.head,
+                params,
+                seed,
+                train,
+                self.config.target,
+                priority=1e9,
+            )  # selection first: protocol waits on it
             self.pending[fut] = (self._selected, (m, g, i))
 
     def _selected(self, score: float, m: _Matrix, g: _Group, i: int) -> None:
@@ -263,18 +298,35 @@ class _Runner:
     def _protocol(self, m: _Matrix, g: _Group) -> None:
         cfg = self.config
         # largest train sizes first: the long fits start early instead of ending the run alone
-        blank_rows = None if g.blank is None else blank_test_rows(
-            len(g.rows.y_test), cfg.missing_frac, derive_seed(cfg.seed, g.aoi, g.task,
-                                                              g.features, "missing"))
-        plan = FitPlan(cfg.head, g.params, cfg.max_resample, cfg.sampler, cfg.target, g.blank,
-                       blank_rows)
+        blank_rows = (
+            None
+            if g.blank is None
+            else blank_test_rows(
+                len(g.rows.y_test),
+                cfg.missing_frac,
+                derive_seed(cfg.seed, g.aoi, g.task, g.features, "missing"),
+            )
+        )
+        plan = FitPlan(
+            cfg.head, g.params, cfg.max_resample, cfg.sampler, cfg.target, g.blank, blank_rows
+        )
         for label, n in sorted(g.todo, key=lambda p: -p[1]):
             for rep in range(cfg.repeats_for(label)):
                 seed = derive_seed(cfg.seed, g.aoi, g.task, label, rep)
                 # k-means picks ignore the task: every task of the matrix labels the same chips
                 sample_seed = derive_seed(cfg.seed, g.aoi, label, rep, cfg.sampler)
-                fut = self.ex.submit(evaluate, m.handle, g.rows, plan, label, n, rep, seed,
-                                     sample_seed, priority=float(n))
+                fut = self.ex.submit(
+                    evaluate,
+                    m.handle,
+                    g.rows,
+                    plan,
+                    label,
+                    n,
+                    rep,
+                    seed,
+                    sample_seed,
+                    priority=float(n),
+                )
                 self.pending[fut] = (self._evaluated, (m, g))
 
     def _evaluated(self, row: dict, m: _Matrix, g: _Group) -> None:
@@ -305,8 +357,9 @@ class _Runner:
             target=self.config.target,
         )[RESULT_COLUMNS]
         g.results, g.rows = [], None
-        self.results = df if self.results.empty else pd.concat([self.results, df],
-                                                                ignore_index=True)
+        self.results = (
+            df if self.results.empty else pd.concat([self.results, df], ignore_index=True)
+        )
         if self.out_dir is not None:
             write_results(_sorted(self.results), self.out_dir)
 
@@ -318,8 +371,11 @@ class _Runner:
         max_open = 1 if self.ex.n_workers == 1 else max(2, self.ex.n_workers // 16)
         while True:
             # start the next matrix when the workers are about to run out of work
-            while queue and self.open_matrices < max_open and (
-                    self.open_matrices == 0 or len(self.pending) < 2 * self.ex.n_workers):
+            while (
+                queue
+                and self.open_matrices < max_open
+                and (self.open_matrices == 0 or len(self.pending) < 2 * self.ex.n_workers)
+            ):
                 self.start(queue.pop())
             if not self.pending:
                 if queue:
@@ -366,8 +422,9 @@ def run_fewshot(
     done = set(map(tuple, results[GROUP_KEYS].to_numpy().tolist()))
     matrices = _plan(readers, scans, config, done)
     del scans  # validity masks: a few bytes per chip, not needed any more
-    total = sum(config.repeats_for(label) for m in matrices for g in m.groups
-                for label, _ in g.todo)
+    total = sum(
+        config.repeats_for(label) for m in matrices for g in m.groups for label, _ in g.todo
+    )
     with (
         tqdm(total=total, desc="fewshot", unit="fit", disable=not config.progress) as bar,
         make_executor(config.n_jobs, config.scheduler, config.tmp_dir) as ex,

@@ -111,8 +111,11 @@ def draw_train(
         raise FewshotError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     for attempt in range(max_resample + 1):
         seed = (kmeans_seed + attempt) % 2**32
-        idx = _memo_picks((*memo_key, n, seed), X_train, n, seed) if memo_key else \
-            kmeans_picks(X_train, n, seed)
+        idx = (
+            _memo_picks((*memo_key, n, seed), X_train, n, seed)
+            if memo_key
+            else kmeans_picks(X_train, n, seed)
+        )
         if len(np.unique(y[idx])) > 1:
             break
     return idx, attempt

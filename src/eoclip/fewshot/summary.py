@@ -27,9 +27,20 @@ HEADLINE_SIZES = (250, 500)
 
 CELL_KEYS = ["source", "aoi", "task", "features"]
 # the results columns `summarize` reads (a reader may project on them)
-SUMMARY_INPUTS = [*CELL_KEYS, "train_size", "n_train", "repeat", "accuracy",
-                  "balanced_accuracy", "pos_frac_train", "pos_frac_test", "n_nonfinite",
-                  "target", "r2", "mae"]
+SUMMARY_INPUTS = [
+    *CELL_KEYS,
+    "train_size",
+    "n_train",
+    "repeat",
+    "accuracy",
+    "balanced_accuracy",
+    "pos_frac_train",
+    "pos_frac_test",
+    "n_nonfinite",
+    "target",
+    "r2",
+    "mae",
+]
 
 
 def metric_of(results: pd.DataFrame) -> str:
@@ -64,16 +75,18 @@ def summarize(results: pd.DataFrame, frac: float = 0.95, metric: str | None = No
         results = results.assign(n_nonfinite=0)
     s = (
         results.groupby(keys, sort=False)
-        .agg(**{
-            f"{metric}_mean": (metric, "mean"),
-            f"{metric}_std": (metric, "std"),
-            f"{other}_mean": (other, "mean"),
-            f"{other}_std": (other, "std"),
-            "pos_frac_train_mean": ("pos_frac_train", "mean"),
-            "pos_frac_test": ("pos_frac_test", "mean"),
-            "n_repeats": ("repeat", "nunique"),
-            "n_nonfinite": ("n_nonfinite", "max"),
-        })
+        .agg(
+            **{
+                f"{metric}_mean": (metric, "mean"),
+                f"{metric}_std": (metric, "std"),
+                f"{other}_mean": (other, "mean"),
+                f"{other}_std": (other, "std"),
+                "pos_frac_train_mean": ("pos_frac_train", "mean"),
+                "pos_frac_test": ("pos_frac_test", "mean"),
+                "n_repeats": ("repeat", "nunique"),
+                "n_nonfinite": ("n_nonfinite", "max"),
+            }
+        )
         .reset_index()
     )
     full_col = f"full_{metric}_mean"
@@ -147,13 +160,17 @@ def subset_table(summary: pd.DataFrame, sizes: tuple[str, ...] = ("100", "all"))
     metric = "accuracy" if "accuracy_mean" in summary.columns else "r2"
     sub = summary[summary["train_size"].astype(str).isin(sizes)]
     n_aois = summary.groupby(["source", "task"])["aoi"].nunique()
-    g = sub.groupby(["source", "features", "task", "train_size"], sort=False).agg(
-        score=(f"{metric}_mean", "mean"), n=("aoi", "nunique")).reset_index()
+    g = (
+        sub.groupby(["source", "features", "task", "train_size"], sort=False)
+        .agg(score=(f"{metric}_mean", "mean"), n=("aoi", "nunique"))
+        .reset_index()
+    )
     complete = g.apply(lambda r: r["n"] == n_aois[(r["source"], r["task"])], axis=1)
     g.loc[~complete, "score"] = float("nan")
     g["col"] = g["task"] + "@" + g["train_size"].astype(str)
-    out = g.pivot_table(index=["source", "features"], columns="col", values="score",
-                        sort=False, dropna=False)
+    out = g.pivot_table(
+        index=["source", "features"], columns="col", values="score", sort=False, dropna=False
+    )
     present = list(dict.fromkeys(summary["task"]))
     tasks = [t for t in TASKS if t in present] + [t for t in present if t not in TASKS]
     cols = [f"{t}@{s}" for t in tasks for s in sizes]  # a size no AOI ran: a NaN column

@@ -23,8 +23,15 @@ from eoclip.errors import MissingDependencyError
 from eoclip.ingest.gunw import PAIR_MAX_DAYS, GunwLibrary, pair_from_name, select_pairs
 from eoclip.ingest.source import ChipData, ChipSource
 
-__all__ = ["AsfGunwSource", "choose_products", "download_products", "earthdata_credentials",
-           "earthdata_session", "ingest_gunw", "search_gunw"]
+__all__ = [
+    "AsfGunwSource",
+    "choose_products",
+    "download_products",
+    "earthdata_credentials",
+    "earthdata_session",
+    "ingest_gunw",
+    "search_gunw",
+]
 
 EARTHDATA_HOST = "urs.earthdata.nasa.gov"
 
@@ -34,7 +41,8 @@ def _asf():
         import asf_search
     except ImportError as err:
         raise MissingDependencyError(
-            "ASF GUNW search and download need asf-search: pip install 'eoclip[asf]' (or pip install asf-search)"
+            "ASF GUNW search and download need asf-search: pip install 'eoclip[asf]' (or pip "
+            "install asf-search)"
         ) from err
     return asf_search
 
@@ -46,12 +54,14 @@ def search_gunw(geometry_wkt: str, start: dt.date, end: dt.date, max_days: int =
     window is returned; ``choose_products`` then applies the paper's rule.
     """
     asf = _asf()
-    return list(asf.search(
-        dataset=asf.DATASET.ARIA_S1_GUNW,
-        intersectsWith=geometry_wkt,
-        start=dt.datetime.combine(start - dt.timedelta(days=max_days), dt.time.min),
-        end=dt.datetime.combine(end, dt.time.max),
-    ))
+    return list(
+        asf.search(
+            dataset=asf.DATASET.ARIA_S1_GUNW,
+            intersectsWith=geometry_wkt,
+            start=dt.datetime.combine(start - dt.timedelta(days=max_days), dt.time.min),
+            end=dt.datetime.combine(end, dt.time.max),
+        )
+    )
 
 
 def _product_name(product) -> str:
@@ -59,7 +69,9 @@ def _product_name(product) -> str:
     return str(props.get("sceneName") or props.get("fileID") or props.get("fileName") or "")
 
 
-def choose_products(products: Iterable, start: dt.date, end: dt.date, max_days: int = PAIR_MAX_DAYS) -> list:
+def choose_products(
+    products: Iterable, start: dt.date, end: dt.date, max_days: int = PAIR_MAX_DAYS
+) -> list:
     """Products whose date pair (from the ARIA name ``...-tops-20200312_20200217-...``) qualifies.
 
     Args:
@@ -104,14 +116,18 @@ def earthdata_session():
     return session.auth_with_creds(creds["username"], creds["password"])
 
 
-def download_products(products: Iterable, folder: str | os.PathLike, processes: int = 2) -> list[Path]:
+def download_products(
+    products: Iterable, folder: str | os.PathLike, processes: int = 2
+) -> list[Path]:
     """Download products into ``folder`` (already present files are kept); returns the .nc paths."""
     asf = _asf()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     todo = [p for p in products if not (folder / p.properties["fileName"]).exists()]
     if todo:
-        asf.ASFSearchResults(todo).download(path=str(folder), session=earthdata_session(), processes=processes)
+        asf.ASFSearchResults(todo).download(
+            path=str(folder), session=earthdata_session(), processes=processes
+        )
     return sorted(folder.glob("*.nc"))
 
 
@@ -135,8 +151,15 @@ class AsfGunwSource(ChipSource):
         return ChipData({"gunw": data}, {"gunw": pairs})
 
 
-def ingest_gunw(grid, out, gunw_dir: str | os.PathLike, start: dt.date, end: dt.date,
-                max_days: int = PAIR_MAX_DAYS, executor=None):
+def ingest_gunw(
+    grid,
+    out,
+    gunw_dir: str | os.PathLike,
+    start: dt.date,
+    end: dt.date,
+    max_days: int = PAIR_MAX_DAYS,
+    executor=None,
+):
     """Write a gunw-only ChipStore for ``grid`` from ARIA products in ``gunw_dir``.
 
     Args:
@@ -149,4 +172,6 @@ def ingest_gunw(grid, out, gunw_dir: str | os.PathLike, start: dt.date, end: dt.
     """
     from eoclip.ingest.runner import run_ingest
 
-    return run_ingest(grid, out, AsfGunwSource(GunwLibrary(gunw_dir, start, end, max_days)), executor)
+    return run_ingest(
+        grid, out, AsfGunwSource(GunwLibrary(gunw_dir, start, end, max_days)), executor
+    )

@@ -52,7 +52,9 @@ class ExecutorSpec:
         if self.scheduler:
             self.engine = "dask"
         if self.engine not in ENGINES:
-            raise IngestConfigError(f"executor engine must be one of {ENGINES}, not {self.engine!r}")
+            raise IngestConfigError(
+                f"executor engine must be one of {ENGINES}, not {self.engine!r}"
+            )
         if self.workers is None:
             self.workers = os.cpu_count() or 1
         if int(self.workers) < 1:
@@ -116,12 +118,15 @@ class Pool:
         elif spec.workers == 1:
             self.executor, self.slots, self.kind = _InlineExecutor(), 1, "inline"
         else:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            method = (
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            )
             ctx = multiprocessing.get_context(method)
             if method == "forkserver":  # workers fork from a server that imported these once
                 ctx.set_forkserver_preload(["eoclip.ingest.tasks", "eoclip.ingest.m3leo"])
-            self.executor = cf.ProcessPoolExecutor(spec.workers, mp_context=ctx, initializer=watch_coordinator,
-                                                   initargs=(os.getpid(),))
+            self.executor = cf.ProcessPoolExecutor(
+                spec.workers, mp_context=ctx, initializer=watch_coordinator, initargs=(os.getpid(),)
+            )
             self.slots, self.kind = spec.workers, "processes"
 
     def _start_dask(self) -> None:
@@ -129,12 +134,18 @@ class Pool:
             from distributed import Client, LocalCluster
         except ImportError as err:
             raise MissingDependencyError(
-                "the dask engine needs dask distributed: pip install distributed") from err
+                "the dask engine needs dask distributed: pip install distributed"
+            ) from err
         if self.spec.scheduler:
             self._client = Client(self.spec.scheduler)
         else:
-            self._cluster = LocalCluster(n_workers=self.spec.workers, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=self.spec.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
             self._client = Client(self._cluster)
         self.slots = max(1, sum(self._client.nthreads().values()))
         self.executor, self.kind = self._client.get_executor(pure=False), "dask"

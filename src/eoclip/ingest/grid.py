@@ -151,9 +151,17 @@ def reproject_to_chip(
         data = data[None]
     if categorical:
         out = np.full((data.shape[0], grid.chip_px, grid.chip_px), np.nan, dtype=np.float32)
-        rasterio.warp.reproject(source=data, destination=out, src_transform=src_transform, src_crs=src_crs,
-                                src_nodata=np.nan, dst_transform=grid.transform, dst_crs=grid.crs,
-                                dst_nodata=np.nan, resampling=Resampling.nearest)
+        rasterio.warp.reproject(
+            source=data,
+            destination=out,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=np.nan,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
         return out
     if _source_pixel_m(src_crs, src_transform, grid) < grid.pixel_size_m / 1.5:
         method = Resampling.average
@@ -195,10 +203,21 @@ def _mask_groups(valid: np.ndarray) -> list[list[int]]:
     return groups
 
 
-def _warp(data: np.ndarray, src_crs: CRS, src_transform: Affine, grid: ChipGrid, method) -> np.ndarray:
+def _warp(
+    data: np.ndarray, src_crs: CRS, src_transform: Affine, grid: ChipGrid, method
+) -> np.ndarray:
     """(B, h, w) float32 without no-data -> (B, chip_px, chip_px); 0 where the source is absent."""
     out = np.zeros((data.shape[0], grid.chip_px, grid.chip_px), dtype=np.float32)
-    rasterio.warp.reproject(source=data, destination=out, src_transform=src_transform, src_crs=src_crs,
-                            dst_transform=grid.transform, dst_crs=grid.crs, src_nodata=None,
-                            dst_nodata=None, init_dest_nodata=False, resampling=method)
+    rasterio.warp.reproject(
+        source=data,
+        destination=out,
+        src_transform=src_transform,
+        src_crs=src_crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        src_nodata=None,
+        dst_nodata=None,
+        init_dest_nodata=False,
+        resampling=method,
+    )
     return out

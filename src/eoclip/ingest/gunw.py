@@ -197,9 +197,13 @@ def read_gunw(path: str | os.PathLike, variable: str = "coherence") -> tuple[Ras
         try:
             group = f[GUNW_GROUP]
         except KeyError as err:
-            raise IngestFileError(path, f"no group {GUNW_GROUP} (not a GUNW coherence file?)") from err
+            raise IngestFileError(
+                path, f"no group {GUNW_GROUP} (not a GUNW coherence file?)"
+            ) from err
         if variable not in group.variables:
-            raise IngestFileError(path, f"no variable {variable!r} in {GUNW_GROUP}; has {list(group.variables)}")
+            raise IngestFileError(
+                path, f"no variable {variable!r} in {GUNW_GROUP}; has {list(group.variables)}"
+            )
         var = group.variables[variable]
         dims = tuple(var.dimensions)
         lat = next((d for d in dims if d in _LAT_NAMES), None)
@@ -213,9 +217,13 @@ def read_gunw(path: str | os.PathLike, variable: str = "coherence") -> tuple[Ras
         if others:
             pairs = [_text(v) for v in _coordinate(group, others[0], path)]
         else:
-            pairs = [_text(var.attrs["datepair"]) if "datepair" in var.attrs else pair_from_name(path)]
+            pairs = [
+                _text(var.attrs["datepair"]) if "datepair" in var.attrs else pair_from_name(path)
+            ]
             if pairs[0] is None:
-                raise IngestFileError(path, "2-D coherence and no YYYYMMDD_YYYYMMDD pair in the file name")
+                raise IngestFileError(
+                    path, "2-D coherence and no YYYYMMDD_YYYYMMDD pair in the file name"
+                )
         y0, dy = _axis(_coordinate(group, lat, path), path, lat)
         x0, dx = _axis(_coordinate(group, lon, path), path, lon)
         crs = _crs_of(group, var, lat, path)
@@ -271,7 +279,9 @@ class GunwLibrary:
 
     _loaded: dict[tuple, tuple[list[RasterChip], list[str], list[tuple[str, str]]]] = {}
 
-    def __init__(self, folder: str | os.PathLike, start: dt.date, end: dt.date, max_days: int = PAIR_MAX_DAYS):
+    def __init__(
+        self, folder: str | os.PathLike, start: dt.date, end: dt.date, max_days: int = PAIR_MAX_DAYS
+    ):
         self.folder, self.start, self.end, self.max_days = str(folder), start, end, max_days
 
     def _load(self):
@@ -284,7 +294,11 @@ class GunwLibrary:
                 except IngestFileError as err:
                     bad.append((str(path), err.problem))
             names = [n for r in rasters for n in r.names]
-            self._loaded[key] = (rasters, select_pairs(names, self.start, self.end, self.max_days), bad)
+            self._loaded[key] = (
+                rasters,
+                select_pairs(names, self.start, self.end, self.max_days),
+                bad,
+            )
         return self._loaded[key]
 
     def unreadable(self) -> list[tuple[str, str]]:
@@ -297,7 +311,11 @@ class GunwLibrary:
 
         rasters, pairs, _ = self._load()
         lon0, lat0, lon1, lat1 = grid.geometry.bounds
-        near = [r for r in rasters if not r.crs.is_geographic or _bounds_overlap(r, (lon0, lat0, lon1, lat1))]
+        near = [
+            r
+            for r in rasters
+            if not r.crs.is_geographic or _bounds_overlap(r, (lon0, lat0, lon1, lat1))
+        ]
         data, names = merge_pairs_on_chip(near, grid, pairs)
         return cap_pairs(data, names, get_modality("gunw").max_channels)
 
@@ -305,5 +323,9 @@ class GunwLibrary:
 def _bounds_overlap(raster: RasterChip, bounds: tuple[float, float, float, float]) -> bool:
     h, w = raster.data.shape[1:]
     (x0, y0), (x1, y1) = raster.transform @ (0, 0), raster.transform @ (w, h)
-    return not (max(x0, x1) < bounds[0] or min(x0, x1) > bounds[2] or max(y0, y1) < bounds[1]
-                or min(y0, y1) > bounds[3])
+    return not (
+        max(x0, x1) < bounds[0]
+        or min(x0, x1) > bounds[2]
+        or max(y0, y1) < bounds[1]
+        or min(y0, y1) > bounds[3]
+    )

@@ -23,7 +23,14 @@ import pandas as pd
 
 from eoclip.ingest.report import IngestError, IngestFileError
 
-__all__ = ["PRODUCT_FOLDERS", "Dataset", "find_datasets", "product_folder", "read_chips", "read_splits"]
+__all__ = [
+    "PRODUCT_FOLDERS",
+    "Dataset",
+    "find_datasets",
+    "product_folder",
+    "read_chips",
+    "read_splits",
+]
 
 # Product -> candidate folder names ({year} substituted); the first that exists is used.
 PRODUCT_FOLDERS: dict[str, tuple[str, ...]] = {
@@ -63,7 +70,9 @@ def aoi_from_stem(stem: str) -> str | None:
     return stem.split("_partitions_")[0] if "_partitions_" in stem else None
 
 
-def product_folder(folder: Path, key: str, year: int, names: tuple[str, ...] | None = None) -> Path | None:
+def product_folder(
+    folder: Path, key: str, year: int, names: tuple[str, ...] | None = None
+) -> Path | None:
     """The folder of a product inside ``folder``, or None.
 
     Raises:
@@ -77,8 +86,10 @@ def product_folder(folder: Path, key: str, year: int, names: tuple[str, ...] | N
             continue
         found = sorted(p for p in folder.glob(name) if p.is_dir())
         if len(found) > 1:
-            raise IngestError(f"{folder}: several folders for {key}: {[p.name for p in found]}; "
-                              "name the one to use in the folders setting")
+            raise IngestError(
+                f"{folder}: several folders for {key}: {[p.name for p in found]}; "
+                "name the one to use in the folders setting"
+            )
         if found:
             return found[0]
     return None
@@ -88,12 +99,21 @@ def _geojsons(root: Path) -> list[Path]:
     found = sorted(root.glob("*.geojson"))
     stems = {p.stem for p in found}
     # geetiles' expand_proportions writes <stem>_expanded.geojson beside the grid: not a grid
-    return [p for p in found if not (p.stem.endswith("_expanded") and p.stem[: -len("_expanded")] in stems)]
+    return [
+        p
+        for p in found
+        if not (p.stem.endswith("_expanded") and p.stem[: -len("_expanded")] in stems)
+    ]
 
 
-def find_datasets(root: Path, chips: Path | None = None, splits: str | Path | None = None,
-                  aoi: str | None = None, year: int = 2020,
-                  folders: dict[str, tuple[str, ...]] | None = None) -> list[Dataset]:
+def find_datasets(
+    root: Path,
+    chips: Path | None = None,
+    splits: str | Path | None = None,
+    aoi: str | None = None,
+    year: int = 2020,
+    folders: dict[str, tuple[str, ...]] | None = None,
+) -> list[Dataset]:
     """Every grid of a download.
 
     Args:
@@ -115,7 +135,9 @@ def find_datasets(root: Path, chips: Path | None = None, splits: str | Path | No
         chips = Path(chips)
         if not chips.is_file():
             raise IngestFileError(chips, "chips GeoJSON not found")
-        nested = next((d for d in (root / chips.stem, chips.parent / chips.stem) if d.is_dir()), None)
+        nested = next(
+            (d for d in (root / chips.stem, chips.parent / chips.stem) if d.is_dir()), None
+        )
         grids = [(chips, nested or root, nested is not None)]
     else:
         found = _geojsons(root)
@@ -127,18 +149,27 @@ def find_datasets(root: Path, chips: Path | None = None, splits: str | Path | No
         elif len(flat) == 1:
             grids = [(flat[0], root, False)]
         elif flat:
-            raise IngestError(f"{root}: {len(flat)} chips GeoJSONs ({', '.join(p.name for p in flat)}) and no "
-                              "product folder named after any of them; give the chips GeoJSON to use")
+            raise IngestError(
+                f"{root}: {len(flat)} chips GeoJSONs ({', '.join(p.name for p in flat)}) and no "
+                "product folder named after any of them; give the chips GeoJSON to use"
+            )
         elif inner.is_file():
             grids = [(inner, root, True)]
         else:
-            raise IngestError(f"{root}: no chips GeoJSON (*.geojson) in it or beside it; expected "
-                              "<stem>.geojson with a <stem>/ product folder (geetiles), or give the GeoJSON")
+            raise IngestError(
+                f"{root}: no chips GeoJSON (*.geojson) in it or beside it; expected "
+                "<stem>.geojson with a <stem>/ product folder (geetiles), or give the GeoJSON"
+            )
     out = []
     for path, folder, is_nested in grids:
         name = aoi or aoi_from_stem(path.stem) or (path.stem if is_nested else root.name)
-        products = {key: product_folder(folder, key, year, (folders or {}).get(key)) for key in PRODUCT_FOLDERS}
-        out.append(Dataset(path.stem, name, path, _pick_splits(path, splits, is_nested), folder, products))
+        products = {
+            key: product_folder(folder, key, year, (folders or {}).get(key))
+            for key in PRODUCT_FOLDERS
+        }
+        out.append(
+            Dataset(path.stem, name, path, _pick_splits(path, splits, is_nested), folder, products)
+        )
     return out
 
 
@@ -154,12 +185,17 @@ def _pick_splits(chips: Path, splits: str | Path | None, nested: bool) -> Path |
         chosen = [c for c in candidates if given.name in c.name]
         if len(chosen) == 1:
             return chosen[0]
-        raise IngestFileError(given, f"splits CSV not found: not a file, and {len(chosen)} of the splits "
-                                     f"CSVs of {chips.name} have it in their name ({[c.name for c in candidates]})")
+        raise IngestFileError(
+            given,
+            f"splits CSV not found: not a file, and {len(chosen)} of the splits "
+            f"CSVs of {chips.name} have it in their name ({[c.name for c in candidates]})",
+        )
     if len(candidates) > 1:
-        raise IngestError(f"{chips.parent}: several splits CSVs for {chips.name}: "
-                          f"{', '.join(c.name for c in candidates)}; choose one (a path, or a part of "
-                          "its name such as '_splits_8bands')")
+        raise IngestError(
+            f"{chips.parent}: several splits CSVs for {chips.name}: "
+            f"{', '.join(c.name for c in candidates)}; choose one (a path, or a part of "
+            "its name such as '_splits_8bands')"
+        )
     return candidates[0] if candidates else None
 
 
@@ -207,6 +243,9 @@ def read_splits(path: Path, column: str | None = None) -> pd.Series:
     if column is None:
         column = "split" if "split" in df.columns else options[0] if len(options) == 1 else None
     if "identifier" not in df.columns or column not in df.columns:
-        raise IngestFileError(path, f"needs columns identifier and a split column; has {list(df.columns)}"
-                                    + (f" (choose the split column among {options})" if len(options) > 1 else ""))
+        raise IngestFileError(
+            path,
+            f"needs columns identifier and a split column; has {list(df.columns)}"
+            + (f" (choose the split column among {options})" if len(options) > 1 else ""),
+        )
     return df.drop_duplicates("identifier").set_index("identifier")[column]

@@ -6,7 +6,7 @@ The download, as geetiles writes it (``eoclip.ingest.layout``; several AOIs per 
       <aoi>_partitions_aschips_<hash>.geojson      identifier + EPSG:4326 polygon per chip
       <aoi>_partitions_aschips_<hash>_splits*.csv  identifier,split
       <aoi>_partitions_aschips_<hash>/
-        s2rgbm-2020/<id>.tif           uint8, 36 bands 01_red 01_green 01_blue ... 12_blue (0..0.3 -> 0..255)
+        s2rgbm-2020/<id>.tif           uint8, 36 bands 01_red ... 12_blue (0..0.3 -> 0..255)
         s1grdm-2020-asc/<id>.tif       dB, 24 bands 01_vv 01_vh ... 12_vh (any dtype: range-checked)
         s1grdm-2020-desc/<id>.tif      (or -des) used when the ascending file is missing or unusable
         gunw/<id>.nc                   group /science/grids/data, coherence(datepair, lat, lon)
@@ -51,10 +51,17 @@ from eoclip.ingest.source import ChipData, ChipSource
 __all__ = ["LABEL_PRODUCTS", "M3LEOConfig", "M3LEOSource", "ingest_m3leo", "load_m3leo_grid"]
 
 # Store modality -> the product folders it is read from.
-MODALITY_PRODUCTS = {"s2rgbm": ("s2rgbm",), "s1grdm": ("s1grdm-asc", "s1grdm-des"), "gunw": ("gunw",)}
+MODALITY_PRODUCTS = {
+    "s2rgbm": ("s2rgbm",),
+    "s1grdm": ("s1grdm-asc", "s1grdm-des"),
+    "gunw": ("gunw",),
+}
 # Label product -> the index columns it fills.
-LABEL_PRODUCTS = {"esaworldcover": ("label_crop", "label_water"), "modis": ("label_tree",),
-                  "ghsbuilts": ("label_built",)}
+LABEL_PRODUCTS = {
+    "esaworldcover": ("label_crop", "label_water"),
+    "modis": ("label_tree",),
+    "ghsbuilts": ("label_built",),
+}
 
 
 @dataclass
@@ -101,25 +108,42 @@ class M3LEOConfig:
         self.root = Path(self.root)
         self.s1_direction = {"desc": "des"}.get(self.s1_direction, self.s1_direction)
         if self.s1_direction not in ("asc", "des"):
-            raise IngestConfigError(f"s1_direction must be 'asc' or 'des' ('desc'), not {self.s1_direction!r}")
+            raise IngestConfigError(
+                f"s1_direction must be 'asc' or 'des' ('desc'), not {self.s1_direction!r}"
+            )
         self.months = tuple(int(m) for m in self.months)
         if not self.months or any(not 1 <= m <= 12 for m in self.months):
             raise IngestConfigError(f"months must be calendar months 1..12, got {self.months}")
         for name in self.modalities:
             if name not in MODALITY_PRODUCTS:
-                raise IngestConfigError(f"M3LEO has no modality {name!r}; it has {list(MODALITY_PRODUCTS)}")
-            if name in ("s2rgbm", "s1grdm") and len(self.months) != len(get_modality(name).channels) // 3:
-                raise IngestConfigError(f"{name} stores {len(get_modality(name).channels) // 3} months; got "
-                                 f"months={self.months}")
+                raise IngestConfigError(
+                    f"M3LEO has no modality {name!r}; it has {list(MODALITY_PRODUCTS)}"
+                )
+            if (
+                name in ("s2rgbm", "s1grdm")
+                and len(self.months) != len(get_modality(name).channels) // 3
+            ):
+                raise IngestConfigError(
+                    f"{name} stores {len(get_modality(name).channels) // 3} months; got "
+                    f"months={self.months}"
+                )
         unknown = set(self.labels) - set(LABEL_PRODUCTS)
         if unknown:
-            raise IngestConfigError(f"unknown label products {sorted(unknown)}; known: {list(LABEL_PRODUCTS)}")
-        self.folders = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.folders.items()}
+            raise IngestConfigError(
+                f"unknown label products {sorted(unknown)}; known: {list(LABEL_PRODUCTS)}"
+            )
+        self.folders = {
+            k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.folders.items()
+        }
 
     def gunw_window(self) -> tuple[dt.date, dt.date]:
-        """Second-date window of GUNW pairs: the first day of the first month to the last day of the last."""
+        """Second-date window of GUNW pairs: the first day of the first month to the last day of the
+        last.
+        """
         first, last = min(self.months), max(self.months)
-        return dt.date(self.year, first, 1), dt.date(self.year, last, calendar.monthrange(self.year, last)[1])
+        return dt.date(self.year, first, 1), dt.date(
+            self.year, last, calendar.monthrange(self.year, last)[1]
+        )
 
 
 def _file(folder: Path, chip_id: str, exts=(".tif", ".tiff", ".nc")) -> Path:
@@ -160,8 +184,14 @@ class M3LEOSource(ChipSource):
         if "s2rgbm" in self.modalities and folder is not None:
             path = _file(folder, cid)
             try:
-                out.arrays["s2rgbm"] = self._checked(readers.read_s2_chip(path, grid, self.cfg.months),
-                                                     "s2rgbm", cid, folder, path, report)
+                out.arrays["s2rgbm"] = self._checked(
+                    readers.read_s2_chip(path, grid, self.cfg.months),
+                    "s2rgbm",
+                    cid,
+                    folder,
+                    path,
+                    report,
+                )
             except IngestFileError as err:
                 report.skip(cid, folder.name, path, err.problem)
         if "s1grdm" in self.modalities:
@@ -174,21 +204,37 @@ class M3LEOSource(ChipSource):
         return out
 
     @staticmethod
-    def _checked(band: readers.BandRead, modality: str, cid: str, folder: Path, path: Path,
-                 report: IngestReport) -> np.ndarray:
+    def _checked(
+        band: readers.BandRead,
+        modality: str,
+        cid: str,
+        folder: Path,
+        path: Path,
+        report: IngestReport,
+    ) -> np.ndarray:
         """Record missing and out-of-range bands; raise if no channel would be valid."""
         if band.missing:
             report.skip(cid, folder.name, path, f"missing bands: {','.join(band.missing)}")
         if band.out_of_range:
             lo, hi = get_modality(modality).valid_range
-            report.skip(cid, folder.name, path, f"out of range: values outside [{lo:g}, {hi:g}] in "
-                                                f"{band.out_of_range} bands set invalid (stored as {band.dtype})")
+            report.skip(
+                cid,
+                folder.name,
+                path,
+                f"out of range: values outside [{lo:g}, {hi:g}] in "
+                f"{band.out_of_range} bands set invalid (stored as {band.dtype})",
+            )
         if not _usable(band.data):
-            raise IngestFileError(path, f"unusable: no band with at least {1 - MAX_NAN_FRACTION:.0%} valid "
-                                        "pixels on the chip (no data, masked or out of range)")
+            raise IngestFileError(
+                path,
+                f"unusable: no band with at least {1 - MAX_NAN_FRACTION:.0%} valid "
+                "pixels on the chip (no data, masked or out of range)",
+            )
         return band.data
 
-    def _read_s1(self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport) -> np.ndarray | None:
+    def _read_s1(
+        self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport
+    ) -> np.ndarray | None:
         first = self.cfg.s1_direction
         order = [first] + ([{"asc": "des", "des": "asc"}[first]] if self.cfg.s1_fallback else [])
         for k, direction in enumerate(order):
@@ -197,8 +243,14 @@ class M3LEOSource(ChipSource):
                 continue
             path = _file(folder, cid)
             try:
-                data = self._checked(readers.read_s1_chip(path, grid, self.cfg.months), "s1grdm", cid, folder,
-                                     path, report)
+                data = self._checked(
+                    readers.read_s1_chip(path, grid, self.cfg.months),
+                    "s1grdm",
+                    cid,
+                    folder,
+                    path,
+                    report,
+                )
             except IngestFileError as err:
                 report.skip(cid, folder.name, path, err.problem)
                 continue
@@ -207,30 +259,40 @@ class M3LEOSource(ChipSource):
             return data
         return None
 
-    def _read_gunw(self, folder: Path, cid: str, grid: ChipGrid, report: IngestReport, out: ChipData) -> None:
+    def _read_gunw(
+        self, folder: Path, cid: str, grid: ChipGrid, report: IngestReport, out: ChipData
+    ) -> None:
         path = _file(folder, cid, (".nc", ".nc4", ".h5"))
         try:
             raster, pairs = read_gunw(path)
             raster.check_overlap(grid)
             wanted = select_pairs(pairs, *self.cfg.gunw_window(), self.cfg.gunw_max_days)
             # cap after resampling, so a pair without data on this chip never takes a slot
-            data, kept = cap_pairs(*merge_pairs_on_chip([raster], grid, wanted),
-                                   get_modality("gunw").max_channels)
+            data, kept = cap_pairs(
+                *merge_pairs_on_chip([raster], grid, wanted), get_modality("gunw").max_channels
+            )
         except IngestFileError as err:
             report.skip(cid, folder.name, path, err.problem)
             return
         if not kept:
-            reason = f"no date pair in the window among {pairs}" if not wanted else \
-                "no valid pixel in the selected date pairs (all fill or out of range)"
+            reason = (
+                f"no date pair in the window among {pairs}"
+                if not wanted
+                else "no valid pixel in the selected date pairs (all fill or out of range)"
+            )
             report.skip(cid, folder.name, path, reason)
             return
         out.arrays["gunw"], out.names["gunw"] = data, kept
 
-    def _read_labels(self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport, labels: dict) -> None:
+    def _read_labels(
+        self, ds: Dataset, cid: str, grid: ChipGrid, report: IngestReport, labels: dict
+    ) -> None:
         cfg = self.cfg
         readers_of = {
             "esaworldcover": lambda p: readers.esa_worldcover_fractions(p, grid, (40, 80)),
-            "modis": lambda p: [readers.modis_tree_cover(p, grid, f"Percent_Tree_Cover_{cfg.year}")],
+            "modis": lambda p: [
+                readers.modis_tree_cover(p, grid, f"Percent_Tree_Cover_{cfg.year}")
+            ],
             "ghsbuilts": lambda p: [readers.ghs_built_fraction(p, grid, cfg.ghs_divisor)],
         }
         for key in cfg.labels:
@@ -258,8 +320,10 @@ def _dataset_grid(cfg: M3LEOConfig, k: int, ds: Dataset, report: IngestReport) -
     elif "split" in chips:
         splits, source = chips.set_index("chip_id")["split"].dropna().astype(str), ds.chips_path
     else:
-        raise IngestFileError(ds.chips_path, f"no splits CSV ({ds.stem}_splits*.csv) beside it and no "
-                                             "'split' column in it")
+        raise IngestFileError(
+            ds.chips_path,
+            f"no splits CSV ({ds.stem}_splits*.csv) beside it and no 'split' column in it",
+        )
     known = set(chips["chip_id"])
     for cid in sorted(set(splits.index) - known):
         report.skip(cid, "splits", source, "chip id absent from the grid (chips GeoJSON)")
@@ -271,7 +335,9 @@ def _dataset_grid(cfg: M3LEOConfig, k: int, ds: Dataset, report: IngestReport) -
     if cfg.aoi or "aoi" not in chips:
         chips["aoi"] = ds.aoi
     chips["dataset"] = k
-    cols = ["chip_id", "aoi", "split", "dataset", "geometry"] + (["utm_epsg"] if "utm_epsg" in chips else [])
+    cols = ["chip_id", "aoi", "split", "dataset", "geometry"] + (
+        ["utm_epsg"] if "utm_epsg" in chips else []
+    )
     return chips[cols]
 
 
@@ -286,8 +352,11 @@ def _scan_products(cfg: M3LEOConfig, ds: Dataset, ids: set[str], report: IngestR
         folder = ds.products.get(key)
         if folder is None:
             if key != "s1grdm-des" or ds.products.get("s1grdm-asc") is None:
-                report.problem(key, ds.folder, f"no product folder in AOI {ds.aoi} ({ds.stem}): absent for "
-                                               "all its chips")
+                report.problem(
+                    key,
+                    ds.folder,
+                    f"no product folder in AOI {ds.aoi} ({ds.stem}): absent for all its chips",
+                )
             continue
         matched, other = 0, 0
         with os.scandir(folder) as entries:
@@ -300,15 +369,26 @@ def _scan_products(cfg: M3LEOConfig, ds: Dataset, ids: set[str], report: IngestR
                     if key in modality_products:
                         with_modality.add(stem)
                 else:
-                    report.skip(stem, folder.name, entry.path, "chip id absent from the grid (chips GeoJSON)")
+                    report.skip(
+                        stem,
+                        folder.name,
+                        entry.path,
+                        "chip id absent from the grid (chips GeoJSON)",
+                    )
         if not matched:
-            report.problem(key, folder, f"holds no readable file of a chip of AOI {ds.aoi} ({other} other "
-                                        "entries): absent for all its chips")
+            report.problem(
+                key,
+                folder,
+                f"holds no readable file of a chip of AOI {ds.aoi} ({other} other "
+                "entries): absent for all its chips",
+            )
             ds.products[key] = None
     return with_modality
 
 
-def load_m3leo_grid(cfg: M3LEOConfig, report: IngestReport) -> tuple[gpd.GeoDataFrame, list[Dataset]]:
+def load_m3leo_grid(
+    cfg: M3LEOConfig, report: IngestReport
+) -> tuple[gpd.GeoDataFrame, list[Dataset]]:
     """Every chip of every AOI (with ``dataset``, ``has_files``), after checking the products
     asked for. ``has_files`` is False for a chip without a file in any modality folder (not
     read, reported as not written).
@@ -326,15 +406,21 @@ def load_m3leo_grid(cfg: M3LEOConfig, report: IngestReport) -> tuple[gpd.GeoData
     for name in (*cfg.modalities, *cfg.labels):
         products = MODALITY_PRODUCTS.get(name, (name,))
         if not any(ds.products.get(p) for ds in datasets for p in products):
-            looked = sorted({name.format(year=cfg.year) for key in products for name in _folder_names(cfg, key)})
-            raise IngestError(f"{name}: no product folder ({', '.join(looked)}) with chip files in any AOI "
-                              f"under {cfg.root}; leave {name} out of the "
-                              f"{'modalities' if name in MODALITY_PRODUCTS else 'labels'} to ingest without it")
+            looked = sorted(
+                {name.format(year=cfg.year) for key in products for name in _folder_names(cfg, key)}
+            )
+            raise IngestError(
+                f"{name}: no product folder ({', '.join(looked)}) with chip files in any AOI "
+                f"under {cfg.root}; leave {name} out of the "
+                f"{'modalities' if name in MODALITY_PRODUCTS else 'labels'} to ingest without it"
+            )
     grid = pd.concat(grids, ignore_index=True) if grids else gpd.GeoDataFrame()
     dup = grid["chip_id"][grid["chip_id"].duplicated()].unique().tolist() if len(grid) else []
     if dup:
-        raise IngestError(f"chip ids {dup[:3]} appear in several AOIs of {cfg.root}; ingest the AOIs into "
-                          "separate stores")
+        raise IngestError(
+            f"chip ids {dup[:3]} appear in several AOIs of {cfg.root}; ingest the AOIs into "
+            "separate stores"
+        )
     return gpd.GeoDataFrame(grid, geometry="geometry", crs="EPSG:4326"), datasets
 
 
@@ -344,7 +430,9 @@ def _folder_names(cfg: M3LEOConfig, key: str) -> tuple[str, ...]:
     return cfg.folders.get(key) or PRODUCT_FOLDERS[key]
 
 
-def ingest_m3leo(cfg: M3LEOConfig, out: StoreSpec, executor: ExecutorSpec | None = None) -> IngestReport:
+def ingest_m3leo(
+    cfg: M3LEOConfig, out: StoreSpec, executor: ExecutorSpec | None = None
+) -> IngestReport:
     """Read an M3LEO download into a ChipStore; see the module docstring.
 
     Args:

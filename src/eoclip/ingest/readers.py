@@ -64,9 +64,22 @@ class RasterChip:
         dtype: The file's storage dtype (for messages).
     """
 
-    def __init__(self, path: str, data: np.ndarray, names: list[str], crs: CRS, transform: Affine,
-                 dtype: str = "float32"):
-        self.path, self.data, self.names, self.crs, self.transform = path, data, names, crs, transform
+    def __init__(
+        self,
+        path: str,
+        data: np.ndarray,
+        names: list[str],
+        crs: CRS,
+        transform: Affine,
+        dtype: str = "float32",
+    ):
+        self.path, self.data, self.names, self.crs, self.transform = (
+            path,
+            data,
+            names,
+            crs,
+            transform,
+        )
         self.dtype = dtype
 
     def bands(self, wanted: Sequence[str]) -> np.ndarray:
@@ -93,12 +106,15 @@ class RasterChip:
         if not file_box.intersects(box(*chip)):
             raise IngestFileError(
                 self.path,
-                f"does not overlap chip {grid.chip_id}: file bounds {tuple(round(v, 5) for v in file_box.bounds)} "
+                f"does not overlap chip {grid.chip_id}: file bounds "
+                f"{tuple(round(v, 5) for v in file_box.bounds)} "
                 f"in {self.crs.to_string()}, chip bounds there {tuple(round(v, 5) for v in chip)} "
                 "(wrong CRS in the file, or the file belongs to another chip)",
             )
 
-    def to_chip(self, grid: ChipGrid, data: np.ndarray | None = None, categorical=False) -> np.ndarray:
+    def to_chip(
+        self, grid: ChipGrid, data: np.ndarray | None = None, categorical=False
+    ) -> np.ndarray:
         """Resample (some of) the bands onto the chip grid, shape (B, chip_px, chip_px)."""
         self.check_overlap(grid)
         return reproject_to_chip(
@@ -151,10 +167,17 @@ def read_geotiff(
             names = [d or "" for d in src.descriptions]
             if layout is not None and not any(names) and src.count == len(layout):
                 names = list(layout)
-            idx = list(range(len(names))) if bands is None else [names.index(b) for b in bands if b in names]
+            idx = (
+                list(range(len(names)))
+                if bands is None
+                else [names.index(b) for b in bands if b in names]
+            )
             # GDAL converts to float32 while reading (integers of these files are exact in it)
-            data = src.read([i + 1 for i in idx], out_dtype="float32") if idx else \
-                np.empty((0, src.height, src.width), np.float32)
+            data = (
+                src.read([i + 1 for i in idx], out_dtype="float32")
+                if idx
+                else np.empty((0, src.height, src.width), np.float32)
+            )
             nodata = [src.nodatavals[i] for i in idx]
             crs, transform, dtype = src.crs, src.transform, src.dtypes[0]
     except IngestFileError:
@@ -188,8 +211,11 @@ class BandRead:
 
 def _no_data(raster: RasterChip, wanted: Sequence[str], what: str) -> None:
     if raster.missing(wanted) == list(wanted):
-        raise IngestFileError(raster.path, f"none of the bands {wanted[0]}..{wanted[-1]}; the file has "
-                                           f"{raster.names[:6]}{'...' if len(raster.names) > 6 else ''}")
+        raise IngestFileError(
+            raster.path,
+            f"none of the bands {wanted[0]}..{wanted[-1]}; the file has "
+            f"{raster.names[:6]}{'...' if len(raster.names) > 6 else ''}",
+        )
     if not np.isfinite(raster.data).any():
         raise IngestFileError(raster.path, f"no valid pixel: {what}")
 
@@ -197,8 +223,11 @@ def _no_data(raster: RasterChip, wanted: Sequence[str], what: str) -> None:
 def _range_error(raster: RasterChip, name: str) -> IngestFileError:
     m = get_modality(name)
     lo, hi = m.valid_range
-    return IngestFileError(raster.path, f"unusable: every value outside the valid range [{lo:g}, {hi:g}] "
-                                        f"{m.units} (stored as {raster.dtype}; not {m.units}?)")
+    return IngestFileError(
+        raster.path,
+        f"unusable: every value outside the valid range [{lo:g}, {hi:g}] "
+        f"{m.units} (stored as {raster.dtype}; not {m.units}?)",
+    )
 
 
 def read_s2_chip(path, grid: ChipGrid, months: Sequence[int]) -> BandRead:
@@ -219,7 +248,9 @@ def read_s2_chip(path, grid: ChipGrid, months: Sequence[int]) -> BandRead:
     raster.data, bad = mask_out_of_range(raster.data, get_modality("s2rgbm").valid_range)
     if not np.isfinite(raster.data).any():
         raise _range_error(raster, "s2rgbm")
-    return BandRead(raster.to_chip(grid, raster.bands(wanted)), raster.missing(wanted), bad, raster.dtype)
+    return BandRead(
+        raster.to_chip(grid, raster.bands(wanted)), raster.missing(wanted), bad, raster.dtype
+    )
 
 
 def read_s1_chip(path, grid: ChipGrid, months: Sequence[int]) -> BandRead:

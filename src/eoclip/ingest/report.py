@@ -19,8 +19,14 @@ from pathlib import Path
 from eoclip.errors import EoclipError
 from eoclip.fsio import write_text_atomic
 
-__all__ = ["IngestConfigError", "IngestError", "IngestFileError", "IngestReport", "NothingIngestedError",
-           "Skip"]
+__all__ = [
+    "IngestConfigError",
+    "IngestError",
+    "IngestFileError",
+    "IngestReport",
+    "NothingIngestedError",
+    "Skip",
+]
 
 
 class IngestError(EoclipError):
@@ -66,7 +72,12 @@ class Skip:
     reason: str
 
     def to_dict(self) -> dict:
-        return {"chip_id": self.chip_id, "product": self.product, "path": self.path, "reason": self.reason}
+        return {
+            "chip_id": self.chip_id,
+            "product": self.product,
+            "path": self.path,
+            "reason": self.reason,
+        }
 
     def key(self) -> tuple:
         return (self.chip_id, self.product, self.path, self.reason)
@@ -107,7 +118,12 @@ class IngestReport:
     # -- recording ------------------------------------------------------------------------
     def skip(self, chip_id: str | None, product: str, path, reason: str) -> None:
         """Record a product of a chip that was not ingested (``chip_id`` None: a problem)."""
-        entry = Skip(None if chip_id is None else str(chip_id), product, None if path is None else str(path), reason)
+        entry = Skip(
+            None if chip_id is None else str(chip_id),
+            product,
+            None if path is None else str(path),
+            reason,
+        )
         (self.problems if chip_id is None else self.skips).append(entry)
 
     def problem(self, product: str, path, reason: str) -> None:
@@ -125,7 +141,10 @@ class IngestReport:
 
     def split_by_chips(self, chip_ids: set[str]) -> tuple[IngestReport, IngestReport]:
         """(records of ``chip_ids``, every other record, problems included)."""
-        inside, outside = IngestReport(self.source), IngestReport(self.source, problems=list(self.problems))
+        inside, outside = (
+            IngestReport(self.source),
+            IngestReport(self.source, problems=list(self.problems)),
+        )
         for s in self.skips:
             (inside if s.chip_id in chip_ids else outside).skips.append(s)
         for cid, text in self.noted:
@@ -148,10 +167,17 @@ class IngestReport:
     # -- runs and the JSON summary --------------------------------------------------------
     def start_run(self, **info) -> None:
         """Open this run's record (``runs[-1]``)."""
-        self.runs.append({"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                          "complete": False, **info})
+        self.runs.append(
+            {
+                "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "complete": False,
+                **info,
+            }
+        )
 
-    def merge_previous(self, path: str | os.PathLike, store_chip_ids: set[str], store_len: int) -> None:
+    def merge_previous(
+        self, path: str | os.PathLike, store_chip_ids: set[str], store_len: int
+    ) -> None:
         """Take over an earlier summary of the same store (on resume).
 
         Keeps its skips and notes of chips the store holds (committed by earlier runs; other
@@ -168,7 +194,11 @@ class IngestReport:
         if old.get("source") != self.source:
             return
         skips = [Skip(**s) for s in old.get("skips", []) if s.get("chip_id") in store_chip_ids]
-        noted = [(n["chip_id"], n["note"]) for n in old.get("noted", []) if n.get("chip_id") in store_chip_ids]
+        noted = [
+            (n["chip_id"], n["note"])
+            for n in old.get("noted", [])
+            if n.get("chip_id") in store_chip_ids
+        ]
         self.skips[:0], self.noted[:0] = skips, noted
         runs = [dict(r) for r in old.get("runs", [])]
         if runs and not runs[-1].get("complete") and "chips_at_start" in runs[-1]:
@@ -182,14 +212,19 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         if self.runs:
-            self.runs[-1].update(chips_written=self.chips_written, worker_peak_rss_mb=self.worker_rss_mb,
-                                 worker_cpu_s=self.worker_cpu_s)
+            self.runs[-1].update(
+                chips_written=self.chips_written,
+                worker_peak_rss_mb=self.worker_rss_mb,
+                worker_cpu_s=self.worker_cpu_s,
+            )
         skips = _dedupe(self.skips)
         return {
             "source": self.source,
             "chips_in_store": self.chips_in_store,
             "chips_total": self.chips_total,
-            "chips_written": sum(r.get("chips_written", 0) for r in self.runs) if self.runs else self.chips_written,
+            "chips_written": sum(r.get("chips_written", 0) for r in self.runs)
+            if self.runs
+            else self.chips_written,
             "chips_written_this_run": self.chips_written,
             "chips_already_present": self.chips_already_present,
             "present": dict(sorted(self.present.items())),
@@ -221,9 +256,13 @@ class IngestReport:
         for note, n in sorted(self.notes.items()):
             lines.append(f"  note: {note} x{n}")
         for product, counts in self.skip_counts().items():
-            lines.append(f"  skipped {product}: " + ", ".join(f"{r} x{n}" for r, n in counts.items()))
+            lines.append(
+                f"  skipped {product}: " + ", ".join(f"{r} x{n}" for r, n in counts.items())
+            )
         for s in self.skips[:max_skips]:
-            lines.append(f"    {s.chip_id} {s.product}{'' if s.path is None else ' ' + s.path}: {s.reason}")
+            lines.append(
+                f"    {s.chip_id} {s.product}{'' if s.path is None else ' ' + s.path}: {s.reason}"
+            )
         if len(self.skips) > max_skips:
             lines.append(f"    ... {len(self.skips) - max_skips} more in the JSON summary")
         return lines

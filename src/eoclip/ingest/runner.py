@@ -109,7 +109,9 @@ def load_grid(spec: GridSpec) -> gpd.GeoDataFrame:
         except (FileNotFoundError, KeyError) as err:
             raise IngestError(f"AOI {spec.aoi!r}: {err}") from err
         if grid.empty:
-            raise IngestError(f"no chip of {spec.chip_size_m} m in AOI {spec.aoi} within bounds {spec.bounds}")
+            raise IngestError(
+                f"no chip of {spec.chip_size_m} m in AOI {spec.aoi} within bounds {spec.bounds}"
+            )
     else:
         raise IngestError("give a chips GeoJSON or an AOI (name or file) with optional bounds")
     if "split" not in grid or grid["split"].isna().any():
@@ -198,14 +200,24 @@ def shard_size(n_chips: int, workers: int) -> int:
     return int(min(256, max(16, -(-n_chips // (4 * workers)))))
 
 
-def _open(grid: gpd.GeoDataFrame, out: StoreSpec, source: ChipSource, report: IngestReport, workers: int):
+def _open(
+    grid: gpd.GeoDataFrame, out: StoreSpec, source: ChipSource, report: IngestReport, workers: int
+):
     """Open or create the store; returns (store, the chips it lacks in plan order, summary path)."""
     report.chips_total = len(grid)
     grid = _ordered(grid, source)
-    first = chip_grid(str(grid["chip_id"].iloc[0]), grid.geometry.iloc[0], out.chip_px) if len(grid) else None
+    first = (
+        chip_grid(str(grid["chip_id"].iloc[0]), grid.geometry.iloc[0], out.chip_px)
+        if len(grid)
+        else None
+    )
     pixel = round(first.pixel_size_m, 3) if first else 10.0
-    shards = out.shard_chips or shard_size(len(grid), workers)  # the whole grid: --limit trials keep 256
-    store = open_store(out.path, source.modalities, out.chip_px, pixel, out.resume, out.overwrite, shards)
+    shards = out.shard_chips or shard_size(
+        len(grid), workers
+    )  # the whole grid: --limit trials keep 256
+    store = open_store(
+        out.path, source.modalities, out.chip_px, pixel, out.resume, out.overwrite, shards
+    )
     summary = summary_path(out.path)
     done = set(store.chip_ids)
     if out.resume:
@@ -217,12 +229,21 @@ def _open(grid: gpd.GeoDataFrame, out: StoreSpec, source: ChipSource, report: In
     return store, todo, summary
 
 
-def _loop(plan: ShardPlan, ctx: TaskContext, spec: ExecutorSpec, committer: Committer,
-          report: IngestReport, progress: bool, total: int) -> None:
+def _loop(
+    plan: ShardPlan,
+    ctx: TaskContext,
+    spec: ExecutorSpec,
+    committer: Committer,
+    report: IngestReport,
+    progress: bool,
+    total: int,
+) -> None:
     """Run tasks until every chip is committed or dropped."""
     attempts: dict[int, int] = {}
-    with open_pool(spec) as pool, tqdm(total=total, desc=f"ingest {report.source}", unit="chip",
-                                        disable=not progress) as bar:
+    with (
+        open_pool(spec) as pool,
+        tqdm(total=total, desc=f"ingest {report.source}", unit="chip", disable=not progress) as bar,
+    ):
         running: dict[cf.Future, ShardTask] = {}
         while True:
             while len(running) < pool.slots and (task := plan.next_task()) is not None:
@@ -231,10 +252,14 @@ def _loop(plan: ShardPlan, ctx: TaskContext, spec: ExecutorSpec, committer: Comm
                 if not plan.stuck():
                     return
                 if plan.redo_rounds >= MAX_REDO_ROUNDS:
-                    raise IngestError("chips after an unwritable chip could not be committed after "
-                                      f"{MAX_REDO_ROUNDS} attempts; resume the ingest")
-                logger.info("re-reading %d chips to close a hole left by unwritable chips",
-                            plan.redo_after_hole())
+                    raise IngestError(
+                        "chips after an unwritable chip could not be committed after "
+                        f"{MAX_REDO_ROUNDS} attempts; resume the ingest"
+                    )
+                logger.info(
+                    "re-reading %d chips to close a hole left by unwritable chips",
+                    plan.redo_after_hole(),
+                )
                 continue
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
@@ -250,14 +275,20 @@ def _loop(plan: ShardPlan, ctx: TaskContext, spec: ExecutorSpec, committer: Comm
                 _, others = result.report.split_by_chips({r["chip_id"] for r in result.index})
                 report.extend(others)  # unwritten chips: final now (written ones: at commit)
                 pid = str(result.pid)
-                report.worker_rss_mb[pid] = round(max(report.worker_rss_mb.get(pid, 0.0), result.peak_rss_mb), 1)
-                report.worker_cpu_s[pid] = round(max(report.worker_cpu_s.get(pid, 0.0), result.cpu_s), 2)
+                report.worker_rss_mb[pid] = round(
+                    max(report.worker_rss_mb.get(pid, 0.0), result.peak_rss_mb), 1
+                )
+                report.worker_cpu_s[pid] = round(
+                    max(report.worker_cpu_s.get(pid, 0.0), result.cpu_s), 2
+                )
                 bar.update(len(task.rows))
             committer.commit(plan.committable())
             committer.maybe_checkpoint()
 
 
-def _restart(pool, plan: ShardPlan, running: dict, task: ShardTask, attempts: dict, ctx: TaskContext) -> None:
+def _restart(
+    pool, plan: ShardPlan, running: dict, task: ShardTask, attempts: dict, ctx: TaskContext
+) -> None:
     """A worker process died: start a new pool and run every task that was running again."""
     lost = [task, *running.values()]
     running.clear()
@@ -265,9 +296,13 @@ def _restart(pool, plan: ShardPlan, running: dict, task: ShardTask, attempts: di
         attempts[t.start] = attempts.get(t.start, 0) + 1
         if attempts[t.start] >= MAX_ATTEMPTS:
             ids = [r["chip_id"] for r in t.rows]
-            raise IngestError(f"a worker process died {MAX_ATTEMPTS} times on chips {ids[:3]}...: out of "
-                              "memory? Use fewer workers or a smaller batch size, then resume")
-    logger.warning("a worker process died; restarting the pool and running %d tasks again", len(lost))
+            raise IngestError(
+                f"a worker process died {MAX_ATTEMPTS} times on chips {ids[:3]}...: out of "
+                "memory? Use fewer workers or a smaller batch size, then resume"
+            )
+    logger.warning(
+        "a worker process died; restarting the pool and running %d tasks again", len(lost)
+    )
     pool.restart()
     for t in lost:
         plan.retry(t)
@@ -281,5 +316,8 @@ def _nothing_message(report: IngestReport, n: int, store: str, summary: Path) ->
         key = f"{s.product}: {s.reason.split(':')[0]}"
         counts[key] = counts.get(key, 0) + 1
     reasons += [f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3]]
-    return (f"no chip written to {store}: none of {n} chips had a usable modality ("
-            + "; ".join(reasons) + f"); details in {summary}")
+    return (
+        f"no chip written to {store}: none of {n} chips had a usable modality ("
+        + "; ".join(reasons)
+        + f"); details in {summary}"
+    )

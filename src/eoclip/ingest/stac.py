@@ -43,8 +43,17 @@ from eoclip.ingest.gunw import GunwLibrary
 from eoclip.ingest.report import IngestConfigError, IngestError, IngestReport
 from eoclip.ingest.source import ChipData, ChipSource
 
-__all__ = ["StacConfig", "StacSource", "composite_s1", "composite_s2", "ingest_stac", "load_stac_config",
-           "search_items", "stac_client", "worldcover_fractions"]
+__all__ = [
+    "StacConfig",
+    "StacSource",
+    "composite_s1",
+    "composite_s2",
+    "ingest_stac",
+    "load_stac_config",
+    "search_items",
+    "stac_client",
+    "worldcover_fractions",
+]
 
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
 
@@ -184,8 +193,13 @@ def stac_client(config: StacConfig):
 
     key = (config.catalog, config.modifier, config.max_retries, config.retry_backoff)
     if key not in _CLIENTS:
-        retry = Retry(total=config.max_retries, backoff_factor=config.retry_backoff,
-                      status_forcelist=RETRY_STATUS, allowed_methods=None, raise_on_status=False)
+        retry = Retry(
+            total=config.max_retries,
+            backoff_factor=config.retry_backoff,
+            status_forcelist=RETRY_STATUS,
+            allowed_methods=None,
+            raise_on_status=False,
+        )
         io = StacApiIO(max_retries=retry)
         try:
             _CLIENTS[key] = Client.open(config.catalog, modifier=config.modifier_fn(), stac_io=io)
@@ -207,8 +221,10 @@ def search_items(
         try:
             return list(search.items())
         except Exception as err:
-            raise IngestError(f"STAC search of {collection} in {config.catalog} failed after "
-                              f"{config.max_retries} retries: {err}") from err
+            raise IngestError(
+                f"STAC search of {collection} in {config.catalog} failed after "
+                f"{config.max_retries} retries: {err}"
+            ) from err
     start, end = _parse_range(datetime)
     query = box(*bbox)
     out = []
@@ -231,8 +247,14 @@ def _geobox(grid: ChipGrid):
 def _load(items, bands, grid: ChipGrid, resampling: dict[str, str]):
     import odc.stac
 
-    return odc.stac.load(items, bands=list(bands), geobox=_geobox(grid), groupby="solar_day",
-                         resampling=resampling, fail_on_error=True)
+    return odc.stac.load(
+        items,
+        bands=list(bands),
+        geobox=_geobox(grid),
+        groupby="solar_day",
+        resampling=resampling,
+        fail_on_error=True,
+    )
 
 
 def _band_scale(item: pystac.Item, key: str, default: tuple[float, float]) -> tuple[float, float]:
@@ -245,19 +267,25 @@ def _month_of(times) -> np.ndarray:
 
 
 def composite_s2(config: StacConfig, items: list[pystac.Item], grid: ChipGrid) -> np.ndarray | None:
-    """Monthly cloud-masked median reflectance, shape (3 * len(months), H, W); None without items."""
+    """Monthly cloud-masked median reflectance, shape (3 * len(months), H, W); None if no item."""
     if config.s2_max_cloud is not None:
         items = [i for i in items if i.properties.get("eo:cloud_cover", 0) <= config.s2_max_cloud]
     if not items:
         return None
     groups: dict[tuple, list] = {}
     for item in items:  # processing baselines differ in offset: load each scaling separately
-        key = tuple(_band_scale(item, b, (config.s2_scale, config.s2_offset)) for b in config.s2_bands)
+        key = tuple(
+            _band_scale(item, b, (config.s2_scale, config.s2_offset)) for b in config.s2_bands
+        )
         groups.setdefault(key, []).append(item)
     slices, months = [], []
     for scales, group in groups.items():
-        ds = _load(group, (*config.s2_bands, config.s2_scl), grid,
-                   {config.s2_scl: "nearest", "*": "bilinear"})
+        ds = _load(
+            group,
+            (*config.s2_bands, config.s2_scl),
+            grid,
+            {config.s2_scl: "nearest", "*": "bilinear"},
+        )
         cloudy = np.isin(ds[config.s2_scl].values, config.scl_mask)
         refl = []
         for band, (scale, offset) in zip(config.s2_bands, scales, strict=True):
@@ -296,7 +324,9 @@ def composite_s1(config: StacConfig, items: list[pystac.Item], grid: ChipGrid) -
     for band in config.s1_bands:
         x = ds[band].values.astype(np.float32)
         nodata = ds[band].attrs.get("nodata")
-        bad = ~np.isfinite(x) | ((x == nodata) if nodata is not None and np.isfinite(nodata) else False)
+        bad = ~np.isfinite(x) | (
+            (x == nodata) if nodata is not None and np.isfinite(nodata) else False
+        )
         if config.s1_units == "db":
             x = np.power(10.0, x / 10.0, dtype=np.float32)
         else:
@@ -305,17 +335,25 @@ def composite_s1(config: StacConfig, items: list[pystac.Item], grid: ChipGrid) -
     lin = _monthly(np.stack(pols, axis=1), _month_of(ds.time.values), config.months, np.nanmean)
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10.0 * np.log10(lin.reshape(len(config.months), 2, *lin.shape[1:]))
-    return np.concatenate([db, db[:, :1] - db[:, 1:2]], axis=1).reshape(-1, *lin.shape[1:]).astype(np.float32)
+    return (
+        np.concatenate([db, db[:, :1] - db[:, 1:2]], axis=1)
+        .reshape(-1, *lin.shape[1:])
+        .astype(np.float32)
+    )
 
 
-def worldcover_fractions(config: StacConfig, items: list[pystac.Item], grid: ChipGrid) -> tuple[float, float]:
+def worldcover_fractions(
+    config: StacConfig, items: list[pystac.Item], grid: ChipGrid
+) -> tuple[float, float]:
     """(cropland fraction, permanent water fraction) of the chip's valid WorldCover pixels."""
     if not items:
         return float("nan"), float("nan")
     ds = _load(items, (config.worldcover_asset,), grid, {"*": "nearest"})
     codes = ds[config.worldcover_asset].values[0]
-    return (class_fraction(codes, WORLDCOVER_CROPLAND, nodata=0),
-            class_fraction(codes, WORLDCOVER_WATER, nodata=0))
+    return (
+        class_fraction(codes, WORLDCOVER_CROPLAND, nodata=0),
+        class_fraction(codes, WORLDCOVER_WATER, nodata=0),
+    )
 
 
 class StacSource(ChipSource):
@@ -330,29 +368,42 @@ class StacSource(ChipSource):
     name = "stac"
     spatial_blocks = True
 
-    def __init__(self, config: StacConfig, modalities: tuple[str, ...], gunw: GunwLibrary | None = None):
+    def __init__(
+        self, config: StacConfig, modalities: tuple[str, ...], gunw: GunwLibrary | None = None
+    ):
         self.config, self.modalities, self.gunw = config, tuple(modalities), gunw
         self._items: dict[str, list[pystac.Item]] = {}
 
     def _steps(self):
         c = self.config
-        return [(m, coll, when, fn) for m, coll, when, fn in (
-            ("s2rgbm", c.s2_collection, c.datetime_range(), composite_s2),
-            ("s1grdm", c.s1_collection, c.datetime_range(), composite_s1),
-            ("labels", c.worldcover_collection, c.worldcover_datetime, None)) if m == "labels" or m in self.modalities]
+        return [
+            (m, coll, when, fn)
+            for m, coll, when, fn in (
+                ("s2rgbm", c.s2_collection, c.datetime_range(), composite_s2),
+                ("s1grdm", c.s1_collection, c.datetime_range(), composite_s1),
+                ("labels", c.worldcover_collection, c.worldcover_datetime, None),
+            )
+            if m == "labels" or m in self.modalities
+        ]
 
     def open_block(self, rows: list[dict], report: IngestReport) -> None:
         """One search per collection for the whole block (its chips' bounding box)."""
         bounds = np.array([r["geometry"].bounds for r in rows])
         bbox = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
-        self._items = {coll: search_items(self.config, coll, tuple(float(v) for v in bbox), when)
-                       for _, coll, when, _ in self._steps()}
+        self._items = {
+            coll: search_items(self.config, coll, tuple(float(v) for v in bbox), when)
+            for _, coll, when, _ in self._steps()
+        }
         if self.gunw is not None:
             for path, problem in self.gunw.unreadable():
                 report.problem("gunw", path, problem)
 
     def _chip_items(self, collection: str, grid: ChipGrid) -> list[pystac.Item]:
-        return [i for i in self._items.get(collection, []) if i.geometry and shape(i.geometry).intersects(grid.geometry)]
+        return [
+            i
+            for i in self._items.get(collection, [])
+            if i.geometry and shape(i.geometry).intersects(grid.geometry)
+        ]
 
     def read(self, grid: ChipGrid, row: dict, report: IngestReport) -> ChipData:
         out = ChipData()
@@ -362,13 +413,20 @@ class StacSource(ChipSource):
             items = self._chip_items(collection, grid)
             x = fn(self.config, items, grid) if items else None
             if x is None or not np.isfinite(x).any():
-                report.skip(grid.chip_id, collection, None, f"no usable {collection} item in {when}")
+                report.skip(
+                    grid.chip_id, collection, None, f"no usable {collection} item in {when}"
+                )
             else:
                 out.arrays[mod] = x
         wc = self._chip_items(self.config.worldcover_collection, grid)
         crop, water = worldcover_fractions(self.config, wc, grid)
         if not wc:
-            report.skip(grid.chip_id, self.config.worldcover_collection, None, "no WorldCover item: labels NaN")
+            report.skip(
+                grid.chip_id,
+                self.config.worldcover_collection,
+                None,
+                "no WorldCover item: labels NaN",
+            )
         out.labels = {"label_crop": crop, "label_water": water}
         if self.gunw is not None:
             data, pairs = self.gunw.chip(grid)
@@ -382,8 +440,14 @@ class StacSource(ChipSource):
         return {**self.__dict__, "_items": {}}  # a block's items stay in the process that searched
 
 
-def ingest_stac(grid, out, config: StacConfig, gunw_dir: Path | None = None,
-                modalities: tuple[str, ...] | None = None, executor=None):
+def ingest_stac(
+    grid,
+    out,
+    config: StacConfig,
+    gunw_dir: Path | None = None,
+    modalities: tuple[str, ...] | None = None,
+    executor=None,
+):
     """Search, composite and write every chip of ``grid`` (see the module docstring).
 
     Args:
@@ -400,6 +464,9 @@ def ingest_stac(grid, out, config: StacConfig, gunw_dir: Path | None = None,
     from eoclip.ingest.runner import run_ingest
 
     modalities = modalities or (("s2rgbm", "s1grdm") + (("gunw",) if gunw_dir else ()))
-    start, end = config.month_range(min(config.months))[0], config.month_range(max(config.months))[1]
+    start, end = (
+        config.month_range(min(config.months))[0],
+        config.month_range(max(config.months))[1],
+    )
     library = GunwLibrary(gunw_dir, start, end) if gunw_dir and "gunw" in modalities else None
     return run_ingest(grid, out, StacSource(config, modalities, library), executor)

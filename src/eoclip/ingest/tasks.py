@@ -26,15 +26,26 @@ from eoclip.ingest.grid import chip_grid
 from eoclip.ingest.report import IngestError, IngestFileError, IngestReport
 from eoclip.ingest.source import ChipSource
 
-__all__ = ["ShardTask", "TaskContext", "TaskResult", "check_claim", "claim_store", "configure_worker",
-           "run_shard_task"]
+__all__ = [
+    "ShardTask",
+    "TaskContext",
+    "TaskResult",
+    "check_claim",
+    "claim_store",
+    "configure_worker",
+    "run_shard_task",
+]
 
 logger = logging.getLogger(__name__)
 
 # GDAL settings for many small files: no directory listing on open (a product folder of the
 # real download holds ~170 K files), a small block cache (files are read once), no .aux.xml.
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 64, "GDAL_PAM_ENABLED": False,
-            "GDAL_NUM_THREADS": 1}
+GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_CACHEMAX": 64,
+    "GDAL_PAM_ENABLED": False,
+    "GDAL_NUM_THREADS": 1,
+}
 ZARR_CONCURRENCY = 2
 CLAIM_FILE = ".ingest-run"  # in the store folder: the id of the run allowed to write
 _configured = False
@@ -129,8 +140,10 @@ def check_claim(store_url: str, run_id: str) -> None:
     except FileNotFoundError:
         current = None
     if current != run_id:
-        raise IngestError(f"{store_url}: another ingest run took over this store (run {current}); "
-                          f"this one ({run_id}) stops")
+        raise IngestError(
+            f"{store_url}: another ingest run took over this store (run {current}); "
+            f"this one ({run_id}) stops"
+        )
 
 
 def configure_worker() -> None:
@@ -156,8 +169,10 @@ class _Batch:
     def __init__(self, writer: PixelWriter, start: int, size: int):
         self.writer, self.next, self.k = writer, start, 0
         px = writer.chip_px
-        self.arrays = {name: np.zeros((size, m.max_channels, px, px), dtype=m.dtype)
-                       for name, m in writer.modalities.items()}
+        self.arrays = {
+            name: np.zeros((size, m.max_channels, px, px), dtype=m.dtype)
+            for name, m in writer.modalities.items()
+        }
 
     @property
     def full(self) -> bool:
@@ -239,10 +254,21 @@ def _read_and_encode(row: dict, ctx: TaskContext, writer: PixelWriter, report: I
         stored[m] = writer.encode(m, x, data.names.get(m) if x is not None else None)
     if not any(s[1].any() for s in stored.values()):
         what = ", ".join(sorted(data.arrays)) or "none"
-        report.skip(cid, "chip", None, f"no modality readable: chip not written (read: {what}, "
-                                       "no channel with enough valid pixels)" if data.arrays else
-                    "no modality readable: chip not written")
+        report.skip(
+            cid,
+            "chip",
+            None,
+            f"no modality readable: chip not written (read: {what}, "
+            "no channel with enough valid pixels)"
+            if data.arrays
+            else "no modality readable: chip not written",
+        )
         return None
-    index_row = {"chip_id": cid, "geometry": row["geometry"], "aoi": str(row["aoi"]),
-                 "split": str(row["split"]), **data.labels}
+    index_row = {
+        "chip_id": cid,
+        "geometry": row["geometry"],
+        "aoi": str(row["aoi"]),
+        "split": str(row["split"]),
+        **data.labels,
+    }
     return stored, index_row

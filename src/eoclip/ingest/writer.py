@@ -50,18 +50,30 @@ def open_store(
     if resume and exists:
         store = ChipStore.open(path, mode="a")
         if store.chip_px != chip_px:
-            raise StoreError(f"{path} has chip_px={store.chip_px}, not {chip_px}; ingest with the same chip size")
+            raise StoreError(
+                f"{path} has chip_px={store.chip_px}, not {chip_px}; ingest with the same chip size"
+            )
         missing = set(modalities) - set(store.modalities)
         if missing:
-            raise StoreError(f"{path} lacks modalities {sorted(missing)}; it has {list(store.modalities)}")
+            raise StoreError(
+                f"{path} lacks modalities {sorted(missing)}; it has {list(store.modalities)}"
+            )
         return store
     try:
-        return ChipStore.create(path, modalities=list(modalities), chip_px=chip_px, pixel_size_m=pixel_size_m,
-                                shard_chips=shard_chips, overwrite=overwrite)
+        return ChipStore.create(
+            path,
+            modalities=list(modalities),
+            chip_px=chip_px,
+            pixel_size_m=pixel_size_m,
+            shard_chips=shard_chips,
+            overwrite=overwrite,
+        )
     except StoreError as err:
         if "already exists" in str(err):
-            raise StoreError(f"{path} already exists: resume to add the missing chips, or overwrite "
-                             "to replace it") from err
+            raise StoreError(
+                f"{path} already exists: resume to add the missing chips, or overwrite "
+                "to replace it"
+            ) from err
         raise
 
 
@@ -95,8 +107,14 @@ class Committer:
         every_s: Seconds between checkpoints (at least; grows if checkpoints get slow).
     """
 
-    def __init__(self, store: ChipStore, report: IngestReport, summary: Path, run_id: str,
-                 every_s: float | None = None):
+    def __init__(
+        self,
+        store: ChipStore,
+        report: IngestReport,
+        summary: Path,
+        run_id: str,
+        every_s: float | None = None,
+    ):
         self.store, self.report, self.summary, self.run_id = store, report, summary, run_id
         self.every_s = CHECKPOINT_SECONDS if every_s is None else every_s
         self._last = time.monotonic()
@@ -108,9 +126,16 @@ class Committer:
         if not rows:
             return 0
         mods = list(self.store.modalities)
-        valid = {m: np.concatenate([res.valid[m] for res in results if len(res.index)]) for m in mods}
-        names = {m: np.concatenate([res.slot_names[m] for res in results if len(res.index)]) for m in mods}
-        self.store.commit(gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"), valid, names)
+        valid = {
+            m: np.concatenate([res.valid[m] for res in results if len(res.index)]) for m in mods
+        }
+        names = {
+            m: np.concatenate([res.slot_names[m] for res in results if len(res.index)])
+            for m in mods
+        }
+        self.store.commit(
+            gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"), valid, names
+        )
         for res in results:
             mine, _ = res.report.split_by_chips({r["chip_id"] for r in res.index})
             self.report.extend(mine)
@@ -130,5 +155,7 @@ class Committer:
         self.report.write_json(self.summary)
         self.store.flush()
         took = time.monotonic() - t0
-        self.every_s = max(self.every_s, 10 * took) if self.every_s else 0.0  # under ~10 % of the time
+        self.every_s = (
+            max(self.every_s, 10 * took) if self.every_s else 0.0
+        )  # under ~10 % of the time
         self._last = time.monotonic()

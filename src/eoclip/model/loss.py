@@ -142,7 +142,8 @@ class MultiModalClipLoss(nn.Module):
         features, present, scale = out["features"], out["present"], out["logit_scale"]
         if set(features) != set(present):
             raise ModelError(
-                f"features {sorted(features)} and present {sorted(present)} name different modalities"
+                f"features {sorted(features)} and present {sorted(present)} name different "
+                "modalities"
             )
         if self.world_size > 1:
             scaled = {m: _scale_grad(f, self.world_size) for m, f in features.items()}

@@ -9,7 +9,9 @@ import torch
 __all__ = ["autocast_for"]
 
 
-def autocast_for(device: torch.device | str, bf16: bool = True) -> contextlib.AbstractContextManager:
+def autocast_for(
+    device: torch.device | str, bf16: bool = True
+) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on CUDA when `bf16`, else a null context.
 
     CPUs run in float32: bf16 matrix products are only faster there on chips with AMX, and

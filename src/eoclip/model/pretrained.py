@@ -38,8 +38,17 @@ from eoclip.model.config import ModelConfig
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EXPORT_FORMAT", "CheckpointError", "export_model", "from_pretrained",
-           "load_checkpoint", "load_weights", "model_folder", "read_model_meta", "weights_sha256"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "CheckpointError",
+    "export_model",
+    "from_pretrained",
+    "load_checkpoint",
+    "load_weights",
+    "model_folder",
+    "read_model_meta",
+    "weights_sha256",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,12 @@ EXPORT_FORMAT = "eoclip-model"
 EXPORT_VERSION = 1
 CHECKPOINT_FORMAT = "eoclip-checkpoint"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the Hub spells repo ids
-WEIGHTS, CONFIG, CHECKPOINT_META, CARD = "model.safetensors", "config.json", "checkpoint.json", "README.md"
+WEIGHTS, CONFIG, CHECKPOINT_META, CARD = (
+    "model.safetensors",
+    "config.json",
+    "checkpoint.json",
+    "README.md",
+)
 
 
 def weights_sha256(path: str | Path) -> str:
@@ -64,8 +78,10 @@ def model_folder(path: str | Path) -> Path:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"model folder {path} does not exist (expected an exported model, "
-                             "a checkpoint such as runs/<name>/best, or a run folder)")
+        raise CheckpointError(
+            f"model folder {path} does not exist (expected an exported model, "
+            "a checkpoint such as runs/<name>/best, or a run folder)"
+        )
     if not (path / WEIGHTS).is_file() and (path / "best" / WEIGHTS).is_file():
         return path / "best"
     return path
@@ -89,7 +105,8 @@ def read_model_meta(path: str | Path, verify: bool = True) -> dict[str, Any]:
     if not meta_file.is_file() or not (path / WEIGHTS).is_file():
         raise CheckpointError(
             f"{path} is not an eoclip model: it needs {WEIGHTS} and {CONFIG} (exported) or "
-            f"{CHECKPOINT_META} (checkpoint)")
+            f"{CHECKPOINT_META} (checkpoint)"
+        )
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
@@ -99,12 +116,14 @@ def read_model_meta(path: str | Path, verify: bool = True) -> dict[str, Any]:
     if verify and weights_sha256(path / WEIGHTS) != meta.get("weights_sha256"):
         raise CheckpointError(
             f"{path / WEIGHTS}: sha256 does not match {meta_file.name}; the file is corrupt or "
-            "was replaced (copy the model folder again)")
+            "was replaced (copy the model folder again)"
+        )
     return meta
 
 
-def _load_local(path: Path, map_location: str | torch.device, verify: bool
-                ) -> tuple[MultiTowerCLIP, dict[str, Any]]:
+def _load_local(
+    path: Path, map_location: str | torch.device, verify: bool
+) -> tuple[MultiTowerCLIP, dict[str, Any]]:
     path = model_folder(path)
     meta = read_model_meta(path, verify)
     try:
@@ -116,8 +135,9 @@ def _load_local(path: Path, map_location: str | torch.device, verify: bool
     return model.to(map_location).eval(), meta
 
 
-def load_weights(model: torch.nn.Module, weights: str | Path,
-                 map_location: str | torch.device = "cpu") -> None:
+def load_weights(
+    model: torch.nn.Module, weights: str | Path, map_location: str | torch.device = "cpu"
+) -> None:
     """Load a ``model.safetensors`` into `model` (strict: every tensor, no extra one).
 
     Raises:
@@ -129,8 +149,9 @@ def load_weights(model: torch.nn.Module, weights: str | Path,
         raise CheckpointError(f"{weights} does not fit the model: {err}") from err
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    verify: bool = True) -> tuple[MultiTowerCLIP, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", verify: bool = True
+) -> tuple[MultiTowerCLIP, dict[str, Any]]:
     """The model of a local checkpoint or exported folder and its metadata (eval mode).
 
     Raises:
@@ -145,18 +166,24 @@ def _hub_folder(repo_id: str, revision: str | None) -> Path:
     except ImportError as err:
         raise CheckpointError(
             f"{repo_id!r} is not a local folder; loading from the Hugging Face Hub needs "
-            "pip install 'eoclip[hub]'") from err
+            "pip install 'eoclip[hub]'"
+        ) from err
     patterns = [WEIGHTS, CONFIG, CARD, "timm/*"]
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except Exception as err:  # the Hub client raises many types (network, auth, not found)
-        raise CheckpointError(f"{repo_id!r} is no local folder and the Hugging Face Hub could "
-                             f"not provide it: {err}") from err
+        raise CheckpointError(
+            f"{repo_id!r} is no local folder and the Hugging Face Hub could not provide it: {err}"
+        ) from err
 
 
-def from_pretrained(path_or_repo: str | Path, map_location: str | torch.device = "cpu",
-                    revision: str | None = None, verify: bool = True,
-                    with_meta: bool = False) -> MultiTowerCLIP | tuple[MultiTowerCLIP, dict]:
+def from_pretrained(
+    path_or_repo: str | Path,
+    map_location: str | torch.device = "cpu",
+    revision: str | None = None,
+    verify: bool = True,
+    with_meta: bool = False,
+) -> MultiTowerCLIP | tuple[MultiTowerCLIP, dict]:
     """Load an exported model, a checkpoint, a run folder, or a Hugging Face Hub repo.
 
     Args:
@@ -201,8 +228,13 @@ def _copy_folder_atomic(build, out: Path, overwrite: bool) -> Path:
     return out
 
 
-def export_model(checkpoint: str | Path, out: str | Path, fewshot: pd.DataFrame | None = None,
-                 timm_towers: bool = True, overwrite: bool = False) -> Path:
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    fewshot: pd.DataFrame | None = None,
+    timm_towers: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Write a checkpoint as a folder other tools load (see the module docstring).
 
     Args:

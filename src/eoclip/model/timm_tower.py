@@ -38,17 +38,28 @@ TIMM_BASE_MODEL = "vit_tiny_patch16_224"
 
 def timm_kwargs(tower: TowerConfig, embed_dim: int) -> dict:
     """`timm.create_model` keyword arguments that rebuild a tower with its projection as head."""
-    return {"img_size": tower.img_size, "patch_size": tower.patch_size, "in_chans": 1,
-            "embed_dim": tower.width, "depth": tower.depth, "num_heads": tower.heads,
-            "mlp_ratio": tower.mlp_ratio, "num_classes": embed_dim,
-            "global_pool": tower.global_pool, "dynamic_img_size": True}
+    return {
+        "img_size": tower.img_size,
+        "patch_size": tower.patch_size,
+        "in_chans": 1,
+        "embed_dim": tower.width,
+        "depth": tower.depth,
+        "num_heads": tower.heads,
+        "mlp_ratio": tower.mlp_ratio,
+        "num_classes": embed_dim,
+        "global_pool": tower.global_pool,
+        "dynamic_img_size": True,
+    }
 
 
 def tower_state_dict(model: MultiTowerCLIP, modality: str) -> dict[str, torch.Tensor]:
     """The tower's backbone weights with `proj` as timm's `head` (bias zero), on the CPU."""
     tower = model.towers[modality]
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in tower.backbone.state_dict().items()
-             if not k.startswith("head.")}
+    state = {
+        k: v.detach().cpu().contiguous().clone()
+        for k, v in tower.backbone.state_dict().items()
+        if not k.startswith("head.")
+    }
     weight = tower.proj.weight.detach().cpu().contiguous().clone()
     state["head.weight"] = weight
     state["head.bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype)
@@ -68,11 +79,16 @@ def save_timm_tower(model: MultiTowerCLIP, modality: str, folder: str | Path) ->
     with atomic_write(weights, "wb") as f:
         f.write(_safetensors_bytes(state))
     kwargs = timm_kwargs(model.config.tower, model.embed_dim)
-    spec = {"file": f"timm/{weights.name}", "model_name": TIMM_BASE_MODEL, "kwargs": kwargs,
-            "pretrained_cfg_overlay": {"num_classes": model.embed_dim,
-                                       "input_size": [1, model.config.tower.img_size,
-                                                      model.config.tower.img_size]},
-            "output": "the tower's embedding before L2 normalisation"}
+    spec = {
+        "file": f"timm/{weights.name}",
+        "model_name": TIMM_BASE_MODEL,
+        "kwargs": kwargs,
+        "pretrained_cfg_overlay": {
+            "num_classes": model.embed_dim,
+            "input_size": [1, model.config.tower.img_size, model.config.tower.img_size],
+        },
+        "output": "the tower's embedding before L2 normalisation",
+    }
     with atomic_write(folder / f"{modality}.json", "wb") as f:
         f.write(json.dumps(spec, indent=2).encode())
     return spec

@@ -66,8 +66,9 @@ def fig_tsne_examples(
     maps = tsne[tsne["modality"] == modality]
     aois = sorted(maps["aoi"].unique()) if aoi is None else [aoi]
     if not aois or maps[maps["aoi"] == aois[0]].empty:
-        raise ValueError(f"the t-SNE table has no {modality} map" + (f" of AOI {aoi!r}"
-                                                                      if aoi else ""))
+        raise ValueError(
+            f"the t-SNE table has no {modality} map" + (f" of AOI {aoi!r}" if aoi else "")
+        )
     m = maps[maps["aoi"] == aois[0]].reset_index(drop=True)
     pos = m["chip_id"].map(dict(zip(store.index["chip_id"], range(len(store)), strict=True)))
     every = np.ones(len(store), dtype=bool)
@@ -75,20 +76,26 @@ def fig_tsne_examples(
         every &= store.valid_mask(name).any(axis=1)
     ok = pos.notna().to_numpy() & every[pos.fillna(0).astype(int).to_numpy()]
     if not ok.any():
-        raise ValueError(f"{store.url}: no chip of the {aois[0]} {modality} map holds every "
-                         "modality")
+        raise ValueError(
+            f"{store.url}: no chip of the {aois[0]} {modality} map holds every modality"
+        )
     cand = np.flatnonzero(ok)
     picks = cand[spread_points(m.loc[cand, ["x", "y"]].to_numpy(float), n, seed)]
     mods = list(store.modalities)
-    fig = Figure(figsize=(4.5 + 2.2 * len(mods), max(4.5, 2.2 * len(picks))),
-                 layout="constrained")
+    fig = Figure(figsize=(4.5 + 2.2 * len(mods), max(4.5, 2.2 * len(picks))), layout="constrained")
     grid = fig.add_gridspec(len(picks), len(mods) + 2)
     ax = fig.add_subplot(grid[:, :2])
     ax.scatter(m["x"], m["y"], s=3, color="0.75", linewidths=0)
     for k, row in enumerate(picks, start=1):
         ax.scatter(m.at[row, "x"], m.at[row, "y"], s=60, color="tab:red", edgecolors="black")
-        ax.annotate(str(k), (m.at[row, "x"], m.at[row, "y"]), xytext=(4, 4),
-                    textcoords="offset points", fontsize=10, weight="bold")
+        ax.annotate(
+            str(k),
+            (m.at[row, "x"], m.at[row, "y"]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=10,
+            weight="bold",
+        )
     ax.set_title(f"{aois[0]}: t-SNE of {modality}", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -38,8 +38,12 @@ __all__ = [
 
 # Paper Fig. 1: "train (yellow), validation (blue) and test (pink)".
 SPLIT_COLORS = {"train": "#f2c14e", "val": "#3a7ca5", "test": "#e56b9f"}
-FEATURE_COLORS = {"s2rgbm": "tab:green", "s1grdm": "tab:blue", "gunw": "tab:purple",
-                  "concat": "black"}
+FEATURE_COLORS = {
+    "s2rgbm": "tab:green",
+    "s1grdm": "tab:blue",
+    "gunw": "tab:purple",
+    "concat": "black",
+}
 BASELINE_COLORS = {"stats": "tab:orange", "untrained": "tab:red"}
 MAX_POLYGONS = 20000  # above this, chips are drawn as points (polygons get slow)
 
@@ -105,7 +109,7 @@ def fig_aois(index: gpd.GeoDataFrame, path: str | Path) -> str:
             ax.indicate_inset_zoom(inset, edgecolor="0.2")
         ax.set_xlabel("longitude", fontsize=8)
         ax.set_ylabel("latitude", fontsize=8)
-    for ax in axes[len(aois):]:
+    for ax in axes[len(aois) :]:
         ax.set_visible(False)
     handles = [matplotlib.patches.Patch(color=c, label=s) for s, c in SPLIT_COLORS.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
@@ -119,8 +123,9 @@ def _small(chips: gpd.GeoDataFrame, poly: gpd.GeoSeries) -> bool:
     return (cx1 - cx0) * (cy1 - cy0) < 0.05 * (px1 - px0) * (py1 - py0)
 
 
-def fig_label_quantiles(index: pd.DataFrame, path: str | Path,
-                        tasks: Sequence[str] | None = None) -> str:
+def fig_label_quantiles(
+    index: pd.DataFrame, path: str | Path, tasks: Sequence[str] | None = None
+) -> str:
     """Fig. 2: per task, the quantile plot of the chips' label means, one line per AOI."""
     tasks = list(tasks or [c.removeprefix("label_") for c in index if c.startswith("label_")])
     tasks = [t for t in tasks if index[f"label_{t}"].notna().any()]
@@ -143,8 +148,9 @@ def fig_label_quantiles(index: pd.DataFrame, path: str | Path,
     return _save(fig, path)
 
 
-def _plot_curve(ax, g: pd.DataFrame, color: str, style: str, label: str,
-                metric: str = "accuracy") -> None:
+def _plot_curve(
+    ax, g: pd.DataFrame, color: str, style: str, label: str, metric: str = "accuracy"
+) -> None:
     g = g.sort_values("n_train")
     x, y = g["n_train"].to_numpy(float), g[f"{metric}_mean"].to_numpy(float)
     sd = np.nan_to_num(g[f"{metric}_std"].to_numpy(float))
@@ -154,8 +160,13 @@ def _plot_curve(ax, g: pd.DataFrame, color: str, style: str, label: str,
     ax.plot(p["n_train"], p[f"{metric}_mean"], "o", color=color, ms=5)
 
 
-def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretrained",
-                 baselines: Sequence[str] = ("stats", "untrained"), metric: str = "accuracy") -> str:
+def fig_accuracy(
+    summary: pd.DataFrame,
+    path: str | Path,
+    main: str = "pretrained",
+    baselines: Sequence[str] = ("stats", "untrained"),
+    metric: str = "accuracy",
+) -> str:
     """Fig. 4: accuracy vs train size, one panel per task (rows) and AOI (columns).
 
     Lines: every feature set of the `main` source (solid), and the `concat` of each baseline
@@ -183,8 +194,9 @@ def fig_accuracy(summary: pd.DataFrame, path: str | Path, main: str = "pretraine
             ax = axes[i, j]
             cell = summary[(summary["task"] == task) & (summary["aoi"] == aoi)]
             for feats, g in cell[cell["source"] == main].groupby("features", sort=False):
-                _plot_curve(ax, g, FEATURE_COLORS.get(feats, "tab:gray"), "-", f"{main} {feats}",
-                            metric)
+                _plot_curve(
+                    ax, g, FEATURE_COLORS.get(feats, "tab:gray"), "-", f"{main} {feats}", metric
+                )
             for k, src in enumerate(baselines):
                 feats = single.get(src, "concat")
                 g = cell[(cell["source"] == src) & (cell["features"] == feats)]
@@ -249,13 +261,25 @@ def fig_retrieval(records: list[dict], path: str | Path) -> str:
         pairs = list(recall)
         pos = np.arange(len(pairs))
         for k, (key, off) in enumerate((("r@1", -0.2), ("r@5", 0.2))):
-            ax_rec.bar(pos + off, [recall[p][key] for p in pairs], 0.4, color=f"C{k}",
-                       label=f"recall@{key[2:]}")
+            ax_rec.bar(
+                pos + off,
+                [recall[p][key] for p in pairs],
+                0.4,
+                color=f"C{k}",
+                label=f"recall@{key[2:]}",
+            )
             chance = [recall[p].get(key.replace("r@", "chance@"), np.nan) for p in pairs]
-            ax_rec.hlines(chance, pos + off - 0.2, pos + off + 0.2, color="k", lw=1.5,
-                          label="chance" if k == 0 else None)
-        ax_rec.set_xticks(pos, [p.replace("->", "\u2192") for p in pairs], rotation=25,
-                          fontsize=7, ha="right")
+            ax_rec.hlines(
+                chance,
+                pos + off - 0.2,
+                pos + off + 0.2,
+                color="k",
+                lw=1.5,
+                label="chance" if k == 0 else None,
+            )
+        ax_rec.set_xticks(
+            pos, [p.replace("->", "\u2192") for p in pairs], rotation=25, fontsize=7, ha="right"
+        )
         top = max(max(r.get("r@5", 0), r.get("chance@5", 0)) for r in recall.values())
         ax_rec.set_ylim(0, min(1.0, 1.2 * top) or 1.0)  # small recalls stay readable
         ax_rec.legend(fontsize=8)
@@ -283,8 +307,9 @@ def pick_example_chips(store: ChipStore, n: int = 4, seed: int = 0) -> list[int]
         present &= store.valid_mask(m).any(axis=1)
     rng = np.random.default_rng(seed)
     aois = store.index["aoi"].to_numpy()
-    pools = [rng.permutation(np.flatnonzero(present & (aois == a))).tolist()
-             for a in sorted(set(aois))]
+    pools = [
+        rng.permutation(np.flatnonzero(present & (aois == a))).tolist() for a in sorted(set(aois))
+    ]
     out: list[int] = []
     while len(out) < n and any(pools):
         for pool in pools:

@@ -27,8 +27,14 @@ from eoclip.fewshot.summary import SUMMARY_INPUTS, has_subsets, subset_table
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
 
-__all__ = ["SUMMARY_SIZES", "ReportConfig", "ReportInputs", "build_report", "find_inputs",
-           "summary_table"]
+__all__ = [
+    "SUMMARY_SIZES",
+    "ReportConfig",
+    "ReportInputs",
+    "build_report",
+    "find_inputs",
+    "summary_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +97,18 @@ def find_inputs(cfg: ReportConfig) -> ReportInputs:
         table = run / "embeddings" / f"{cfg.main_source}.parquet"
         if inp.search_table is None and table.is_file():
             inp.search_table = str(table)
-    if inp.store is None and inp.pretrain_run and (Path(inp.pretrain_run) / "config.yaml").is_file():
-        store = (yaml.safe_load((Path(inp.pretrain_run) / "config.yaml").read_text()) or {}).get("store")
+    if (
+        inp.store is None
+        and inp.pretrain_run
+        and (Path(inp.pretrain_run) / "config.yaml").is_file()
+    ):
+        store = (yaml.safe_load((Path(inp.pretrain_run) / "config.yaml").read_text()) or {}).get(
+            "store"
+        )
         inp.store = store or None
-    inp.fewshot = [str(Path(p) / "results.parquet") if Path(p).is_dir() else str(p)
-                   for p in inp.fewshot]
+    inp.fewshot = [
+        str(Path(p) / "results.parquet") if Path(p).is_dir() else str(p) for p in inp.fewshot
+    ]
     return inp
 
 
@@ -103,8 +116,12 @@ def _fmt_acc(v: float) -> str:
     return "" if pd.isna(v) else f"{v:.3f}"
 
 
-def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "concat",
-                  sizes: tuple[str, ...] = SUMMARY_SIZES) -> pd.DataFrame:
+def summary_table(
+    summary: pd.DataFrame,
+    sources: list[str],
+    features: str = "concat",
+    sizes: tuple[str, ...] = SUMMARY_SIZES,
+) -> pd.DataFrame:
     """Per task and source: mean accuracy over AOIs at each train size, and the 95 % point.
 
     Returns:
@@ -115,8 +132,15 @@ def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "co
     rows = []
     sub = summary[summary["features"] == features]
     # An imported product has one feature set (its own vector, no concat): compare that.
-    sub = pd.concat([sub, *[summary[(summary["source"] == s) & (summary["features"] == f)]
-                            for s, f in figures.single_features(summary, features).items()]])
+    sub = pd.concat(
+        [
+            sub,
+            *[
+                summary[(summary["source"] == s) & (summary["features"] == f)]
+                for s, f in figures.single_features(summary, features).items()
+            ],
+        ]
+    )
     for task in [t for t in ("tree", "built", "crop", "water") if t in set(sub["task"])]:
         for src in sources:
             g = sub[(sub["task"] == task) & (sub["source"] == src)]
@@ -125,7 +149,9 @@ def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "co
             row = {"task": task, "source": src, "features": g["features"].iloc[0]}
             for s in sizes:
                 at = g[g["train_size"].astype(str) == s]
-                row[f"acc@{s}"] = at["accuracy_mean"].mean() if len(at) == g["aoi"].nunique() else float("nan")
+                row[f"acc@{s}"] = (
+                    at["accuracy_mean"].mean() if len(at) == g["aoi"].nunique() else float("nan")
+                )
             n95 = g.groupby("aoi")["n_train_95"].first()
             row["n95_max"], row["n95_median"] = n95.max(), n95.median()
             rows.append(row)
@@ -135,28 +161,47 @@ def summary_table(summary: pd.DataFrame, sources: list[str], features: str = "co
 def _table_html(df: pd.DataFrame, main: str) -> str:
     cols = [c for c in df.columns if c.startswith("acc@")]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    out = [f"<table><tr><th class='l'>task</th><th class='l'>features</th>{head}"
-           "<th>labels for 95 % (worst AOI)</th><th>(median AOI)</th></tr>"]
+    out = [
+        f"<table><tr><th class='l'>task</th><th class='l'>features</th>{head}"
+        "<th>labels for 95 % (worst AOI)</th><th>(median AOI)</th></tr>"
+    ]
     for _, r in df.iterrows():
         cls = " class='main'" if r["source"] == main else ""
         cells = "".join(f"<td>{_fmt_acc(r[c])}</td>" for c in cols)
-        out.append(f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} {r['features']}</td>"
-                   f"{cells}<td>{r['n95_max']:.0f}</td><td>{r['n95_median']:.0f}</td></tr>")
+        out.append(
+            f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} "
+            f"{r['features']}</td>"
+            f"{cells}<td>{r['n95_max']:.0f}</td><td>{r['n95_median']:.0f}</td></tr>"
+        )
     return "\n".join(out) + "</table>"
 
 
 def _per_aoi_html(summary: pd.DataFrame) -> str:
-    pts = summary[summary["is_95_point"]][["source", "aoi", "task", "features", "train_size",
-                                           "n_train_95", "accuracy_mean", "full_accuracy_mean"]]
+    pts = summary[summary["is_95_point"]][
+        [
+            "source",
+            "aoi",
+            "task",
+            "features",
+            "train_size",
+            "n_train_95",
+            "accuracy_mean",
+            "full_accuracy_mean",
+        ]
+    ]
     pts = pts.sort_values(["task", "aoi", "source", "features"])
     body = pts.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
-    return ("<details><summary>95 % point per source, AOI, task and feature set</summary>"
-            f"{body}</details>")
+    return (
+        "<details><summary>95 % point per source, AOI, task and feature set</summary>"
+        f"{body}</details>"
+    )
 
 
 def _figure(rel: str, caption: str) -> str:
-    return (f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _section(sid: str, title: str, body: str) -> tuple[str, str]:
@@ -171,8 +216,9 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     if not inp.fewshot:
         return _note("No few-shot results found (run `eoclip fewshot`).")
     # only the columns the summary needs (not head parameters, seeds, thresholds ...)
-    results = pd.concat([read_results(p, columns=SUMMARY_INPUTS) for p in inp.fewshot],
-                        ignore_index=True)
+    results = pd.concat(
+        [read_results(p, columns=SUMMARY_INPUTS) for p in inp.fewshot], ignore_index=True
+    )
     # The same source evaluated in two result folders (e.g. a comparison run with an imported
     # product next to the demo's own): keep one copy of each repeat.
     if "target" in results.columns:  # continuous targets get their own figure (R2)
@@ -183,8 +229,9 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     twin = _r2_figure(continuous, cfg, fig_dir)
     if results.empty:
         return twin or _note("No few-shot results found (run `eoclip fewshot`).")
-    results = results.drop_duplicates(["source", "aoi", "task", "features", "train_size",
-                                       "repeat"], keep="first")
+    results = results.drop_duplicates(
+        ["source", "aoi", "task", "features", "train_size", "repeat"], keep="first"
+    )
     summary = summarize(results)
     robustness = _subsets_html(summary)
     # Fig. 4 and the table keep the paper's feature sets (each modality and concat)
@@ -193,8 +240,12 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     sources = [cfg.main_source, *[b for b in cfg.baselines if b != cfg.main_source]]
     sources += sorted(set(summary["source"]) - set(sources))
     table = summary_table(summary, sources)
-    figures.fig_accuracy(summary, fig_dir / "fig4_accuracy.png", cfg.main_source,
-                         [s for s in sources if s != cfg.main_source])
+    figures.fig_accuracy(
+        summary,
+        fig_dir / "fig4_accuracy.png",
+        cfg.main_source,
+        [s for s in sources if s != cfg.main_source],
+    )
     repeats = int(results["repeat"].nunique())
     return (
         "<p>Binary tasks (label above the AOI's train median), a head fitted on a uniform random "
@@ -202,10 +253,12 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
         "Accuracy is the mean over AOIs; the 95 % columns give the smallest number of labels "
         "whose mean accuracy reaches 95 % of the accuracy with all train labels.</p>"
         + (_table_html(table, cfg.main_source) if not table.empty else _note("no concat results"))
-        + _figure("figures/fig4_accuracy.png",
-                  "Fig. 4: accuracy vs labelled chips per task (rows) and AOI (columns); solid: "
-                  f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
-                  "dot: 95 % of the full-data accuracy.")
+        + _figure(
+            "figures/fig4_accuracy.png",
+            "Fig. 4: accuracy vs labelled chips per task (rows) and AOI (columns); solid: "
+            f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
+            "dot: 95 % of the full-data accuracy.",
+        )
         + _per_aoi_html(summary)
         + "<p>The paper's headline (95 % of the full-data accuracy with at most 500 labels "
         "always, with at most 250 mostly): share of AOI x task cells per source and feature "
@@ -220,26 +273,32 @@ def _subsets_html(summary: pd.DataFrame) -> str:
     """The robustness matrix of a run with modality subsets, or "" without one."""
     if not has_subsets(summary):
         return ""
-    table = subset_table(summary).to_html(index=False, float_format=lambda v: f"{v:.3f}",
-                                          border=0, na_rep="")
-    return ("<p>Missing-modality robustness: accuracy per task at 100 labels and with all "
-            "labels (mean over AOIs) for every subset of modalities (concatenated), and for "
-            "<code>concat-&lt;m&gt;@test</code>: fitted on every modality, tested with "
-            "modality m missing for a share of the test chips.</p>" + table)
+    table = subset_table(summary).to_html(
+        index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep=""
+    )
+    return (
+        "<p>Missing-modality robustness: accuracy per task at 100 labels and with all "
+        "labels (mean over AOIs) for every subset of modalities (concatenated), and for "
+        "<code>concat-&lt;m&gt;@test</code>: fitted on every modality, tested with "
+        "modality m missing for a share of the test chips.</p>" + table
+    )
 
 
 def _r2_figure(continuous: pd.DataFrame, cfg: ReportConfig, fig_dir: Path) -> str:
     """Fig. 4's twin for continuous targets (R2 of the label mean), or "" without them."""
     if continuous.empty:
         return ""
-    continuous = continuous.drop_duplicates(["source", "aoi", "task", "features", "train_size",
-                                             "repeat"], keep="first")
+    continuous = continuous.drop_duplicates(
+        ["source", "aoi", "task", "features", "train_size", "repeat"], keep="first"
+    )
     summary = summarize(continuous, metric="r2")
     sources = sorted(set(summary["source"]) - {cfg.main_source})
     figures.fig_accuracy(summary, fig_dir / "fig4_r2.png", cfg.main_source, sources, "r2")
-    return _figure("figures/fig4_r2.png",
-                   "Fig. 4 for continuous targets: R² of a Random-Forest regressor of the label "
-                   "mean on the test split vs labelled chips; dot: 95 % of the full-data R².")
+    return _figure(
+        "figures/fig4_r2.png",
+        "Fig. 4 for continuous targets: R² of a Random-Forest regressor of the label "
+        "mean on the test split vs labelled chips; dot: 95 % of the full-data R².",
+    )
 
 
 def _read_metrics(run: str) -> list[dict]:
@@ -255,20 +314,36 @@ def _pretrain_section(inp: ReportInputs, fig_dir: Path) -> str:
     if best is None:
         return _note(f"{inp.pretrain_run}/metrics.jsonl holds no epoch record yet.")
     figures.fig_retrieval(records, fig_dir / "retrieval.png")
-    rows = ["<table><tr><th class='l'>query → gallery</th><th>recall@1</th><th>chance@1</th>"
-            "<th>recall@5</th><th>chance@5</th><th>chips</th></tr>"]
+    rows = [
+        "<table><tr><th class='l'>query → gallery</th><th>recall@1</th><th>chance@1</th>"
+        "<th>recall@5</th><th>chance@5</th><th>chips</th></tr>"
+    ]
     for pair, r in (best.get("recall") or {}).items():
-        rows.append(f"<tr><td class='l'>{html.escape(pair.replace('->', ' → '))}</td>"
-                    f"<td>{r['r@1']:.3f}</td><td>{r['chance@1']:.4f}</td><td>{r['r@5']:.3f}</td>"
-                    f"<td>{r['chance@5']:.4f}</td><td>{r['n']:.0f}</td></tr>")
+        rows.append(
+            f"<tr><td class='l'>{html.escape(pair.replace('->', ' → '))}</td>"
+            f"<td>{r['r@1']:.3f}</td><td>{r['chance@1']:.4f}</td><td>{r['r@5']:.3f}</td>"
+            f"<td>{r['chance@5']:.4f}</td><td>{r['n']:.0f}</td></tr>"
+        )
     val = best.get("val_loss")
-    line = (f"<p>Best epoch {best['epoch']} (step {best['step']}): validation CLIP loss "
+    line = (
+        (
+            f"<p>Best epoch {best['epoch']} (step {best['step']}): validation CLIP loss "
             f"{val:.4f} against {best.get('val_chance_loss', float('nan')):.4f} for an untrained "
-            "model (log of the batch size).</p>") if val is not None else ""
-    return (line + _figure("figures/retrieval.png",
-                           "Pretraining: CLIP loss per epoch; cross-modal retrieval on the "
-                           "validation split (black ticks: chance).")
-            + "\n".join(rows) + "</table>")
+            "model (log of the batch size).</p>"
+        )
+        if val is not None
+        else ""
+    )
+    return (
+        line
+        + _figure(
+            "figures/retrieval.png",
+            "Pretraining: CLIP loss per epoch; cross-modal retrieval on the "
+            "validation split (black ticks: chance).",
+        )
+        + "\n".join(rows)
+        + "</table>"
+    )
 
 
 def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
@@ -287,28 +362,37 @@ def _tsne_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
         task = col.removeprefix("label_")
         if df[col].notna().any():
             plot_tsne(df, task, fig_dir / f"fig5_tsne_{task}.png", source=source)
-            parts.append(_figure(f"figures/fig5_tsne_{task}.png",
-                                 f"Fig. 5: t-SNE of the {source} embeddings per AOI and modality, "
-                                 f"coloured by log10 of the {task} label."))
+            parts.append(
+                _figure(
+                    f"figures/fig5_tsne_{task}.png",
+                    f"Fig. 5: t-SNE of the {source} embeddings per AOI and modality, "
+                    f"coloured by log10 of the {task} label.",
+                )
+            )
     return "\n".join(parts) or _note("the t-SNE table has no labels to colour by")
 
 
 def _search_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.search_table or not inp.store:
-        return _note("No EmbeddingTable and ChipStore for the neighbour strips (give a "
-                     "search table and a store).")
+        return _note(
+            "No EmbeddingTable and ChipStore for the neighbour strips (give a "
+            "search table and a store)."
+        )
     from eoclip.report.neighbours import fig_neighbours
 
     try:
         store = ChipStore.open(inp.store)
-        drawn = fig_neighbours(store, inp.search_table, fig_dir, cfg.n_search_queries,
-                               cfg.n_neighbours, cfg.seed)
+        drawn = fig_neighbours(
+            store, inp.search_table, fig_dir, cfg.n_search_queries, cfg.n_neighbours, cfg.seed
+        )
     except (StoreError, ValueError, KeyError) as err:
         return _note(f"cannot draw the neighbour strips: {err}")
-    parts = [f"<p>Nearest chips by cosine similarity of the embeddings in "
-             f"<code>{html.escape(inp.search_table)}</code> (<code>eoclip search</code>): per "
-             "row one search, within a modality or across modalities (query modality → searched "
-             "modality); the query chip itself is left out; numbers are cosine distances.</p>"]
+    parts = [
+        f"<p>Nearest chips by cosine similarity of the embeddings in "
+        f"<code>{html.escape(inp.search_table)}</code> (<code>eoclip search</code>): per "
+        "row one search, within a modality or across modalities (query modality → searched "
+        "modality); the query chip itself is left out; numbers are cosine distances.</p>"
+    ]
     for path, chip in drawn:
         parts.append(_figure(f"figures/{Path(path).name}", f"Neighbours of {chip}."))
     return "\n".join(parts)
@@ -319,21 +403,24 @@ FIG6_MAP = "s1grdm"  # the paper places its example chips on the s1grdm t-SNE ma
 
 def _fig6(store: ChipStore, inp: ReportInputs, cfg: ReportConfig, path: Path) -> str:
     """Draw Fig. 6 (on the s1grdm t-SNE map when there is one) and return its caption."""
-    chips = ("s2rgbm as RGB of one month, s1grdm VV of one month in dB, gunw one coherence "
-             "pair.")
+    chips = "s2rgbm as RGB of one month, s1grdm VV of one month in dB, gunw one coherence pair."
     if inp.tsne:
         from eoclip.report.examples import fig_tsne_examples
 
         cols = ["source", "aoi", "modality", "chip_id", "x", "y"]
-        df = pq.read_table(inp.tsne, columns=cols,
-                           filters=[("modality", "==", FIG6_MAP)]).to_pandas()
+        df = pq.read_table(
+            inp.tsne, columns=cols, filters=[("modality", "==", FIG6_MAP)]
+        ).to_pandas()
         sources = sorted(df["source"].unique())
         source = cfg.main_source if cfg.main_source in sources else (sources or [None])[0]
         try:
-            fig_tsne_examples(store, df[df["source"] == source], path, FIG6_MAP,
-                              cfg.n_examples, cfg.seed)
-            return (f"Fig. 6: example chips located (numbered) on the {FIG6_MAP} t-SNE map of "
-                    f"the {source} embeddings, as in the paper; " + chips)
+            fig_tsne_examples(
+                store, df[df["source"] == source], path, FIG6_MAP, cfg.n_examples, cfg.seed
+            )
+            return (
+                f"Fig. 6: example chips located (numbered) on the {FIG6_MAP} t-SNE map of "
+                f"the {source} embeddings, as in the paper; " + chips
+            )
         except ValueError as err:
             figures.fig_examples(store, path, cfg.n_examples, cfg.seed)
             return f"Fig. 6: example chips (not located on a t-SNE map: {err}); " + chips
@@ -352,12 +439,18 @@ def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     figures.fig_label_quantiles(store.index, fig_dir / "fig2_labels.png")
     fig6 = _fig6(store, inp, cfg, fig_dir / "fig6_examples.png")
     counts = store.index.groupby(["aoi", "split"]).size().unstack(fill_value=0)
-    return (f"<p>{len(store)} chips of {store.chip_px} px, modalities "
-            f"{', '.join(store.modalities)}.</p>" + counts.to_html(border=0)
-            + _figure("figures/fig1_aois.png", "Fig. 1: AOIs and the chips coloured by split "
-                      "(train yellow, validation blue, test pink).")
-            + _figure("figures/fig2_labels.png", "Fig. 2: label quantiles per task and AOI.")
-            + _figure("figures/fig6_examples.png", fig6))
+    return (
+        f"<p>{len(store)} chips of {store.chip_px} px, modalities "
+        f"{', '.join(store.modalities)}.</p>"
+        + counts.to_html(border=0)
+        + _figure(
+            "figures/fig1_aois.png",
+            "Fig. 1: AOIs and the chips coloured by split "
+            "(train yellow, validation blue, test pink).",
+        )
+        + _figure("figures/fig2_labels.png", "Fig. 2: label quantiles per task and AOI.")
+        + _figure("figures/fig6_examples.png", fig6)
+    )
 
 
 def build_report(cfg: ReportConfig) -> Path:
@@ -374,26 +467,42 @@ def build_report(cfg: ReportConfig) -> Path:
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     built = [
-        _section("fewshot", "Few-shot accuracy vs number of labels",
-                 _fewshot_section(inp, cfg, fig_dir)),
-        _section("pretraining", "Pretraining: CLIP loss and cross-modal retrieval",
-                 _pretrain_section(inp, fig_dir)),
+        _section(
+            "fewshot", "Few-shot accuracy vs number of labels", _fewshot_section(inp, cfg, fig_dir)
+        ),
+        _section(
+            "pretraining",
+            "Pretraining: CLIP loss and cross-modal retrieval",
+            _pretrain_section(inp, fig_dir),
+        ),
         _section("tsne", "Embedding space (t-SNE)", _tsne_section(inp, cfg, fig_dir)),
-        _section("search", "Similarity search: query chips and their nearest neighbours",
-                 _search_section(inp, cfg, fig_dir)),
-        _section("data", "Data: AOIs, splits, labels and example chips",
-                 _data_section(inp, cfg, fig_dir)),
+        _section(
+            "search",
+            "Similarity search: query chips and their nearest neighbours",
+            _search_section(inp, cfg, fig_dir),
+        ),
+        _section(
+            "data", "Data: AOIs, splits, labels and example chips", _data_section(inp, cfg, fig_dir)
+        ),
     ]
     nav = " ".join(f"<a href='#{sid}'>{sid}</a>" for sid, _ in built)
-    rows = "".join(f"<tr><td class='l'>{k}</td><td class='l'><code>{html.escape(str(v))}</code>"
-                   "</td></tr>" for k, v in vars(inp).items())
+    rows = "".join(
+        f"<tr><td class='l'>{k}</td><td class='l'><code>{html.escape(str(v))}</code></td></tr>"
+        for k, v in vars(inp).items()
+    )
     template = string.Template(
-        resources.files("eoclip.report").joinpath("templates/report.html").read_text())
+        resources.files("eoclip.report").joinpath("templates/report.html").read_text()
+    )
     page = template.substitute(
         title=html.escape(cfg.title),
-        subtitle=html.escape(f"generated {dt.datetime.now().isoformat(timespec='seconds')}"
-                             + (f" from {cfg.run}" if cfg.run else "")),
-        nav=nav, sections="\n".join(s for _, s in built), inputs=f"<table>{rows}</table>")
+        subtitle=html.escape(
+            f"generated {dt.datetime.now().isoformat(timespec='seconds')}"
+            + (f" from {cfg.run}" if cfg.run else "")
+        ),
+        nav=nav,
+        sections="\n".join(s for _, s in built),
+        inputs=f"<table>{rows}</table>",
+    )
     path = out / "index.html"
     write_text_atomic(path, page)
     return path

@@ -36,8 +36,9 @@ def _short(chip_id: str) -> str:
     return "_".join(parts[:1] + parts[-2:]) if len(parts) > 3 else chip_id
 
 
-def fig_neighbours(store: ChipStore, table: str, out_dir: str | Path, n_queries: int = 3,
-                   k: int = 5, seed: int = 0) -> list[tuple[str, str]]:
+def fig_neighbours(
+    store: ChipStore, table: str, out_dir: str | Path, n_queries: int = 3, k: int = 5, seed: int = 0
+) -> list[tuple[str, str]]:
     """Draw one strip figure per query chip.
 
     Args:
@@ -62,7 +63,9 @@ def fig_neighbours(store: ChipStore, table: str, out_dir: str | Path, n_queries:
             continue
     mods = list(vecs)
     if not mods:
-        raise ReportError(f"{table} has no vectors of the store's modalities {list(store.modalities)}")
+        raise ReportError(
+            f"{table} has no vectors of the store's modalities {list(store.modalities)}"
+        )
     ids = vecs[mods[0]][2]
     lookup = {c: i for i, c in enumerate(ids)}
     queries = [store.chip_ids[p] for p in pick_example_chips(store, n_queries, seed)]
@@ -77,7 +80,8 @@ def fig_neighbours(store: ChipStore, table: str, out_dir: str | Path, n_queries:
             excl[r] = True
             idx, sim = cosine_topk(vecs[qm][0][[r]], vecs[gm][0], k, exclude=excl)
             cells = [(chip, qm, f"query {qm}")] + [
-                (ids[j], gm, f"{1 - s:.4f}") for j, s in zip(idx[0], sim[0], strict=True)]
+                (ids[j], gm, f"{1 - s:.4f}") for j, s in zip(idx[0], sim[0], strict=True)
+            ]
             for j, (cid, mod, label) in enumerate(cells):
                 ax = axes[i, j]
                 img, kw, _ = _panel(store, store.position(cid), mod)
@@ -86,8 +90,9 @@ def fig_neighbours(store: ChipStore, table: str, out_dir: str | Path, n_queries:
                 ax.set_yticks([])
                 ax.set_title(f"{_short(cid)}\n{label}", fontsize=6)
             axes[i, 0].set_ylabel(f"{qm} \u2192 {gm}", fontsize=8)
-        fig.suptitle(f"Nearest chips of {chip} (cosine distance; query left, itself excluded)",
-                     fontsize=9)
+        fig.suptitle(
+            f"Nearest chips of {chip} (cosine distance; query left, itself excluded)", fontsize=9
+        )
         path = Path(out_dir) / f"neighbours_{qi}.png"
         out.append((_save(fig, path, dpi=90), chip))
     return out

@@ -37,7 +37,8 @@ def faiss_module():
         import faiss
     except ImportError as err:
         raise MissingDependencyError(
-            "approximate search needs FAISS: pip install 'eoclip[ann]' (or faiss-cpu)") from err
+            "approximate search needs FAISS: pip install 'eoclip[ann]' (or faiss-cpu)"
+        ) from err
     return faiss
 
 
@@ -58,8 +59,9 @@ class AnnIndex:
     ef_search: int = 128
 
     @classmethod
-    def build(cls, gallery: np.ndarray, m: int = 32, ef_construction: int = 100,
-              ef_search: int = 128) -> AnnIndex:
+    def build(
+        cls, gallery: np.ndarray, m: int = 32, ef_construction: int = 100, ef_search: int = 128
+    ) -> AnnIndex:
         """Index the rows of `gallery` (n, D) that hold a vector (NaN rows are skipped)."""
         faiss = faiss_module()
         G = normalize_rows(gallery)
@@ -87,12 +89,15 @@ class AnnIndex:
         with atomic_write(path.with_suffix(path.suffix + ".rows.npy"), "wb") as f:
             np.save(f, self.rows)
         params = {"m": self.m, "ef_construction": self.ef_construction}
-        write_text_atomic(path.with_suffix(path.suffix + ".json"),
-                          json.dumps({"source": source, "params": params}, indent=2))
+        write_text_atomic(
+            path.with_suffix(path.suffix + ".json"),
+            json.dumps({"source": source, "params": params}, indent=2),
+        )
 
     @classmethod
-    def load(cls, path: str | Path, source: dict, m: int, ef_construction: int,
-             ef_search: int) -> AnnIndex | None:
+    def load(
+        cls, path: str | Path, source: dict, m: int, ef_construction: int, ef_search: int
+    ) -> AnnIndex | None:
         """A cached index built from `source` with these parameters, else None."""
         path = Path(path)
         side = path.with_suffix(path.suffix + ".json")
@@ -106,4 +111,3 @@ class AnnIndex:
         faiss = faiss_module()
         index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
         return cls(index, np.load(rows), m, ef_construction, ef_search)
-

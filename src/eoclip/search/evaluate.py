@@ -10,9 +10,16 @@ from eoclip.search.exact import cosine_topk
 __all__ = ["recall_at_k", "same_chip_hits"]
 
 
-def same_chip_hits(table: str, modality: str, against: str, k: int = 10,
-                   max_queries: int | None = None, seed: int = 0, batch: int = 512,
-                   memory_mb: float = 256.0) -> dict:
+def same_chip_hits(
+    table: str,
+    modality: str,
+    against: str,
+    k: int = 10,
+    max_queries: int | None = None,
+    seed: int = 0,
+    batch: int = 512,
+    memory_mb: float = 256.0,
+) -> dict:
     """How often a chip's own `against` vector is among the k nearest of its `modality` vector.
 
     Every chip holding both vectors is a query (or a seeded sample of `max_queries`); the
@@ -34,16 +41,25 @@ def same_chip_hits(table: str, modality: str, against: str, k: int = 10,
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_queries, replace=False))
     hits = 0
     for lo in range(0, len(rows), batch):
-        r = rows[lo: lo + batch]
+        r = rows[lo : lo + batch]
         idx, _ = cosine_topk(Xq[r], G, k, memory_mb=memory_mb)
         hits += int((idx == r[:, None]).any(axis=1).sum())
     rate, chance = hits / len(rows), min(1.0, k / int(pg.sum()))
-    return {"modality": modality, "against": against, "k": k, "queries": len(rows),
-            "gallery": int(pg.sum()), "hit_rate": rate, "chance": chance,
-            "lift": rate / chance}
+    return {
+        "modality": modality,
+        "against": against,
+        "k": k,
+        "queries": len(rows),
+        "gallery": int(pg.sum()),
+        "hit_rate": rate,
+        "chance": chance,
+        "lift": rate / chance,
+    }
 
 
 def recall_at_k(exact: np.ndarray, approx: np.ndarray) -> float:
     """Mean share of each query's exact top-k (q, k) that the approximate top-k also holds."""
     k = exact.shape[1]
-    return float(np.mean([len(set(e) & set(a[:k])) / k for e, a in zip(exact, approx, strict=True)]))
+    return float(
+        np.mean([len(set(e) & set(a[:k])) / k for e, a in zip(exact, approx, strict=True)])
+    )

@@ -45,7 +45,7 @@ def _block_candidates(Q32, Q64, block, lo, k, exclude):
     norms = np.sqrt(np.einsum("ij,ij->i", block, block))  # NaN for a row without a vector
     bad = ~(norms > 0) | ~np.isfinite(norms)
     if exclude is not None:
-        bad |= exclude[lo: lo + len(block)]
+        bad |= exclude[lo : lo + len(block)]
     with np.errstate(invalid="ignore", divide="ignore"):
         s = (Q32 @ block.T) / norms  # (q, b) float32, one BLAS call
     s[:, bad] = -np.inf
@@ -59,9 +59,13 @@ def _block_candidates(Q32, Q64, block, lo, k, exclude):
     return exact, cand + lo
 
 
-def cosine_topk(queries: np.ndarray, gallery: np.ndarray, k: int,
-                exclude: np.ndarray | None = None, memory_mb: float = 256.0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def cosine_topk(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    memory_mb: float = 256.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The k most cosine-similar gallery rows of each query.
 
     Each gallery block is ranked with one float32 matrix product, and its best candidates are
@@ -93,7 +97,7 @@ def cosine_topk(queries: np.ndarray, gallery: np.ndarray, k: int,
     best_i = np.zeros((len(Q64), 0), dtype=np.int64)
     step = block_rows(gallery.shape[1], len(Q64), memory_mb)
     for lo in range(0, len(gallery), step):
-        block = np.asarray(gallery[lo: lo + step], dtype=np.float32)
+        block = np.asarray(gallery[lo : lo + step], dtype=np.float32)
         s, idx = _block_candidates(Q32, Q64, block, lo, k, exclude)
         best_s, best_i = _merge(best_s, best_i, s, idx, k)
     order = np.argsort(-best_s, axis=1, kind="stable")

@@ -28,14 +28,29 @@ from eoclip.errors import EoclipError
 from eoclip.fsio import atomic_write
 from eoclip.search.exact import cosine_topk
 
-__all__ = ["METHODS", "RESULT_COLUMNS", "SearchConfig", "SearchError", "search_table",
-           "write_search_results"]
+__all__ = [
+    "METHODS",
+    "RESULT_COLUMNS",
+    "SearchConfig",
+    "SearchError",
+    "search_table",
+    "write_search_results",
+]
 
 log = logging.getLogger(__name__)
 
 METHODS = ("exact", "hnsw")
-RESULT_COLUMNS = ["query_chip", "query_modality", "modality", "rank", "chip_id", "similarity",
-                  "distance", "aoi", "split"]
+RESULT_COLUMNS = [
+    "query_chip",
+    "query_modality",
+    "modality",
+    "rank",
+    "chip_id",
+    "similarity",
+    "distance",
+    "aoi",
+    "split",
+]
 
 
 class SearchError(EoclipError, ValueError):
@@ -86,17 +101,22 @@ def _check(cfg: SearchConfig) -> tuple[str, str]:
     return modality, against
 
 
-def _query_rows(cfg: SearchConfig, ids: np.ndarray, present: np.ndarray, modality: str) -> np.ndarray:
+def _query_rows(
+    cfg: SearchConfig, ids: np.ndarray, present: np.ndarray, modality: str
+) -> np.ndarray:
     lookup = pd.Index(ids)
     rows = []
     for chip in cfg.chips:
         if chip not in lookup:
-            raise SearchError(f"chip {chip!r} is not in {cfg.table} ({len(ids)} chips, e.g. "
-                              f"{list(ids[:2])})")
+            raise SearchError(
+                f"chip {chip!r} is not in {cfg.table} ({len(ids)} chips, e.g. {list(ids[:2])})"
+            )
         row = int(lookup.get_loc(chip))
         if not present[row]:
-            raise SearchError(f"chip {chip!r} has no {modality} vector in {cfg.table} (the chip "
-                              "lacks that modality, or its vector holds NaN/inf); query another modality or chip")
+            raise SearchError(
+                f"chip {chip!r} has no {modality} vector in {cfg.table} (the chip "
+                "lacks that modality, or its vector holds NaN/inf); query another modality or chip"
+            )
         rows.append(row)
     return np.asarray(rows, dtype=np.int64)
 
@@ -106,12 +126,19 @@ def _approximate(cfg: SearchConfig, against: str, G: np.ndarray, Q: np.ndarray, 
 
     cache = None
     if cfg.index_cache:
-        cache = (f"{cfg.table}.{against}.faiss" if cfg.index_cache == "auto" else cfg.index_cache)
+        cache = f"{cfg.table}.{against}.faiss" if cfg.index_cache == "auto" else cfg.index_cache
     stat = Path(cfg.table).stat()
-    source = {"table": str(Path(cfg.table).resolve()), "bytes": stat.st_size,
-              "mtime": round(stat.st_mtime, 3), "modality": against}
-    index = AnnIndex.load(cache, source, cfg.hnsw_m, cfg.ef_construction, cfg.ef_search) \
-        if cache else None
+    source = {
+        "table": str(Path(cfg.table).resolve()),
+        "bytes": stat.st_size,
+        "mtime": round(stat.st_mtime, 3),
+        "modality": against,
+    }
+    index = (
+        AnnIndex.load(cache, source, cfg.hnsw_m, cfg.ef_construction, cfg.ef_search)
+        if cache
+        else None
+    )
     if index is None:
         index = AnnIndex.build(G, cfg.hnsw_m, cfg.ef_construction, cfg.ef_search)
         if cache:
@@ -134,8 +161,9 @@ def search_table(cfg: SearchConfig) -> gpd.GeoDataFrame:
     """
     modality, against = _check(cfg)
     Xq, present_q, ids = read_vectors(cfg.table, modality)
-    G, present_g, _ = ((Xq, present_q, ids) if against == modality
-                       else read_vectors(cfg.table, against))
+    G, present_g, _ = (
+        (Xq, present_q, ids) if against == modality else read_vectors(cfg.table, against)
+    )
     bad_q = _nonfinite(Xq, present_q, cfg.table, modality)
     bad_g = bad_q if against == modality else _nonfinite(G, present_g, cfg.table, against)
     rows = _query_rows(cfg, ids, present_q & ~bad_q, modality)
@@ -158,12 +186,13 @@ def search_table(cfg: SearchConfig) -> gpd.GeoDataFrame:
         part.insert(5, "similarity", s)
         part.insert(6, "distance", np.clip(1.0 - s, 0.0, 2.0))
         frames.append(part)
-    out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
-                           crs=meta.crs)
-    out.attrs["eoclip_search"] = {"table": cfg.table, "method": cfg.method,
-                                  "table_identity": table_identity(_meta(cfg.table)),
-                                  "n_nonfinite": {modality: int(bad_q.sum()),
-                                                  against: int(bad_g.sum())}}
+    out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=meta.crs)
+    out.attrs["eoclip_search"] = {
+        "table": cfg.table,
+        "method": cfg.method,
+        "table_identity": table_identity(_meta(cfg.table)),
+        "n_nonfinite": {modality: int(bad_q.sum()), against: int(bad_g.sum())},
+    }
     return out[[*RESULT_COLUMNS, "geometry"]]
 
 
@@ -176,10 +205,16 @@ def _nonfinite(X: np.ndarray, present: np.ndarray, table: str, modality: str) ->
     bad = present & ~np.isfinite(X).all(axis=1)
     if bad.any():
         if bad.sum() == present.sum():
-            raise SearchError(f"{table}: every {modality} vector holds NaN or inf; re-export "
-                              "the table")
-        log.warning("%s: %d of %d %s vectors hold NaN or inf; they are left out of the search",
-                    table, int(bad.sum()), int(present.sum()), modality)
+            raise SearchError(
+                f"{table}: every {modality} vector holds NaN or inf; re-export the table"
+            )
+        log.warning(
+            "%s: %d of %d %s vectors hold NaN or inf; they are left out of the search",
+            table,
+            int(bad.sum()),
+            int(present.sum()),
+            modality,
+        )
     return bad
 
 

@@ -22,19 +22,34 @@ from eoclip.train.loop import pretrain
 
 def parse_args(argv: list[str]) -> tuple[str, dict, bool]:
     """(config name or YAML path, overrides, resume) from the command line."""
-    parser = argparse.ArgumentParser(prog="python -m eoclip.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m eoclip.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", "-c", default="demo", help="packaged setting or YAML file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any field, e.g. model_overrides.depth=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field, e.g. model_overrides.depth=2 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue <out>/<name>/last")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     for f in fields(PretrainConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"field_{f.name}",
-                            metavar="VALUE", help=argparse.SUPPRESS)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"field_{f.name}",
+            metavar="VALUE",
+            help=argparse.SUPPRESS,
+        )
     args = parser.parse_args(argv)
-    items = list(args.set) + [f"{k.removeprefix('field_')}={v}" for k, v in vars(args).items()
-                              if k.startswith("field_") and v is not None]
+    items = list(args.set) + [
+        f"{k.removeprefix('field_')}={v}"
+        for k, v in vars(args).items()
+        if k.startswith("field_") and v is not None
+    ]
     overrides = parse_overrides(items)
     if args.no_progress:
         overrides["progress"] = False
@@ -56,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 1
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
-    print0(f"done: {result.step} steps, {result.epoch} epochs; best val loss {best}; "
-           f"checkpoints in {result.run_dir}")
+    print0(
+        f"done: {result.step} steps, {result.epoch} epochs; best val loss {best}; "
+        f"checkpoints in {result.run_dir}"
+    )
     return 0
 
 

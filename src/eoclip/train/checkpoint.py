@@ -181,7 +181,8 @@ def restore_training_state(
     except (EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
         raise CheckpointError(
             f"{path / OPTIM} is empty or damaged ({type(err).__name__}: {err}); resume from "
-            "another checkpoint or start the run again without resuming") from err
+            "another checkpoint or start the run again without resuming"
+        ) from err
     return {
         "step": step,
         "epoch": int(meta["epoch"]),

@@ -55,14 +55,16 @@ class PretrainConfig:
     #   the schedule still spans all epochs so a stopped run resumes onto the same curve
     bf16: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
     compile: bool | str = False  # torch.compile the towers: true (inductor, GPUs) or a backend name
-    grad_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
+    grad_checkpointing: bool = (
+        False  # recompute block activations in backward: less memory, ~1/3 more compute
+    )
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
     progress: bool = True  # tqdm progress bar on rank 0
 
     def __post_init__(self) -> None:
         if self.modalities is not None:
-            self.modalities = [self.modalities] if isinstance(self.modalities, str) else list(
-                self.modalities
+            self.modalities = (
+                [self.modalities] if isinstance(self.modalities, str) else list(self.modalities)
             )
         self.betas = tuple(self.betas)
         self.model_overrides = dict(self.model_overrides or {})
@@ -73,7 +75,9 @@ class PretrainConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"pretrain config: {name} must be a positive integer, got {value!r}")
+                raise ConfigError(
+                    f"pretrain config: {name} must be a positive integer, got {value!r}"
+                )
         for name in ("warmup_steps", "num_workers", "eval_every", "seed", "val_seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -86,24 +90,36 @@ class PretrainConfig:
             value = getattr(self, name)
             # Overrides are read as YAML, so `weight_decay=abc` arrives as a string.
             if not (value is None and name == "grad_clip") and not (
-                    isinstance(value, int | float) and not isinstance(value, bool)
-                    and math.isfinite(value)):
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 raise ConfigError(f"pretrain config: {name} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"pretrain config: lr must be a positive number, got {self.lr!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"pretrain config: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ConfigError(
+                f"pretrain config: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"
+            )
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
-            raise ConfigError("pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null")
+            raise ConfigError(
+                "pretrain config: weight_decay must be >= 0 and grad_clip > 0 or null"
+            )
         if not isinstance(self.device, str) or (
-                self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:")):
-            raise ConfigError(f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}")
+            self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:")
+        ):
+            raise ConfigError(
+                f"pretrain config: device must be auto, cpu or cuda, got {self.device!r}"
+            )
         if not isinstance(self.compile, bool | str) or self.compile in ("", "true", "false"):
-            raise ConfigError(f"pretrain config: compile must be true, false or a torch.compile "
-                             f"backend name such as inductor, got {self.compile!r}")
+            raise ConfigError(
+                f"pretrain config: compile must be true, false or a torch.compile "
+                f"backend name such as inductor, got {self.compile!r}"
+            )
         if not self.store:
-            raise ConfigError("pretrain config: no store given (set `store` in the YAML file or "
-                              "as an override)")
+            raise ConfigError(
+                "pretrain config: no store given (set `store` in the YAML file or as an override)"
+            )
         if not self.name or "/" in self.name:
             raise ConfigError(f"pretrain config: name must be a folder name, got {self.name!r}")
 

@@ -77,7 +77,11 @@ def make_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.opti
     Biases, norm weights, the logit scale (all < 2-d) and every tower's position embedding /
     class token (timm's `no_weight_decay` names, here under each tower's prefix) are not decayed.
     """
-    skip = [n for n, _ in model.named_parameters() if n.endswith(("pos_embed", "cls_token", "reg_token"))]
+    skip = [
+        n
+        for n, _ in model.named_parameters()
+        if n.endswith(("pos_embed", "cls_token", "reg_token"))
+    ]
     groups = param_groups_weight_decay(model, config.weight_decay, no_weight_decay_list=skip)
     # decayed group first, as checkpoints written before used it (optimizer state by group)
     groups = sorted(groups, key=lambda g: g["weight_decay"] == 0)
@@ -86,9 +90,15 @@ def make_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.opti
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=fused or None)
 
 
-def train_step(model: torch.nn.Module, loss_fn: MultiModalClipLoss, optimizer: torch.optim.Optimizer,
-               batch: dict[str, Any], device: torch.device, autocast, grad_clip: float | None
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_step(
+    model: torch.nn.Module,
+    loss_fn: MultiModalClipLoss,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Any],
+    device: torch.device,
+    autocast,
+    grad_clip: float | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One optimiser step on a collated batch (the loop's step; benchmarks time this too).
 
     Args:
@@ -163,7 +173,9 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
 
     torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_model(
-        config.model, modalities=mods, img_size=config.img_size or store.chip_px,
+        config.model,
+        modalities=mods,
+        img_size=config.img_size or store.chip_px,
         **config.model_overrides,
     ).to(env.device)
     model.set_grad_checkpointing(config.grad_checkpointing)
@@ -173,27 +185,48 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         for leftover in run_dir.glob(".tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
     fingerprint = store.fingerprint()
-    step, epoch, skip, best = _start_or_resume(run_dir, resume, model, optimizer, env, config,
-                                               fingerprint)
+    step, epoch, skip, best = _start_or_resume(
+        run_dir, resume, model, optimizer, env, config, fingerprint
+    )
 
     log = MetricsLog(run_dir / "metrics.jsonl" if env.master else None)
     log.truncate(step, epoch)  # a killed attempt's lines past the checkpoint
     if env.master:
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_text_atomic(
+            run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
+        )
     model.compile_towers(config.compile)  # after restoring: compiled modules keep their keys
-    ddp_model = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.ddp else model
+    ddp_model = (
+        DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+        if env.ddp
+        else model
+    )
     loss_fn = MultiModalClipLoss(env.rank, env.world_size)
     n_params = sum(p.numel() for p in model.parameters())
-    print0(f"{n_params / 1e6:.2f} M parameters, {len(train_ds)} train chips, {env.world_size} "
-           f"process(es) x batch {config.batch_size}, {steps_per_epoch} steps/epoch, device {env.device}")
+    print0(
+        f"{n_params / 1e6:.2f} M parameters, {len(train_ds)} train chips, {env.world_size} "
+        f"process(es) x batch {config.batch_size}, {steps_per_epoch} steps/epoch, device "
+        f"{env.device}"
+    )
 
     def checkpoint(path: Path, at_epoch: int, in_epoch: int, extra: dict | None = None) -> None:
         if env.master:
-            save_checkpoint(path, model, step=step, epoch=at_epoch, best_val_loss=best,
-                            pretrain_config=config.to_dict(), optimizer=optimizer,
-                            data_state={"epoch": at_epoch, "batch_in_epoch": in_epoch,
-                                        "world_size": env.world_size, "batch_size": config.batch_size},
-                            extra={"store_fingerprint": fingerprint, **(extra or {})})
+            save_checkpoint(
+                path,
+                model,
+                step=step,
+                epoch=at_epoch,
+                best_val_loss=best,
+                pretrain_config=config.to_dict(),
+                optimizer=optimizer,
+                data_state={
+                    "epoch": at_epoch,
+                    "batch_in_epoch": in_epoch,
+                    "world_size": env.world_size,
+                    "batch_size": config.batch_size,
+                },
+                extra={"store_fingerprint": fingerprint, **(extra or {})},
+            )
         barrier(env)
 
     history: list[dict[str, Any]] = []
@@ -204,22 +237,38 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         order = train_order(len(train_ds), epoch, config.seed, env.rank, env.world_size)
         loader = _loader(train_ds, order[skip * config.batch_size :], config, env)
         ddp_model.train()
-        bar = tqdm(loader, total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not (env.master and config.progress), dynamic_ncols=True)
+        bar = tqdm(
+            loader,
+            total=steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (env.master and config.progress),
+            dynamic_ncols=True,
+        )
         loss_sum, n_sum, t_epoch = torch.zeros((), device=env.device), 0, time.time()
         for i, batch in enumerate(bar, start=skip):
             lr = lr_at(step, config.lr, config.warmup_steps, total_steps, config.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            out, losses = train_step(ddp_model, loss_fn, optimizer, batch, env.device, autocast,
-                                     config.grad_clip)
+            out, losses = train_step(
+                ddp_model, loss_fn, optimizer, batch, env.device, autocast, config.grad_clip
+            )
             step += 1
             loss_sum, n_sum = loss_sum + losses["loss"].detach().float(), n_sum + 1
             if step % config.log_every == 0 or step == 1:
-                rec = {"kind": "train", "step": step, "epoch": epoch, "loss": losses["loss"].item(),
-                       "pairs": {k: v.item() for k, v in losses["pairs"].items()}, "lr": lr,
-                       "logit_scale": out["logit_scale"].item(),
-                       "chips_per_s": n_sum * config.batch_size * env.world_size / (time.time() - t_epoch)}
+                rec = {
+                    "kind": "train",
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": losses["loss"].item(),
+                    "pairs": {k: v.item() for k, v in losses["pairs"].items()},
+                    "lr": lr,
+                    "logit_scale": out["logit_scale"].item(),
+                    "chips_per_s": n_sum
+                    * config.batch_size
+                    * env.world_size
+                    / (time.time() - t_epoch),
+                }
                 log.write(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
             if config.max_steps is not None and step >= config.max_steps:
@@ -234,9 +283,19 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
             break
         skip, epoch = 0, epoch + 1
         train_loss = (loss_sum / max(n_sum, 1)).item()
-        record = {"kind": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
-                  "lr": lr, "time_s": time.time() - t0}
-        if val_ds is not None and config.eval_every and (epoch % config.eval_every == 0 or epoch == config.epochs):
+        record = {
+            "kind": "epoch",
+            "epoch": epoch,
+            "step": step,
+            "train_loss": train_loss,
+            "lr": lr,
+            "time_s": time.time() - t0,
+        }
+        if (
+            val_ds is not None
+            and config.eval_every
+            and (epoch % config.eval_every == 0 or epoch == config.epochs)
+        ):
             record.update(validate(model, val_ds, config, env, autocast))
             if record["val_loss"] is not None and (best is None or record["val_loss"] < best):
                 best = record["val_loss"]
@@ -247,19 +306,37 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         checkpoint(run_dir / "last", epoch, 0, extra={"val": _summary(record)})
 
     best_dir = run_dir / "best" if best is not None else None
-    return PretrainResult(run_dir, run_dir / "last", best_dir, best, step, epoch, history,
-                          time.time() - t0)
+    return PretrainResult(
+        run_dir, run_dir / "last", best_dir, best, step, epoch, history, time.time() - t0
+    )
 
 
 # Settings a resumed run may change: they do not change what the checkpoint was trained on
 # (`epochs` extends the run; its cosine schedule then spans the new length).
-RESUMABLE_CHANGES = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
-                     "num_workers", "device", "progress", "compile", "grad_checkpointing",
-                     "recall_max_chips")
+RESUMABLE_CHANGES = (
+    "epochs",
+    "max_steps",
+    "log_every",
+    "checkpoint_every",
+    "eval_every",
+    "num_workers",
+    "device",
+    "progress",
+    "compile",
+    "grad_checkpointing",
+    "recall_max_chips",
+)
 
 
-def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv,
-                     config: PretrainConfig, fingerprint: str):
+def _start_or_resume(
+    run_dir: Path,
+    resume: bool,
+    model,
+    optimizer,
+    env: DistEnv,
+    config: PretrainConfig,
+    fingerprint: str,
+):
     """(step, epoch, batches done in that epoch, best val loss) to start from.
 
     Raises:
@@ -270,8 +347,12 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
     ckpt = find_resume_checkpoint(run_dir)
     if ckpt is None:
         if resume:
-            log0(logger, logging.WARNING, "nothing to resume in %s (no checkpoint); starting a new run",
-                 run_dir)
+            log0(
+                logger,
+                logging.WARNING,
+                "nothing to resume in %s (no checkpoint); starting a new run",
+                run_dir,
+            )
         return 0, 0, 0, None
     if not resume:
         raise FileExistsError(
@@ -289,8 +370,15 @@ def _start_or_resume(run_dir: Path, resume: bool, model, optimizer, env: DistEnv
             "matches"
         )
     epoch, skip = data.get("epoch", state["epoch"]), data.get("batch_in_epoch", 0)
-    log0(logger, logging.INFO, "resuming %s at step %d (epoch %d, batch %d)", ckpt, state["step"],
-         epoch, skip)
+    log0(
+        logger,
+        logging.INFO,
+        "resuming %s at step %d (epoch %d, batch %d)",
+        ckpt,
+        state["step"],
+        epoch,
+        skip,
+    )
     return state["step"], epoch, skip, state["best_val_loss"]
 
 
@@ -298,40 +386,56 @@ def _check_resumable(ckpt: Path, config: PretrainConfig, fingerprint: str) -> No
     meta = read_model_meta(ckpt, verify=False)
     old = meta.get("pretrain_config") or {}
     new = config.to_dict()
-    changed = {k: (old[k], new[k]) for k in new
-               if k in old and k not in RESUMABLE_CHANGES and old[k] != new[k]}
+    changed = {
+        k: (old[k], new[k])
+        for k in new
+        if k in old and k not in RESUMABLE_CHANGES and old[k] != new[k]
+    }
     changed.pop("store", None)  # the same store under another path is fine: compared below
     if meta.get("store_fingerprint") not in (None, fingerprint):
-        changed["store content"] = (f"{old.get('store')} (fingerprint "
-                                    f"{meta['store_fingerprint'][:12]})",
-                                    f"{config.store} ({fingerprint[:12]})")
+        changed["store content"] = (
+            f"{old.get('store')} (fingerprint {meta['store_fingerprint'][:12]})",
+            f"{config.store} ({fingerprint[:12]})",
+        )
     if changed:
         diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ResumeMismatchError(
             f"{ckpt} was trained with other settings ({diff}); resume with the run's own "
             f"settings (only {', '.join(RESUMABLE_CHANGES)} may change) or start a new run "
-            "under another name")
+            "under another name"
+        )
 
 
 def _val_dataset(store: ChipStore, mods: list[str], config: PretrainConfig) -> ChipDataset | None:
     # Never set_epoch: the val channel choice stays that of (val_seed, epoch 0) for comparability.
     if not (store.index["split"] == "val").any():
-        log0(logger, logging.WARNING, "%s has no val split; no validation and no best/ checkpoint",
-             config.store)
+        log0(
+            logger,
+            logging.WARNING,
+            "%s has no val split; no validation and no best/ checkpoint",
+            config.store,
+        )
         return None
     return ChipDataset(store, "val", mods, channels="random", seed=config.val_seed)
 
 
 def _loader(ds: ChipDataset, order: list[int], config: PretrainConfig, env: DistEnv) -> DataLoader:
     return DataLoader(
-        ds, batch_size=config.batch_size, sampler=order, drop_last=True, collate_fn=collate_samples,
-        num_workers=config.num_workers, pin_memory=env.device.type == "cuda",
+        ds,
+        batch_size=config.batch_size,
+        sampler=order,
+        drop_last=True,
+        collate_fn=collate_samples,
+        num_workers=config.num_workers,
+        pin_memory=env.device.type == "cuda",
         prefetch_factor=4 if config.num_workers else None,
     )
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -344,5 +448,6 @@ def _epoch_line(r: dict[str, Any]) -> str:
         line += f", val loss {r['val_loss']:.4f} (chance {r['val_chance_loss']:.4f})"
         r1 = [v["r@1"] for v in r.get("recall", {}).values()]
         if r1:
-            line += f", mean recall@1 {sum(r1) / len(r1):.3f} (chance {min(v['chance@1'] for v in r['recall'].values()):.4f})"
+            chance = min(v["chance@1"] for v in r["recall"].values())
+            line += f", mean recall@1 {sum(r1) / len(r1):.3f} (chance {chance:.4f})"
     return line if math.isfinite(r["train_loss"]) else line + " [NaN loss]"

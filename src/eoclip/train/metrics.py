@@ -124,9 +124,14 @@ class MetricsLog:
         if self.path is None or not self.path.exists():
             return
         records = self.read()
-        keep = [r for r in records if not (
-            (r.get("kind") == "train" and r.get("step", 0) > step)
-            or (r.get("kind") == "epoch" and r.get("epoch", 0) > epoch))]
+        keep = [
+            r
+            for r in records
+            if not (
+                (r.get("kind") == "train" and r.get("step", 0) > step)
+                or (r.get("kind") == "epoch" and r.get("epoch", 0) > epoch)
+            )
+        ]
         if len(keep) < len(records):
             write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 

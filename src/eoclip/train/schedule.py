@@ -7,7 +7,9 @@ import math
 __all__ = ["lr_at"]
 
 
-def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
+def lr_at(
+    step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> float:
     """Learning rate for optimiser step `step` (0-based).
 
     Warmup: `base_lr * (step + 1) / warmup_steps` for the first `warmup_steps` steps (so the

@@ -4,7 +4,8 @@ The val split is put in a fixed order (`val_batches`: by a hash of chip id and `
 not the store's order, in which consecutive chips are geographic neighbours: those would make
 each batch's negatives unusually hard and the loss depend on the ingest order. It is then cut
 into batches of the GLOBAL batch size (batch_size x world_size), dealt round-robin to the
-ranks; each rank scores whole batches with a local (non-gathering) loss, and the results are gathered. So the validation loss does not
+ranks; each rank scores whole batches with a local (non-gathering) loss, and the results are
+gathered. So the validation loss does not
 depend on the number of processes, only on the global batch, and its chance level is
 log(n) of each batch and pair. Channels are chosen by the val dataset's fixed seed, the
 same every epoch, so epochs are comparable.
@@ -69,8 +70,12 @@ def validate(
     ids = val_ds.store.index["chip_id"].to_numpy()[val_ds.positions]
     batches = val_batches(ids, global_bs, config.val_seed)
     mine = [j for j in range(len(batches)) if j % env.world_size == env.rank]
-    loader = DataLoader(val_ds, batch_sampler=[batches[j] for j in mine], collate_fn=collate_samples,
-                        num_workers=config.num_workers)
+    loader = DataLoader(
+        val_ds,
+        batch_sampler=[batches[j] for j in mine],
+        collate_fn=collate_samples,
+        num_workers=config.num_workers,
+    )
     loss_fn = MultiModalClipLoss(0, 1)
     keep = n if config.recall_max_chips is None else min(n, config.recall_max_chips)
     results = []
@@ -79,19 +84,29 @@ def validate(
         with autocast:
             out = net(batch)
         feats = {m: f.float() for m, f in out["features"].items()}
-        losses = loss_fn({"features": feats, "present": out["present"], "logit_scale": out["logit_scale"].float()})
+        losses = loss_fn(
+            {
+                "features": feats,
+                "present": out["present"],
+                "logit_scale": out["logit_scale"].float(),
+            }
+        )
         # recall is scored on the first `keep` chips of the seeded order
         rows = max(0, min(len(batches[j]), keep - j * global_bs))
-        results.append({
-            "batch": j,
-            "full": len(batches[j]) == global_bs,
-            "loss": float(losses["loss"]) if losses["pairs"] else None,
-            "chance": clip_chance_loss(out["present"]),
-            "pairs": {k: float(v) for k, v in losses["pairs"].items()},
-            "features": {m: f[:rows].cpu() for m, f in feats.items()},
-            "present": {m: p[:rows].cpu() for m, p in out["present"].items()},
-        })
-    gathered = sorted((r for part in all_gather_objects(env, results) for r in part), key=lambda r: r["batch"])
+        results.append(
+            {
+                "batch": j,
+                "full": len(batches[j]) == global_bs,
+                "loss": float(losses["loss"]) if losses["pairs"] else None,
+                "chance": clip_chance_loss(out["present"]),
+                "pairs": {k: float(v) for k, v in losses["pairs"].items()},
+                "features": {m: f[:rows].cpu() for m, f in feats.items()},
+                "present": {m: p[:rows].cpu() for m, p in out["present"].items()},
+            }
+        )
+    gathered = sorted(
+        (r for part in all_gather_objects(env, results) for r in part), key=lambda r: r["batch"]
+    )
     net.train(was_training)
     return _combine(gathered, n)
 
@@ -100,13 +115,19 @@ def _combine(results: list[dict[str, Any]], n: int) -> dict[str, Any]:
     scored = [r for r in results if r["loss"] is not None]
     full = [r for r in scored if r["full"]]
     use = full or scored
-    out: dict[str, Any] = {"val_chips": n, "val_loss": None, "val_chance_loss": None, "val_pairs": {}}
+    out: dict[str, Any] = {
+        "val_chips": n,
+        "val_loss": None,
+        "val_chance_loss": None,
+        "val_pairs": {},
+    }
     if use:
         out["val_loss"] = sum(r["loss"] for r in use) / len(use)
         out["val_chance_loss"] = sum(r["chance"] for r in use) / len(use)
         names = sorted({k for r in use for k in r["pairs"]})
         out["val_pairs"] = {
-            k: sum(r["pairs"][k] for r in use if k in r["pairs"]) / sum(k in r["pairs"] for r in use)
+            k: sum(r["pairs"][k] for r in use if k in r["pairs"])
+            / sum(k in r["pairs"] for r in use)
             for k in names
         }
     with_rows = [r for r in results if next(iter(r["features"].values())).shape[0]]

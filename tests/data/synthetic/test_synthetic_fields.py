@@ -22,8 +22,18 @@ SIZE = 4480.0
 
 def _mean_fractions(aoi: str, n: int = 36, px: int = 32) -> np.ndarray:
     fields, profile = AoiFields.create(0, aoi), get_profile(aoi)
-    out = [cover_fractions(fields, profile, (i % 6) * SIZE, (i // 6) * SIZE, SIZE, px,
-                           chip_rng(0, f"{aoi}_{i}", "cover")) for i in range(n)]
+    out = [
+        cover_fractions(
+            fields,
+            profile,
+            (i % 6) * SIZE,
+            (i // 6) * SIZE,
+            SIZE,
+            px,
+            chip_rng(0, f"{aoi}_{i}", "cover"),
+        )
+        for i in range(n)
+    ]
     return np.stack(out)
 
 
@@ -51,8 +61,10 @@ def test_smooth_field_is_unit_variance_and_continuous_across_chips():
 
 
 def test_aoi_mixes_differ_as_in_the_real_regions():
-    mean = {aoi: _mean_fractions(aoi).mean(axis=(0, 2, 3)) for aoi in
-            ("middle_east", "south_america", "pakistan_india", "china", "conus")}
+    mean = {
+        aoi: _mean_fractions(aoi).mean(axis=(0, 2, 3))
+        for aoi in ("middle_east", "south_america", "pakistan_india", "china", "conus")
+    }
     tree, crop, built, _, bare = range(5)
     assert mean["middle_east"][bare] > 0.5 > mean["south_america"][bare]
     assert mean["south_america"][tree] > 0.4 > 0.1 > mean["middle_east"][tree]
@@ -63,8 +75,15 @@ def test_aoi_mixes_differ_as_in_the_real_regions():
 def test_same_seed_same_chip_other_seed_other_chip():
     a = _mean_fractions("china", n=2)
     np.testing.assert_array_equal(a, _mean_fractions("china", n=2))
-    other = cover_fractions(AoiFields.create(1, "china"), get_profile("china"), 0, 0, SIZE, 32,
-                            chip_rng(1, "china_0", "cover"))
+    other = cover_fractions(
+        AoiFields.create(1, "china"),
+        get_profile("china"),
+        0,
+        0,
+        SIZE,
+        32,
+        chip_rng(1, "china_0", "cover"),
+    )
     assert not np.allclose(other, a[0])
 
 

@@ -98,9 +98,11 @@ def test_gunw_coherence_by_cover_and_baseline():
     assert (coh[BUILT] > coh[BARE]).all() and (coh[BARE] > coh[TREE]).all()
     assert (coh[TREE] > coh[WATER]).all()
     assert coh[BARE].mean() > 0.45 > 0.25 > coh[TREE].mean()
-    decays = [np.nanmean(render_gunw(pure(BARE), CLEAR, GREEN, rng(s), long_, 4480.0))
-              < np.nanmean(render_gunw(pure(BARE), CLEAR, GREEN, rng(s), short, 4480.0))
-              for s in range(5)]
+    decays = [
+        np.nanmean(render_gunw(pure(BARE), CLEAR, GREEN, rng(s), long_, 4480.0))
+        < np.nanmean(render_gunw(pure(BARE), CLEAR, GREEN, rng(s), short, 4480.0))
+        for s in range(5)
+    ]
     assert all(decays)
 
 

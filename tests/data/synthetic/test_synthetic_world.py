@@ -100,8 +100,12 @@ def test_gunw_variable_pairs_follow_the_date_rule(small_world):
             d2, d1 = (dt.datetime.strptime(s, "%Y%m%d").date() for s in n.split("_"))
             assert dt.date(2020, 1, 1) <= d2 <= dt.date(2020, 3, 31) and 0 < (d2 - d1).days <= 48
         assert list(store.index.gunw_channels[pos]) == [
-            n for n, ok in zip(store.channel_names("gunw", pos), store.valid_mask("gunw")[pos],
-                               strict=True) if ok]
+            n
+            for n, ok in zip(
+                store.channel_names("gunw", pos), store.valid_mask("gunw")[pos], strict=True
+            )
+            if ok
+        ]
     assert min(counts) >= 2 and max(counts) <= 8 and len(set(counts)) >= 4
 
 
@@ -142,16 +146,22 @@ def test_other_config_at_the_same_path_is_refused(small_world, tmp_path):
     make_world(out, config=SMALL, progress=False, max_chips=5)
     with pytest.raises(StoreError, match="different config"):
         make_world(out, config=dataclasses.replace(SMALL, seed=9), progress=False)
-    store = make_world(out, config=dataclasses.replace(SMALL, seed=9), progress=False,
-                       overwrite=True, max_chips=5)
+    store = make_world(
+        out, config=dataclasses.replace(SMALL, seed=9), progress=False, overwrite=True, max_chips=5
+    )
     assert len(store) == 5
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"n_chips_per_aoi": 0}, "n_chips_per_aoi"), ({"chip_px": 2}, "chip_px"),
-     ({"aois": ("conus", "atlantis")}, "atlantis"), ({"aois": ()}, "at least one AOI"),
-     ({"aois": ("conus", "conus")}, "duplicate"), ({"missing": (0.1, 2.0, 0.1)}, "missing")],
+    [
+        ({"n_chips_per_aoi": 0}, "n_chips_per_aoi"),
+        ({"chip_px": 2}, "chip_px"),
+        ({"aois": ("conus", "atlantis")}, "atlantis"),
+        ({"aois": ()}, "at least one AOI"),
+        ({"aois": ("conus", "conus")}, "duplicate"),
+        ({"missing": (0.1, 2.0, 0.1)}, "missing"),
+    ],
 )
 def test_bad_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -163,8 +173,20 @@ def test_cli_world(tmp_path):
     register(app)
     app.callback()(lambda: None)
     out = tmp_path / "cli"
-    args = ["world", "--out", str(out), "--chips-per-aoi", "6", "--chip-px", "16",
-            "--aois", "conus, china", "--seed", "2", "--no-progress"]
+    args = [
+        "world",
+        "--out",
+        str(out),
+        "--chips-per-aoi",
+        "6",
+        "--chip-px",
+        "16",
+        "--aois",
+        "conus, china",
+        "--seed",
+        "2",
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "12 chips" in result.output

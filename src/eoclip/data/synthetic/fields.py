@@ -60,16 +60,21 @@ class AoiProfile:
 
 
 _PROFILES = {
-    "conus": AoiProfile("conus", 0.2, 0.4, -2.6, 0.6, 0.3, 0.9, (0.15, 0.2, 0.35), 0.45, 1.0,
-                        0.35, 1.2),
-    "middle_east": AoiProfile("middle_east", -2.2, -1.0, -2.4, 2.2, 0.35, 0.5, (0.45, 0.65, 0.7),
-                              0.8, 1.35, 0.12, 0.6),
-    "pakistan_india": AoiProfile("pakistan_india", -1.2, 1.5, -2.2, 0.2, 0.55, 0.8,
-                                 (0.7, 0.85, 0.6), 0.8, 1.15, 0.15, 1.0),
-    "china": AoiProfile("china", 0.2, 0.8, -1.4, 0.0, 0.8, 1.0, (0.15, 0.3, 0.55), 0.5, 1.0,
-                        0.45, 1.2),
-    "south_america": AoiProfile("south_america", 1.6, 0.2, -3.0, -0.4, 0.2, 1.1, (0.8, 0.7, 0.5),
-                                0.95, 1.05, 0.55, 1.4),
+    "conus": AoiProfile(
+        "conus", 0.2, 0.4, -2.6, 0.6, 0.3, 0.9, (0.15, 0.2, 0.35), 0.45, 1.0, 0.35, 1.2
+    ),
+    "middle_east": AoiProfile(
+        "middle_east", -2.2, -1.0, -2.4, 2.2, 0.35, 0.5, (0.45, 0.65, 0.7), 0.8, 1.35, 0.12, 0.6
+    ),
+    "pakistan_india": AoiProfile(
+        "pakistan_india", -1.2, 1.5, -2.2, 0.2, 0.55, 0.8, (0.7, 0.85, 0.6), 0.8, 1.15, 0.15, 1.0
+    ),
+    "china": AoiProfile(
+        "china", 0.2, 0.8, -1.4, 0.0, 0.8, 1.0, (0.15, 0.3, 0.55), 0.5, 1.0, 0.45, 1.2
+    ),
+    "south_america": AoiProfile(
+        "south_america", 1.6, 0.2, -3.0, -0.4, 0.2, 1.1, (0.8, 0.7, 0.5), 0.95, 1.05, 0.55, 1.4
+    ),
 }
 
 
@@ -108,8 +113,12 @@ class SmoothField:
     phase: np.ndarray
 
     @classmethod
-    def random(cls, rng: np.random.Generator, n_modes: int = 24,
-               wavelength_m: tuple[float, float] = (9_000.0, 90_000.0)) -> SmoothField:
+    def random(
+        cls,
+        rng: np.random.Generator,
+        n_modes: int = 24,
+        wavelength_m: tuple[float, float] = (9_000.0, 90_000.0),
+    ) -> SmoothField:
         """Draw wavelengths log-uniformly in ``wavelength_m`` and directions uniformly."""
         lam = np.exp(rng.uniform(np.log(wavelength_m[0]), np.log(wavelength_m[1]), n_modes))
         ang = rng.uniform(0, 2 * np.pi, n_modes)
@@ -138,8 +147,9 @@ class AoiFields:
         return cls(*(SmoothField.random(rng) for _ in range(5)))
 
 
-def _smooth_on_chip(field: SmoothField, x0: float, y0: float, size_m: float,
-                    chip_px: int) -> np.ndarray:
+def _smooth_on_chip(
+    field: SmoothField, x0: float, y0: float, size_m: float, chip_px: int
+) -> np.ndarray:
     """Evaluate a low-frequency field on a 9 x 9 lattice and upsample bilinearly to the chip.
 
     (x0, y0) is the chip's south-west corner (UTM easting, northing); image row 0 is north.
@@ -171,8 +181,9 @@ def _parcels(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray) -> np.nda
     return table[iu, iv]
 
 
-def _water_map(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int,
-               px_m: float, size_m: float) -> np.ndarray:
+def _water_map(
+    rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int, px_m: float, size_m: float
+) -> np.ndarray:
     """Rivers (sinuous bands) and lakes (ellipses), antialiased to sub-pixel fractions."""
     water = np.zeros_like(xx)
     for _ in range(n):
@@ -193,8 +204,9 @@ def _water_map(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int,
     return water
 
 
-def _towns(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int,
-           size_m: float) -> np.ndarray:
+def _towns(
+    rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int, size_m: float
+) -> np.ndarray:
     """Towns as gaussian blobs of built-up logit (peak ~ +7)."""
     boost = np.zeros_like(xx)
     for _ in range(n):
@@ -204,8 +216,15 @@ def _towns(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, n: int,
     return boost
 
 
-def cover_fractions(fields: AoiFields, profile: AoiProfile, x0: float, y0: float,
-                    size_m: float, chip_px: int, rng: np.random.Generator) -> np.ndarray:
+def cover_fractions(
+    fields: AoiFields,
+    profile: AoiProfile,
+    x0: float,
+    y0: float,
+    size_m: float,
+    chip_px: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Per-pixel cover fractions of one chip.
 
     Args:
@@ -225,15 +244,23 @@ def cover_fractions(fields: AoiFields, profile: AoiProfile, x0: float, y0: float
     xx, yy = np.meshgrid(c, c)  # chip-local metres, row = y
     wet = _smooth_on_chip(fields.wet, x0, y0, size_m, chip_px)
     urban = _smooth_on_chip(fields.urban, x0, y0, size_m, chip_px)
-    logits = np.stack([
-        profile.tree_logit + 1.8 * _smooth_on_chip(fields.tree, x0, y0, size_m, chip_px)
-        + 0.8 * wet + 0.9 * _noise(rng, chip_px, 250.0, px_m),
-        profile.crop_logit + 1.6 * _smooth_on_chip(fields.crop, x0, y0, size_m, chip_px)
-        + 0.4 * wet + _parcels(rng, xx, yy),
-        profile.built_logit + 1.0 * urban,
-        profile.bare_logit + 1.1 * _smooth_on_chip(fields.bare, x0, y0, size_m, chip_px)
-        - 0.8 * wet + 0.5 * _noise(rng, chip_px, 400.0, px_m),
-    ])
+    logits = np.stack(
+        [
+            profile.tree_logit
+            + 1.8 * _smooth_on_chip(fields.tree, x0, y0, size_m, chip_px)
+            + 0.8 * wet
+            + 0.9 * _noise(rng, chip_px, 250.0, px_m),
+            profile.crop_logit
+            + 1.6 * _smooth_on_chip(fields.crop, x0, y0, size_m, chip_px)
+            + 0.4 * wet
+            + _parcels(rng, xx, yy),
+            profile.built_logit + 1.0 * urban,
+            profile.bare_logit
+            + 1.1 * _smooth_on_chip(fields.bare, x0, y0, size_m, chip_px)
+            - 0.8 * wet
+            + 0.5 * _noise(rng, chip_px, 400.0, px_m),
+        ]
+    )
     centre = chip_px // 2
     n_towns = rng.poisson(profile.towns_per_chip * np.exp(1.5 * urban[centre, centre]))
     logits[2] += _towns(rng, xx, yy, n_towns, size_m)

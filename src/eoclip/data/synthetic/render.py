@@ -32,8 +32,9 @@ def crop_greenness(profile: AoiProfile, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.asarray(profile.crop_green) + shift, 0.0, 1.0)
 
 
-def _blob_mask(rng: np.random.Generator, shape: tuple[int, int], fraction: float,
-               sigma_px: float) -> np.ndarray:
+def _blob_mask(
+    rng: np.random.Generator, shape: tuple[int, int], fraction: float, sigma_px: float
+) -> np.ndarray:
     """A blobby boolean mask covering about ``fraction`` of the pixels."""
     if fraction <= 0:
         return np.zeros(shape, bool)
@@ -49,8 +50,9 @@ def _edge_mask(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
     return d >= np.quantile(d, 1.0 - fraction)
 
 
-def render_s2(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
-              rng: np.random.Generator, px_m: float) -> np.ndarray:
+def render_s2(
+    frac: np.ndarray, profile: AoiProfile, green: np.ndarray, rng: np.random.Generator, px_m: float
+) -> np.ndarray:
     """Sentinel-2 monthly median RGB reflectance.
 
     Args:
@@ -74,19 +76,25 @@ def render_s2(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
     out = np.empty((_MONTHS * 3, *frac.shape[1:]), np.float32)
     for m in range(_MONTHS):
         tg = np.clip(profile.tree_green + 0.1 * m * (1 - profile.tree_green), 0, 1)
-        sig = np.stack([
-            tg * leaf + (1 - tg) * leaf_off,
-            green[m] * np.array([0.035, 0.08, 0.035]) + (1 - green[m]) * soil * 0.85,
-            built, water, soil,
-        ])  # (5 covers, 3 bands)
+        sig = np.stack(
+            [
+                tg * leaf + (1 - tg) * leaf_off,
+                green[m] * np.array([0.035, 0.08, 0.035]) + (1 - green[m]) * soil * 0.85,
+                built,
+                water,
+                soil,
+            ]
+        )  # (5 covers, 3 bands)
         refl = np.tensordot(sig.T, frac, 1)
-        refl = refl * terrain * rng.uniform(0.85, 1.15) + rng.uniform(0, 0.03) * np.array(
-            [0.5, 0.75, 1.0])[:, None, None]  # sun/atmosphere of the month, haze
+        refl = (
+            refl * terrain * rng.uniform(0.85, 1.15)
+            + rng.uniform(0, 0.03) * np.array([0.5, 0.75, 1.0])[:, None, None]
+        )  # sun/atmosphere of the month, haze
         refl += rng.normal(0, 0.004, refl.shape)
         if rng.random() < profile.cloudiness:
             cover = rng.uniform(0.01, 0.15) if rng.random() < 0.65 else rng.uniform(0.25, 1.0)
             refl[:, _blob_mask(rng, refl.shape[1:], cover, 400.0 / px_m)] = np.nan
-        out[3 * m:3 * m + 3] = np.clip(refl, 0.0, 0.3)
+        out[3 * m : 3 * m + 3] = np.clip(refl, 0.0, 0.3)
     return out
 
 
@@ -94,8 +102,13 @@ def _to_db(x: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(x, 1e-6))
 
 
-def render_s1(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
-              rng: np.random.Generator, looks: float = 6.0) -> np.ndarray:
+def render_s1(
+    frac: np.ndarray,
+    profile: AoiProfile,
+    green: np.ndarray,
+    rng: np.random.Generator,
+    looks: float = 6.0,
+) -> np.ndarray:
     """Sentinel-1 GRD monthly mean VV, VH and VV-VH, in dB.
 
     Backscatter is mixed in linear power, speckled (gamma, ``looks`` looks) per polarisation and
@@ -115,17 +128,25 @@ def render_s1(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
         moist = rng.normal(0.0, profile.soil_moisture_db)
         wind = rng.uniform(0.0, 6.0)
         month_db = incidence_db + rng.normal(0.0, 0.7)  # rain, frozen ground, calibration
-        vv_db = np.array([-7.5, -13.0 + 4.0 * green[m] + moist, -1.0 + built_db,
-                          -22.0 + wind, -14.0 + moist])
-        vh_db = np.array([-13.5, -21.0 + 6.0 * green[m] + 0.6 * moist, -10.0 + built_db,
-                          -28.0 + 0.5 * wind, -23.0 + 0.6 * moist])
+        vv_db = np.array(
+            [-7.5, -13.0 + 4.0 * green[m] + moist, -1.0 + built_db, -22.0 + wind, -14.0 + moist]
+        )
+        vh_db = np.array(
+            [
+                -13.5,
+                -21.0 + 6.0 * green[m] + 0.6 * moist,
+                -10.0 + built_db,
+                -28.0 + 0.5 * wind,
+                -23.0 + 0.6 * moist,
+            ]
+        )
         sig = np.stack([vv_db, vh_db])[:, [TREE, CROP, BUILT, WATER, BARE]] + month_db[None]
         power = np.tensordot(10.0 ** (sig / 10.0), frac, 1)
         power *= rng.gamma(looks, 1.0 / looks, power.shape)
         vv, vh = _to_db(power[0]), _to_db(power[1])
         if rng.random() < 0.03:  # VH not acquired that month: no VH, no ratio
             vh = np.full_like(vh, np.nan)
-        out[3 * m:3 * m + 3] = np.stack([vv, vh, vv - vh])
+        out[3 * m : 3 * m + 3] = np.stack([vv, vh, vv - vh])
     if edge is not None:
         out[:, edge] = np.nan
     return out
@@ -141,13 +162,17 @@ def gunw_pairs(rng: np.random.Generator, n_min: int = 2, n_max: int = 8) -> list
     """
     first = _TRACK_EPOCH + dt.timedelta(days=int(rng.integers(0, _S1_REPEAT_DAYS)))
     dates = [first + dt.timedelta(days=_S1_REPEAT_DAYS * k) for k in range(20)]
-    cands = [(d2, d2 - dt.timedelta(days=lag))
-             for d2 in dates if _Q1_START <= d2 <= _Q1_END
-             for lag in range(_S1_REPEAT_DAYS, _MAX_PAIR_DAYS + 1, _S1_REPEAT_DAYS)]
+    cands = [
+        (d2, d2 - dt.timedelta(days=lag))
+        for d2 in dates
+        if _Q1_START <= d2 <= _Q1_END
+        for lag in range(_S1_REPEAT_DAYS, _MAX_PAIR_DAYS + 1, _S1_REPEAT_DAYS)
+    ]
     weights = np.array([1.0 / (d2 - d1).days for d2, d1 in cands])
     n = int(rng.integers(n_min, n_max + 1))
-    pick = np.sort(rng.choice(len(cands), size=min(n, len(cands)), replace=False,
-                              p=weights / weights.sum()))
+    pick = np.sort(
+        rng.choice(len(cands), size=min(n, len(cands)), replace=False, p=weights / weights.sum())
+    )
     return sorted(f"{cands[i][0]:%Y%m%d}_{cands[i][1]:%Y%m%d}" for i in pick)
 
 
@@ -164,9 +189,15 @@ def _area_matrix(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
     return a / a.sum(1, keepdims=True), idx
 
 
-def render_gunw(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
-                rng: np.random.Generator, pairs: list[str], size_m: float,
-                pixel_size_m: float = 90.0) -> np.ndarray:
+def render_gunw(
+    frac: np.ndarray,
+    profile: AoiProfile,
+    green: np.ndarray,
+    rng: np.random.Generator,
+    pairs: list[str],
+    size_m: float,
+    pixel_size_m: float = 90.0,
+) -> np.ndarray:
     """GUNW interferometric coherence per date pair, rendered at ~90 m and upsampled (nearest).
 
     Coherence per cover decays from gamma0 towards gamma_inf with time constant tau (days):
@@ -191,7 +222,7 @@ def render_gunw(frac: np.ndarray, profile: AoiProfile, green: np.ndarray,
         gam = ginf + (g0 - ginf) * np.exp(-days / tau)
         coh = np.tensordot(gam, coarse, 1) * season * rng.uniform(0.75, 1.0)  # weather
         coh += rng.normal(0, 0.05, coh.shape) * (1 - coh)
-        coh = np.sqrt(coh ** 2 + 0.12 ** 2)  # estimator bias at low coherence
+        coh = np.sqrt(coh**2 + 0.12**2)  # estimator bias at low coherence
         fine = np.clip(coh, 0, 1)[idx][:, idx]
         if rng.random() < 0.1:
             fine[_edge_mask(rng, n, rng.uniform(0.05, 0.5))] = np.nan

@@ -96,8 +96,9 @@ class WorldConfig:
         return int(np.clip(_BATCH_BYTES // per_chip, 1, 128))
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
 
 def world_grid(config: WorldConfig) -> gpd.GeoDataFrame:
@@ -113,8 +114,9 @@ def world_grid(config: WorldConfig) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
 
 
-def generate_chip(chip: pd.Series, config: WorldConfig, fields: AoiFields
-                  ) -> tuple[dict[str, float], dict[str, np.ndarray | None], list[str]]:
+def generate_chip(
+    chip: pd.Series, config: WorldConfig, fields: AoiFields
+) -> tuple[dict[str, float], dict[str, np.ndarray | None], list[str]]:
     """One chip: labels, the three modalities (physical units) and its gunw pair names.
 
     Args:
@@ -128,18 +130,27 @@ def generate_chip(chip: pd.Series, config: WorldConfig, fields: AoiFields
     """
     cid, profile, seed = str(chip["chip_id"]), get_profile(chip["aoi"]), config.seed
     size, px = config.chip_size_m, config.chip_px
-    frac = cover_fractions(fields, profile, float(chip["col"]) * size, float(chip["row"]) * size,
-                           size, px, chip_rng(seed, cid, "cover"))
+    frac = cover_fractions(
+        fields,
+        profile,
+        float(chip["col"]) * size,
+        float(chip["row"]) * size,
+        size,
+        px,
+        chip_rng(seed, cid, "cover"),
+    )
     green = crop_greenness(profile, chip_rng(seed, cid, "phenology"))
     present = chip_rng(seed, cid, "presence").random(3) >= np.asarray(config.missing)
     arrays: dict[str, np.ndarray | None] = dict.fromkeys(MODALITIES)
     names: list[str] = []
     if present[0]:
-        arrays["s2rgbm"] = render_s2(frac, profile, green, chip_rng(seed, cid, "s2"),
-                                     config.pixel_size_m)
+        arrays["s2rgbm"] = render_s2(
+            frac, profile, green, chip_rng(seed, cid, "s2"), config.pixel_size_m
+        )
     if present[1]:
-        arrays["s1grdm"] = render_s1(frac, profile, green, chip_rng(seed, cid, "s1"),
-                                     config.s1_looks)
+        arrays["s1grdm"] = render_s1(
+            frac, profile, green, chip_rng(seed, cid, "s1"), config.s1_looks
+        )
     if present[2]:
         rng = chip_rng(seed, cid, "gunw")
         names = gunw_pairs(rng, 2, GUNW_MAX_PAIRS)
@@ -151,9 +162,11 @@ def _batch(chips: gpd.GeoDataFrame, config: WorldConfig):
     """Generate a batch: (index rows with labels, arrays per modality, gunw names)."""
     fields = {aoi: AoiFields.create(config.seed, aoi) for aoi in chips["aoi"].unique()}
     n, px = len(chips), config.chip_px
-    arrays = {"s2rgbm": np.full((n, 9, px, px), np.nan, np.float32),
-              "s1grdm": np.full((n, 9, px, px), np.nan, np.float32),
-              "gunw": np.full((n, GUNW_MAX_PAIRS, px, px), np.nan, np.float32)}
+    arrays = {
+        "s2rgbm": np.full((n, 9, px, px), np.nan, np.float32),
+        "s1grdm": np.full((n, 9, px, px), np.nan, np.float32),
+        "gunw": np.full((n, GUNW_MAX_PAIRS, px, px), np.nan, np.float32),
+    }
     labels, gunw_names = [], []
     for i, (_, chip) in enumerate(chips.iterrows()):
         lab, arr, names = generate_chip(chip, config, fields[chip["aoi"]])
@@ -179,9 +192,14 @@ def _open_or_create(out: str | os.PathLike, config: WorldConfig, overwrite: bool
                 "pass overwrite=True or choose another output location"
             )
         return ChipStore.open(url, mode="a")
-    store = ChipStore.create(url, list(MODALITIES), chip_px=config.chip_px,
-                             pixel_size_m=config.pixel_size_m, shard_chips=config.shard_chips,
-                             overwrite=overwrite)
+    store = ChipStore.create(
+        url,
+        list(MODALITIES),
+        chip_px=config.chip_px,
+        pixel_size_m=config.pixel_size_m,
+        shard_chips=config.shard_chips,
+        overwrite=overwrite,
+    )
     fsio.write_json_atomic(fs, world_path, config.to_dict())
     return store
 
@@ -221,20 +239,27 @@ def make_world(
         The store, open for appending (``len(store)`` chips written so far).
     """
     if config is None:
-        config = WorldConfig(n_chips_per_aoi=n_chips_per_aoi, chip_px=chip_px,
-                             aois=tuple(aois) if aois else AOI_NAMES, seed=seed)
+        config = WorldConfig(
+            n_chips_per_aoi=n_chips_per_aoi,
+            chip_px=chip_px,
+            aois=tuple(aois) if aois else AOI_NAMES,
+            seed=seed,
+        )
     grid = world_grid(config)
     store = _open_or_create(out, config, overwrite)
     done = len(store)
     if store.chip_ids != grid["chip_id"].iloc[:done].tolist():
-        raise StoreError(f"{store.url}: its chips are not the first {done} chips of this world; "
-                         "pass overwrite=True to regenerate")
+        raise StoreError(
+            f"{store.url}: its chips are not the first {done} chips of this world; "
+            "pass overwrite=True to regenerate"
+        )
     stop = len(grid) if max_chips is None else min(len(grid), max_chips)
     step = int(batch_chips or config.batch_chips)
-    batches = [grid.iloc[s:min(s + step, stop)] for s in range(done, stop, step)]
+    batches = [grid.iloc[s : min(s + step, stop)] for s in range(done, stop, step)]
     workers = min(os.cpu_count() or 1, 2) if workers is None else int(workers)
-    with tqdm(total=len(grid), initial=done, unit="chip", desc="synthetic world",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(grid), initial=done, unit="chip", desc="synthetic world", disable=not progress
+    ) as bar:
         for index, arrays, names in _generate(batches, config, workers):
             store.append(index, arrays, channel_names={"gunw": names})
             store.flush()  # the index is the commit record: resume starts after this batch
