@@ -30,17 +30,9 @@ __all__ = [
 
 
 def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
-    """Open EmbeddingTables keyed by source name ("pretrained", "stats", ...) for piecewise reads.
-
-    Args:
-        tables: source name -> path/URL of an EmbeddingTable, or an in-memory frame.
-
-    Returns:
-        source name -> `TableReader` (only the metadata is read here).
-
-    Raises:
-        FewshotError: no tables, or a table lacking `chip_id`, `aoi` or `split`.
-        FileNotFoundError: a path that does not exist.
+    """`eoclip.embeddings.reader.open_tables` for the few-shot protocol: a table that cannot
+    serve as a source (none given, not a table, missing `chip_id`/`aoi`/`split`) is a
+    `FewshotError`; other table errors and `FileNotFoundError` pass through.
     """
     try:
         return open_tables(tables)
