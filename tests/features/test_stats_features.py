@@ -90,6 +90,7 @@ def test_stats_table_is_an_embedding_table(world, tmp_path):
     assert meta["source"] == "stats" and meta["modalities"] == ["s2rgbm", "s1grdm", "gunw"]
     assert meta["dims"] == {"s2rgbm": 36, "s1grdm": 36, "gunw": 5}
     assert meta["feature_names"]["gunw"][-1] == "count"
+    assert meta["nan_means_missing"] is True  # few-shot reports its NaN entries at INFO
     assert gdf.chip_id.tolist() == world.chip_ids and gdf.crs.to_epsg() == 4326
     for col in ("aoi", "split", "label_tree", "label_water", "checkpoint_hash"):
         assert col in gdf

@@ -224,7 +224,18 @@ def test_nonfinite_vectors_counted_and_used_as_missing(table, caplog):
         ("aoi_b", "s2"): 0,
     }
     assert "3 emb_s1 vectors hold NaN/inf" in caplog.text
+    warned = [r for r in caplog.records if "hold NaN/inf" in r.getMessage()]
+    assert {r.levelname for r in warned} == {"WARNING"}
     assert res["accuracy"].notna().all()
+    # a table whose NaN entries are its declared missing values (channel statistics): INFO only
+    caplog.clear()
+    declared = t.copy()
+    declared.attrs["eoclip"] = {"nan_means_missing": True}
+    with caplog.at_level("INFO", logger="eoclip.fewshot.run"):
+        again = run_fewshot({"p": declared}, fast(tasks=("tree",)))
+    levels = {r.levelname for r in caplog.records if "hold NaN/inf" in r.getMessage()}
+    assert levels == {"INFO"}
+    np.testing.assert_array_equal(again["accuracy"], res["accuracy"])
     expected = run_fewshot({"p": ref}, fast(tasks=("tree",)))
     np.testing.assert_array_equal(res["accuracy"], expected["accuracy"])
     assert summarize(res).groupby(["aoi", "features"])["n_nonfinite"].max().to_dict() == bad
