@@ -28,6 +28,22 @@ SCHEDULER_HELP = (
 )
 
 
+# Options shared by the ingest verbs (typer reads name, flags and help from the annotation).
+OutStore = Annotated[
+    str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")
+]
+OldStore = Annotated[
+    str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
+]
+Workers = Annotated[int | None, typer.Option(help=WORKERS_HELP)]
+Engine = Annotated[str, typer.Option(help=ENGINE_HELP)]
+Scheduler = Annotated[str | None, typer.Option(help=SCHEDULER_HELP)]
+Resume = Annotated[bool, typer.Option(help="Append to an existing store, skipping its chips.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing store.")]
+Limit = Annotated[int | None, typer.Option(help="Ingest at most this many chips.")]
+ChipSizeM = Annotated[float, typer.Option(help="Chip side for an AOI grid.")]
+
+
 def _print_report_on_failure(fn):
     """Print the run's summary when nothing was ingested; the error itself is left to the app."""
 
@@ -105,12 +121,8 @@ def m3leo(
             "<stem>/ product folders (or one flat dataset folder)."
         ),
     ],
-    out: Annotated[
-        str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")
-    ] = None,
-    old_store: Annotated[
-        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
-    ] = None,
+    out: OutStore = None,
+    old_store: OldStore = None,
     chips: Annotated[
         Path | None, typer.Option(help="One chips GeoJSON (default: every <stem>.geojson in ROOT).")
     ] = None,
@@ -149,9 +161,9 @@ def m3leo(
     labels: Annotated[
         str, typer.Option(help="Label products to read ('' for none).")
     ] = "esaworldcover,modis,ghsbuilts",
-    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
-    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    workers: Workers = None,
+    engine: Engine = "local",
+    scheduler: Scheduler = None,
     batch_size: Annotated[
         int, typer.Option(help="Chips per pixel write inside a shard (~7 MB each at 448 px).")
     ] = 32,
@@ -162,11 +174,9 @@ def m3leo(
             "for a small grid so that every worker has tasks)."
         ),
     ] = None,
-    resume: Annotated[
-        bool, typer.Option(help="Append to an existing store, skipping its chips.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    limit: Limit = None,
 ) -> None:
     """Ingest the paper authors' M3LEO / geetiles download."""
     from eoclip.ingest.m3leo import M3LEOConfig, ingest_m3leo
@@ -194,12 +204,8 @@ def m3leo(
 @ingest_app.command("stac")
 @_print_report_on_failure
 def stac(
-    out: Annotated[
-        str | None, typer.Option("--out", "-o", help="ChipStore path or URL to write.")
-    ] = None,
-    old_store: Annotated[
-        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
-    ] = None,
+    out: OutStore = None,
+    old_store: OldStore = None,
     chips: Annotated[
         Path | None, typer.Option(help="Chips GeoJSON (chip_id or identifier, polygons).")
     ] = None,
@@ -209,7 +215,7 @@ def stac(
     bounds: Annotated[
         str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat restricting the AOI grid.")
     ] = None,
-    chip_size_m: Annotated[float, typer.Option(help="Chip side for an AOI grid.")] = 4480.0,
+    chip_size_m: ChipSizeM = 4480.0,
     config: Annotated[
         Path | None,
         typer.Option(help="YAML of StacConfig fields (catalogue, collections, assets)."),
@@ -221,15 +227,13 @@ def stac(
         Path | None, typer.Option(help="Folder of ARIA GUNW .nc products to add coherence.")
     ] = None,
     chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
-    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "local",
-    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    workers: Workers = None,
+    engine: Engine = "local",
+    scheduler: Scheduler = None,
     batch_size: Annotated[int, typer.Option(help="Chips per pixel write inside a shard.")] = 16,
-    resume: Annotated[
-        bool, typer.Option(help="Append to an existing store, skipping its chips.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Ingest at most this many chips.")] = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    limit: Limit = None,
 ) -> None:
     """Composite Sentinel-2/Sentinel-1 months and WorldCover labels from a STAC catalogue."""
     from eoclip.ingest.runner import GridSpec, StoreSpec, load_grid
@@ -254,25 +258,21 @@ def asf(
     chips: Annotated[Path | None, typer.Option(help="Chips GeoJSON.")] = None,
     aoi: Annotated[str | None, typer.Option(help="AOI name or file (with --bounds).")] = None,
     bounds: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat.")] = None,
-    chip_size_m: Annotated[float, typer.Option(help="Chip side for an AOI grid.")] = 4480.0,
+    chip_size_m: ChipSizeM = 4480.0,
     start: Annotated[str, typer.Option(help="First allowed second date of a pair.")] = "2020-01-01",
     end: Annotated[str, typer.Option(help="Last allowed second date of a pair.")] = "2020-03-31",
     max_days: Annotated[int, typer.Option(help="Longest pair span in days (paper: 48).")] = 48,
     out: Annotated[
         str | None, typer.Option("--out", "-o", help="Also write a gunw ChipStore here.")
     ] = None,
-    old_store: Annotated[
-        str | None, typer.Option("--store", hidden=True, help="Deprecated spelling of --out.")
-    ] = None,
+    old_store: OldStore = None,
     skip_download: Annotated[
         bool, typer.Option(help="Use the products already in the download folder.")
     ] = False,
     chip_px: Annotated[int, typer.Option(help="Pixels per chip side.")] = 448,
-    workers: Annotated[int | None, typer.Option(help=WORKERS_HELP)] = None,
-    resume: Annotated[
-        bool, typer.Option(help="Append to an existing store, skipping its chips.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    workers: Workers = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Search and download ARIA S1 GUNW products from ASF (Earthdata login), then ingest them."""
     from shapely import union_all
