@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -39,7 +39,8 @@ from eoclip.errors import EoclipError, StoreError
 
 from . import integrity
 from .arrays import chunk_channels, create_arrays
-from .modalities import MAX_NAN_FRACTION, Modality, default_slot_names, encode_chips, get_modality
+from .modalities import MAX_NAN_FRACTION, Modality, get_modality
+from .writing import LABEL_COLUMNS, StoreWriting
 
 __all__ = [
     "ChipStore",
@@ -52,8 +53,6 @@ __all__ = [
 
 FORMAT = "eoclip-chipstore"
 VERSION = 1
-LABEL_COLUMNS = ("label_tree", "label_built", "label_crop", "label_water")
-_REQUIRED = ("chip_id", "geometry", "aoi", "split")
 
 
 class UnknownChipError(EoclipError, KeyError):
@@ -78,7 +77,7 @@ class ChipArray:
     names: list[str]
 
 
-class ChipStore:
+class ChipStore(StoreWriting):
     """Chips of several modalities plus their index; see the module docstring for the layout."""
 
     def __init__(self, url: str, meta: dict, index: gpd.GeoDataFrame, mode: str):
@@ -245,176 +244,6 @@ class ChipStore:
         if name not in self.modalities:
             raise KeyError(f"{self.url} has no modality {name!r}; it has {list(self.modalities)}")
         return self.modalities[name]
-
-    # -- writing ---------------------------------------------------------------------------
-    def append(
-        self,
-        index: pd.DataFrame,
-        arrays: Mapping[str, np.ndarray],
-        channel_names: Mapping[str, Sequence[Sequence[str]]] | None = None,
-    ) -> None:
-        """Add chips.
-
-        Args:
-            index: one row per chip with chip_id, geometry (EPSG:4326), aoi, split and optionally
-                label_* columns (missing labels become NaN).
-            arrays: per modality a float array (n, C, H, W) in physical units, NaN = missing. A
-                modality left out, or an all-NaN chip, is absent for those chips.
-            channel_names: per variable modality, for each chip the names of its C slots.
-        """
-        if self.mode != "a":
-            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
-        n_new, start = len(index), len(self._index)
-        channel_names = channel_names or {}
-        unknown = set(arrays) - set(self.modalities)
-        if unknown:
-            raise KeyError(
-                f"{self.url} has no modality {sorted(unknown)}; it has {list(self.modalities)}"
-            )
-        max_nan = self.meta.get("max_nan_fraction", MAX_NAN_FRACTION)
-        encoded = {
-            name: encode_chips(
-                m,
-                arrays.get(name),
-                channel_names.get(name),
-                n_new,
-                self.chip_px,
-                max_nan,
-                where=f"append to {self.url}",
-            )
-            for name, m in self.modalities.items()
-        }
-        self.reserve(start + n_new)
-        for name, (stored, _, _) in encoded.items():
-            self.arrays(name)["pixels"][start : start + n_new] = stored
-        self.commit(
-            index, {k: v[1] for k, v in encoded.items()}, {k: v[2] for k, v in encoded.items()}
-        )
-
-    def reserve(self, n: int) -> None:
-        """Grow every array to at least ``n`` chips, so that pixels can be written at positions
-        the index does not list yet (``eoclip.data.shardwriter.PixelWriter``); they count only once
-        committed."""
-        if self.mode != "a":
-            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
-        for name in self.modalities:
-            for arr in self.arrays(name).values():
-                if arr.shape[0] < n:
-                    arr.resize((n, *arr.shape[1:]))
-
-    def trim(self) -> None:
-        """Drop array rows beyond the index: pixels of an interrupted append, or positions
-        reserved and never committed."""
-        n = len(self._index)
-        for name in self.modalities:
-            for arr in self.arrays(name).values():
-                if arr.shape[0] > n:
-                    arr.resize((n, *arr.shape[1:]))
-
-    def commit(
-        self,
-        index: pd.DataFrame,
-        valid: Mapping[str, np.ndarray],
-        slot_names: Mapping[str, np.ndarray],
-    ) -> None:
-        """Add index rows for chips whose pixels are already written at the next positions.
-
-        The pixels of the ``n`` chips must already be at positions ``len(self)`` to
-        ``len(self) + n - 1`` (``append``, or ``eoclip.data.shardwriter.PixelWriter`` after
-        ``reserve``). This writes
-        their channel validity and names and appends the rows; ``flush`` makes it durable.
-
-        Args:
-            index: n rows, as for ``append``.
-            valid: per modality bool (n, C) from ``encode_chips``; a modality left out is
-                absent for these chips.
-            slot_names: per modality (n, C) slot names from ``encode_chips``.
-        """
-        if self.mode != "a":
-            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
-        new = self._validate_new_rows(index)
-        n_new, start = len(new), len(self._index)
-        for name, m in self.modalities.items():
-            arrs = self.arrays(name)
-            if arrs["pixels"].shape[0] < start + n_new:
-                raise StoreError(
-                    f"{self.url}: commit of {n_new} chips at {start} but {name} pixels "
-                    f"hold only {arrs['pixels'].shape[0]}; write them first"
-                )
-            ok = valid.get(name)
-            ok = np.zeros((n_new, m.max_channels), bool) if ok is None else np.asarray(ok, bool)
-            names = slot_names.get(name)
-            if names is None:
-                names = default_slot_names(m, n_new)
-            if ok.shape != (n_new, m.max_channels) or np.shape(names) != ok.shape:
-                raise ValueError(
-                    f"commit to {self.url}: {name} validity/names of shape {ok.shape}, "
-                    f"expected ({n_new}, {m.max_channels})"
-                )
-            arrs["valid"][start : start + n_new] = ok
-            if m.variable:
-                arrs["names"][start : start + n_new] = names
-            new[f"{name}_channels"] = [
-                [str(nm) for nm, v in zip(row_names, row_ok, strict=True) if v]
-                for row_names, row_ok in zip(names, ok, strict=True)
-            ]
-            if name in self._valid:
-                self._valid[name] = np.concatenate([self._valid[name], ok])
-        self._counts = {}  # recounted from the index on the next read
-        self._index = pd.concat([self._index, new], ignore_index=True)
-        self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
-        if self._positions is not None:  # extended, not rebuilt: ingest commits every shard
-            self._positions.update((c, start + i) for i, c in enumerate(new["chip_id"]))
-        self._pending += 1
-        if self._pending >= self.flush_every:
-            self.flush()
-
-    def _validate_new_rows(self, index: pd.DataFrame) -> gpd.GeoDataFrame:
-        missing = [c for c in _REQUIRED if c not in index.columns]
-        if missing:
-            raise ValueError(f"append to {self.url}: index lacks columns {missing}")
-        new = gpd.GeoDataFrame(index.copy(), geometry="geometry")
-        if new.crs is None:
-            new = new.set_crs("EPSG:4326")
-        elif not new.crs.equals("EPSG:4326"):
-            new = new.to_crs("EPSG:4326")
-        new = new.reset_index(drop=True)
-        ids = new["chip_id"].astype(str)
-        if self._positions is None:
-            self._positions = {c: i for i, c in enumerate(self._index["chip_id"])}
-        dup = ids[ids.duplicated()].tolist() + sorted(set(ids).intersection(self._positions))
-        if dup:
-            raise ValueError(f"append to {self.url}: duplicate chip ids {dup[:5]}")
-        new["chip_id"] = ids
-        for col in ("aoi", "split"):
-            new[col] = new[col].astype(str)
-        for col in LABEL_COLUMNS:
-            new[col] = new[col].astype("float64") if col in new else np.nan
-        keep = [*_REQUIRED, *LABEL_COLUMNS]
-        return new[keep + [c for c in new.columns if c.startswith("label_") and c not in keep]]
-
-    def update_labels(self, labels: pd.DataFrame) -> None:
-        """Merge ``label_*`` columns of ``labels`` (keyed by chip_id) into the index."""
-        if self.mode != "a":
-            raise StoreError(f"{self.url} is open read-only; use ChipStore.open(path, mode='a')")
-        if "chip_id" not in labels:
-            raise ValueError("update_labels needs a chip_id column")
-        pos = [self.position(c) for c in labels["chip_id"].astype(str)]
-        for col in [c for c in labels.columns if c.startswith("label_")]:
-            if col not in self._index:
-                self._index[col] = np.nan
-            self._index.loc[pos, col] = labels[col].to_numpy(dtype="float64")
-        self.flush()
-
-    def flush(self) -> None:
-        """Write the index (the commit record of every append so far)."""
-        if self.mode == "a":
-            idx = self._index
-            # pandas reads text back as its `str` dtype, which pyarrow writes as large_string;
-            # writing plain objects keeps the file byte-identical across reopen-and-append.
-            idx = idx.assign(**{c: idx[c].astype(object) for c in ("chip_id", "aoi", "split")})
-            fsio.write_parquet_atomic(self.fs, fsio.join(self.root, "index.parquet"), idx)
-            self._pending = 0
 
     def close(self) -> None:
         """Flush and release; the store stays valid on disk."""
