@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from eoclip.data.labels import binarize
-from eoclip.embeddings.reader import TableReader, open_tables
-from eoclip.embeddings.table import EmbeddingTableError, embedding_matrix
+from eoclip.embeddings.table import embedding_matrix
 from eoclip.fewshot.config import CONCAT, FewshotError
 from eoclip.seeding import derive_seed
 
@@ -22,28 +21,10 @@ __all__ = [
     "feature_matrix",
     "feature_sets",
     "group_rows",
-    "open_sources",
     "prepare_group",
     "sample_train",
     "train_size_plan",
 ]
-
-
-def open_sources(tables: dict[str, object]) -> dict[str, TableReader]:
-    """`eoclip.embeddings.reader.open_tables` for the few-shot protocol: a table that cannot
-    serve as a source (none given, not a table, missing `chip_id`/`aoi`/`split`) is a
-    `FewshotError`; other table errors and `FileNotFoundError` pass through.
-    """
-    try:
-        return open_tables(tables)
-    except EmbeddingTableError as err:
-        if (
-            "missing column" in str(err)
-            or "no EmbeddingTables" in str(err)
-            or "expected" in str(err)
-        ):
-            raise FewshotError(str(err)) from err
-        raise
 
 
 def feature_sets(modalities: list[str], subsets: bool = False) -> list[str]:

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from eoclip.embeddings.reader import TableReader, TableScan
+from eoclip.embeddings.reader import TableReader, TableScan, open_tables
 from eoclip.fewshot.config import FewshotConfig, FewshotError
 from eoclip.fewshot.data import (
     GroupRows,
@@ -57,7 +57,6 @@ from eoclip.fewshot.data import (
     derive_seed,
     feature_sets,
     group_rows,
-    open_sources,
     train_size_plan,
 )
 from eoclip.fewshot.executor import FitExecutor, make_executor
@@ -414,11 +413,14 @@ def run_fewshot(
         `n_nonfinite` the AOI's chips whose vectors held NaN/inf (used as missing).
 
     Raises:
-        FewshotError: unknown feature set, missing label column, a modality without a finite
-            vector, incompatible `out_dir`.
+        FewshotError: no tables, unknown feature set, missing label column, a modality without
+            a finite vector, incompatible `out_dir`.
+        EmbeddingTableError: a table that cannot be read or lacks chip_id/aoi/split.
     """
     config = config or FewshotConfig()
-    readers = open_sources(tables)
+    if not tables:
+        raise FewshotError("no EmbeddingTables given")
+    readers = open_tables(tables)
     scans = {s: r.scan() for s, r in readers.items()}
     records = {s: source_record(r, scans[s]) for s, r in readers.items()}
     out = None if out_dir is None else str(out_dir)
