@@ -128,35 +128,11 @@ def test_nonfinite_vectors_left_out_and_counted(tmp_path, caplog):
     app = typer.Typer(cls=EoclipGroup)  # the eoclip app's error handling
     register(app)
     app.command("noop")(lambda: None)
-    r = CliRunner().invoke(
-        app,
-        [
-            "tsne",
-            "--table",
-            str(tmp_path / "nan.parquet"),
-            "--out",
-            str(tmp_path / "o"),
-            "--n-iter",
-            "20",
-            "--no-plot",
-        ],
-    )
+    args = ["tsne", "--table", str(tmp_path / "nan.parquet"), "--out", str(tmp_path / "o")]
+    args += ["--n-iter", "20", "--no-plot"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and r.output.count("\n") == 1
     assert "error:" in r.output and "no finite vector" in r.output
-    r = CliRunner().invoke(
-        app,
-        [
-            "tsne",
-            "--table",
-            str(tmp_path / "nan.parquet"),
-            "--out",
-            str(tmp_path / "o"),
-            "--n-iter",
-            "20",
-            "--no-plot",
-            "--modalities",
-            "s2",
-        ],
-    )
+    r = CliRunner().invoke(app, [*args, "--modalities", "s2"])
     assert r.exit_code == 0, r.output
     assert "note: 2 vectors with NaN/inf left out (nan/east/s2: 2)" in r.output

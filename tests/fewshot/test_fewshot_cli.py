@@ -33,24 +33,7 @@ def test_fewshot_cli_writes_results(tmp_path, app):
         {"source": "pretrained", "checkpoint_hash": "abc"},
     )
     out = tmp_path / "out"
-    args = [
-        "fewshot",
-        "--table",
-        f"pretrained={tmp_path / 'p.parquet'}",
-        "--out",
-        str(out),
-        "--repeats",
-        "2",
-        "--train-sizes",
-        "5,20",
-        "--tasks",
-        "tree",
-        "--features",
-        "s2",
-        "--n-jobs",
-        "1",
-        "--no-progress",
-    ]
+    args = _args(tmp_path, out)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     res = pd.read_parquet(out / "results.parquet")
