@@ -9,14 +9,30 @@ variable modalities. Every chunk ends with a crc32c (``eoclip.data.integrity``).
 from __future__ import annotations
 
 import numpy as np
+import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from .integrity import CHUNK_CHECKSUM
 from .modalities import Modality
 
-__all__ = ["WHOLE_CHIP_CHUNK_BYTES", "chunk_channels", "create_arrays"]
+__all__ = ["CODEC_BATCH", "WHOLE_CHIP_CHUNK_BYTES", "chunk_channels", "create_arrays", "tune_zarr"]
 
 WHOLE_CHIP_CHUNK_BYTES = 512 * 2**10  # a chip's channels in one chunk up to this size
+CODEC_BATCH = 16  # chunks zarr's codec pipeline encodes or decodes together (zarr's default: 1)
+
+
+def tune_zarr() -> None:
+    """Let zarr's codec pipeline handle ``CODEC_BATCH`` chunks per step instead of one.
+
+    A store has one chunk per chip (or per chip and channel), so a shard is hundreds of
+    chunks; zarr's per-chunk overhead, not the codec, dominates bulk reads and writes. Measured
+    on 512 chips of 9 x 64 x 64 uint8 in 256-chip shards (lz4 + bit shuffle + crc32c, best of
+    3): write 0.71-0.88 -> 0.51 ms per chunk, read 0.41-0.48 -> 0.28-0.34 ms. At most
+    ``CODEC_BATCH`` chunks (<= 16 x 512 KB) are in flight. A value the user set (zarr config or
+    ``ZARR_CODEC_PIPELINE__BATCH_SIZE``) is kept; only zarr's default of 1 is raised.
+    """
+    if zarr.config.get("codec_pipeline.batch_size") == 1:
+        zarr.config.set({"codec_pipeline.batch_size": CODEC_BATCH})
 
 
 def chunk_channels(m: Modality, chip_px: int) -> int:

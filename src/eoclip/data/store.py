@@ -38,7 +38,7 @@ from eoclip import fsio
 from eoclip.errors import EoclipError, StoreError
 
 from . import integrity
-from .arrays import chunk_channels, create_arrays
+from .arrays import chunk_channels, create_arrays, tune_zarr
 from .modalities import MAX_NAN_FRACTION, Modality, get_modality
 from .writing import LABEL_COLUMNS, StoreWriting
 
@@ -127,6 +127,7 @@ class ChipStore(StoreWriting):
                 raise StoreError(f"{url} already exists and is not empty (pass overwrite=True)")
             fs.rm(root, recursive=True)
         fs.makedirs(root, exist_ok=True)
+        tune_zarr()
         group = zarr.open_group(fsio.zarr_store(fsio.join(url, "data.zarr"), False), mode="w")
         for m in mods:
             create_arrays(group, m, chip_px, shard_chips)
@@ -197,6 +198,7 @@ class ChipStore(StoreWriting):
     def _zarr_group(self):
         if self._group is None or self._group_pid != os.getpid():
             store = fsio.zarr_store(fsio.join(self.url, "data.zarr"), read_only=self.mode == "r")
+            tune_zarr()
             try:
                 self._group = zarr.open_group(store, mode="r" if self.mode == "r" else "r+")
             except FileNotFoundError as err:
