@@ -192,3 +192,30 @@ def test_towers_use_fused_attention_and_compile_in_place():
     assert set(model.state_dict()) == keys
     assert isinstance(autocast_for("cpu"), contextlib.nullcontext)
     assert isinstance(autocast_for("cuda", bf16=False), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (True, {"backend": "inductor"}),
+        ("inductor", {"backend": "inductor"}),
+        ("aot_eager", {"backend": "aot_eager"}),
+        (
+            "max-autotune-no-cudagraphs",
+            {"backend": "inductor", "mode": "max-autotune-no-cudagraphs"},
+        ),
+        ("default", {"backend": "inductor", "mode": "default"}),
+    ],
+)
+def test_compile_towers_takes_a_backend_or_an_inductor_mode(monkeypatch, setting, expected):
+    model = create_model(
+        "demo", img_size=16, patch_size=8, width=32, depth=1, heads=2, embed_dim=16
+    )
+    calls = []
+    for tower in model.towers.values():
+        monkeypatch.setattr(tower, "compile", lambda **kw: calls.append(kw))
+    model.compile_towers(setting)
+    assert calls == [expected] * len(model.towers)
+    calls.clear()
+    model.compile_towers(False)
+    assert calls == []

@@ -16,7 +16,12 @@ from eoclip.errors import ModelError
 from eoclip.model.config import ModelConfig
 from eoclip.model.tower import Tower
 
-__all__ = ["MultiTowerCLIP"]
+__all__ = ["INDUCTOR_MODES", "MultiTowerCLIP"]
+
+# torch.compile modes of the inductor backend that `compile_towers` accepts by name
+# (not the CUDA-graph modes: a tower sees another batch size whenever the number of chips that
+# have its modality changes, and every new size would record another graph)
+INDUCTOR_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
 class MultiTowerCLIP(nn.Module):
@@ -68,15 +73,18 @@ class MultiTowerCLIP(nn.Module):
         dynamic batch dimension.
 
         Args:
-            backend: ``True`` or ``"inductor"`` (fused kernels, for GPUs), or another
+            backend: ``True`` or ``"inductor"`` (fused kernels, for GPUs); an inductor mode
+                (``"max-autotune-no-cudagraphs"``: also times candidate matrix-product
+                kernels while compiling, minutes longer; see ``INDUCTOR_MODES``); or another
                 ``torch.compile`` backend (``"aot_eager"`` traces without generating code: it
                 checks that the model compiles, cheaply, on a CPU); ``False`` does nothing.
         """
         if backend is False:
             return
         name = "inductor" if backend is True else str(backend)
+        kwargs = {"backend": "inductor", "mode": name} if name in INDUCTOR_MODES else {}
         for tower in self.towers.values():
-            tower.compile(backend=name)
+            tower.compile(**(kwargs or {"backend": name}))
 
     def _tower(self, modality: str) -> Tower:
         if modality not in self.towers:

@@ -54,7 +54,7 @@ class PretrainConfig:
     max_steps: int | None = None  # stop after this many steps in all (tests, staged runs);
     #   the schedule still spans all epochs so a stopped run resumes onto the same curve
     bf16: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
-    compile: bool | str = False  # torch.compile the towers: true (inductor, GPUs) or a backend name
+    compile: bool | str = False  # torch.compile the towers: true (inductor, GPU), backend or mode
     grad_checkpointing: bool = (
         False  # recompute block activations in backward: less memory, ~1/3 more compute
     )
@@ -113,8 +113,9 @@ class PretrainConfig:
             )
         if not isinstance(self.compile, bool | str) or self.compile in ("", "true", "false"):
             raise ConfigError(
-                f"pretrain config: compile must be true, false or a torch.compile "
-                f"backend name such as inductor, got {self.compile!r}"
+                f"pretrain config: compile must be true, false, a torch.compile backend "
+                f"name such as inductor or an inductor mode such as "
+                f"max-autotune-no-cudagraphs, got {self.compile!r}"
             )
         if not self.store:
             raise ConfigError(
