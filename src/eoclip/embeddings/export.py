@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from eoclip import fsio
 from eoclip.data.store import ChipStore
-from eoclip.embeddings.channels import count_images, parse_channel_policy
+from eoclip.embeddings.channels import count_images, parse_channel_policy, policy_dim
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
 from eoclip.errors import EmbedError
@@ -184,10 +184,9 @@ def _merge(cfg: EmbedConfig, store: ChipStore, parts: list[Path], meta: dict) ->
     idx = store.index
     keep = ["chip_id", "geometry", "aoi", "split", *[c for c in idx if c.startswith("label_")]]
     gdf = gpd.GeoDataFrame(idx[keep].copy(), geometry="geometry", crs=idx.crs)
-    dim = meta["dim"]
     for mod in meta["modalities"]:
         col = table[f"emb_{mod}"].combine_chunks()
-        values = np.asarray(col.values, dtype=np.float32).reshape(-1, dim)
+        values = np.asarray(col.values, dtype=np.float32).reshape(-1, meta["dims"][mod])
         null = np.asarray(col.is_null())
         gdf[f"emb_{mod}"] = [None if n else v for v, n in zip(values, null, strict=True)]
         gdf[f"emb_{mod}_channels"] = table[f"emb_{mod}_channels"].to_pylist()
@@ -272,7 +271,9 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
                 "channel_policy": cfg.channels, "channel_policies": policies,
                 "checkpoint_hash": ckpt_hash, "checkpoint": str(_checkpoint_dir(cfg.checkpoint)),
                 "store": store.url, "store_fingerprint": manifest["store_fingerprint"],
-                "seed": cfg.seed, "modalities": mods, "dim": model.embed_dim,
+                "seed": cfg.seed, "modalities": mods, "embed_dim": model.embed_dim,
+                "dims": {m: policy_dim(policies[m], store.modalities[m], model.embed_dim)
+                         for m in mods},
                 "model_config": ckpt_meta.get("model_config"), "embed_config": asdict(cfg)}
         _merge(cfg, store, paths, meta)
     barrier(env)
