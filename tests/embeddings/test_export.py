@@ -396,3 +396,30 @@ def test_a_damaged_store_fails_with_one_line_instead_of_vectors(setup, tmp_path)
             )
         )
     assert "\n" not in str(err.value) and "c008" in str(err.value) and not out.exists()
+
+
+def test_stack_keeps_each_channel_side_by_side(setup, tmp_path):
+    gdf, meta = read_embedding_table(
+        embed_store(_cfg(setup, tmp_path / "s.parquet", channels="stack"))
+    )
+    assert meta["dims"] == {"s2rgbm": 9 * DIM, "s1grdm": 9 * DIM, "gunw": DIM}
+    X, present = embedding_matrix(gdf, "s2rgbm")
+    assert X.shape == (N, 9 * DIM) and present.all()
+    for ch, slot in {"01_red": 0, "02_green": 4, "03_blue": 8}.items():
+        cfg = _cfg(setup, tmp_path / f"{ch}.parquet", channels=f"s2rgbm={ch}")
+        single, has = embedding_matrix(read_embedding_table(embed_store(cfg))[0], "s2rgbm")
+        block = X[:, slot * DIM : (slot + 1) * DIM]
+        np.testing.assert_allclose(block[has], single[has], atol=1e-5)
+        assert np.isnan(block[~has]).all()
+    assert np.isnan(X[5, 4 * DIM : 5 * DIM]).all()  # chip 5 lacks 02_green: a NaN block
+    assert np.isfinite(np.delete(X[5], np.s_[4 * DIM : 5 * DIM])).all()
+    s1, has_s1 = embedding_matrix(gdf, "s1grdm")  # chips without s1 stay null, not NaN blocks
+    assert list(np.flatnonzero(~has_s1)) == list(NO_S1)
+    assert all(gdf["emb_s1grdm"].iloc[i] is None for i in NO_S1)
+    mean, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "m.parquet")))
+    np.testing.assert_allclose(
+        embedding_matrix(gdf, "gunw")[0],  # variable channels: the mean
+        embedding_matrix(mean, "gunw")[0],
+        atol=1e-6,
+    )
+    assert meta["nan_means_missing"] is True  # NaN blocks are declared, not errors

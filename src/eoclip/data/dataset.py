@@ -9,7 +9,7 @@ number gives that channel only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ class ChipDataset(Dataset):
             ``None`` (default) does so when they take at most ``CACHE_BYTES``, as for the
             synthetic demo world, where per-chunk read costs would otherwise dominate
             training on a CPU. Worker processes share the cache (fork).
+        transform: ``f(sample, rng) -> sample`` applied last (e.g. the same random view of
+            every modality, `eoclip.train.augment.ChipAugment`); `rng` is the sample's own
+            generator, seeded by (seed, epoch, chip), after the channel choice.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ChipDataset(Dataset):
         seed: int = 0,
         aoi: str | Sequence[str] | None = None,
         cache: bool | None = None,
+        transform: Callable[[dict, np.random.Generator], dict] | None = None,
     ):
         self.store = store if isinstance(store, ChipStore) else ChipStore.open(store)
         self.modalities = list(modalities or self.store.modalities)
@@ -57,6 +61,7 @@ class ChipDataset(Dataset):
                     f"{self.store.url} has no modality {m!r}; it has {list(self.store.modalities)}"
                 )
         self.channels = channels
+        self.transform = transform
         self.seed = int(seed)
         self.epoch = 0
         idx = self.store.index
@@ -133,7 +138,7 @@ class ChipDataset(Dataset):
                 names, ok = [self.store.slot_name(name, pos, slot)], np.ones(1, dtype=bool)
             sample[name] = torch.from_numpy(m.normalize(x, names))
             sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))
-        return sample
+        return sample if self.transform is None else self.transform(sample, rng)
 
     def _choose_slot(self, name: str, pos: int, valid: np.ndarray, rng: np.random.Generator):
         ch = self.channels

@@ -4,6 +4,11 @@ Towers take ONE channel per image (paper section 4.1), so a chip's vector for a 
 built from a choice of its channels, per modality:
 
 - ``mean``: every valid channel, the L2-normalised vectors averaged and re-normalised;
+- ``stack``: every valid channel, each channel's L2-normalised vector kept side by side in
+  channel order (C x D values; a NaN block for a channel the chip lacks), so the per-band and
+  per-month differences that ``mean`` averages away stay in the vector (what the
+  channel-statistics baseline keeps explicitly). Only for modalities with fixed channels; a
+  modality whose channels vary per chip (``gunw``'s date pairs) uses ``mean``;
 - ``random``: the paper's inference, one random valid channel, seeded per (seed, chip,
   modality) so the choice does not depend on part sizes or the number of processes;
 - a channel name (``02_red``, ``20200312_20200217``): that channel only.
@@ -15,12 +20,21 @@ import zlib
 
 import numpy as np
 
+from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.errors import EmbedError
 
-__all__ = ["POLICIES", "count_images", "parse_channel_policy", "select_channels", "slot_names"]
+__all__ = [
+    "POLICIES",
+    "count_images",
+    "parse_channel_policy",
+    "policy_dim",
+    "select_channels",
+    "slot_names",
+    "stacks_channels",
+]
 
-POLICIES = ("mean", "random")
+POLICIES = ("mean", "random", "stack")
 
 
 def parse_channel_policy(spec: str, store: ChipStore, modalities: list[str]) -> dict[str, str]:
@@ -66,6 +80,16 @@ def _all_channel_names(store: ChipStore, mod: str) -> set[str]:
     return {c for chans in store.index[f"{mod}_channels"] for c in chans}
 
 
+def stacks_channels(policy: str, modality: Modality) -> bool:
+    """True when `policy` keeps one block per channel for `modality` (``stack``, fixed channels)."""
+    return policy == "stack" and not modality.variable
+
+
+def policy_dim(policy: str, modality: Modality, embed_dim: int) -> int:
+    """Length of a chip's vector for `modality` under `policy`: D, or C x D when stacked."""
+    return embed_dim * (modality.max_channels if stacks_channels(policy, modality) else 1)
+
+
 def select_channels(
     policy: str,
     valid: np.ndarray,
@@ -77,7 +101,7 @@ def select_channels(
     """Which channel slots of each chip feed its vector.
 
     Args:
-        policy: ``mean``, ``random`` or a channel name.
+        policy: ``mean``, ``stack``, ``random`` or a channel name.
         valid: bool (N, C) validity of each slot.
         names: str (N, C) slot names.
         positions: int (N,) store positions of the chips (seed the random choice).
@@ -87,7 +111,7 @@ def select_channels(
     Returns:
         bool (N, C): the chosen slots (a row of False = no vector for that chip).
     """
-    if policy == "mean":
+    if policy in ("mean", "stack"):
         return valid.copy()
     if policy == "random":
         sel = np.zeros_like(valid)
@@ -115,7 +139,7 @@ def count_images(store: ChipStore, policies: dict[str, str], lo: int, n: int) ->
     total = 0
     for mod, policy in policies.items():
         chans = store.index[f"{mod}_channels"].iloc[lo : lo + n]
-        if policy == "mean":
+        if policy in ("mean", "stack"):
             total += int(sum(len(c) for c in chans))
         elif policy == "random":
             total += int(sum(len(c) > 0 for c in chans))

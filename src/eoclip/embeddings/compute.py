@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
-from eoclip.embeddings.channels import select_channels, slot_names
+from eoclip.embeddings.channels import select_channels, slot_names, stacks_channels
 from eoclip.model import MultiTowerCLIP, autocast_for
 
 __all__ = ["iter_part_tables", "model_input", "normalisation_stats", "reader_processes"]
@@ -75,25 +75,34 @@ def _embed_modality(
     bf16: bool,
     device: torch.device,
     bar,
+    stack: bool = False,
 ) -> np.ndarray:
-    """Vectors of one modality for a chip range: float32 (N, D), NaN rows where none selected.
+    """Vectors of one modality for a chip range: float32 (N, D) (or (N, C*D) with `stack`),
+    NaN rows where no channel was selected.
 
     Args:
         pieces: consecutive sub-ranges of the range, each (chosen slots (n, C), slot names
             (n, C), the chosen images (k, H, W) in stored dtype, in `np.nonzero` order).
+        stack: keep each slot's vector in its own block of D (a NaN block for a slot not
+            chosen) instead of averaging the chip's vectors (the ``stack`` policy).
 
     Each piece's images cross to the device in one copy; batches of `batch_size` run across
     pieces; a chip's vectors are summed on the device (float64) and normalised once, so there
     is one device-to-host copy per range and the CPU is free to read ahead.
     """
     offsets = np.cumsum([0] + [len(p[0]) for p in pieces])
+    n_slots = pieces[0][0].shape[1] if stack and pieces else 1
+    # With `stack` every (chip, slot) is its own accumulator row: chip * C + slot.
     rows = np.concatenate(
-        [np.nonzero(sel)[0] + o for (sel, _, _), o in zip(pieces, offsets, strict=False)]
+        [
+            (np.nonzero(sel)[0] + o) * n_slots + (np.nonzero(sel)[1] if stack else 0)
+            for (sel, _, _), o in zip(pieces, offsets, strict=False)
+        ]
     )
     mean, std = normalisation_stats(m, np.concatenate([names[sel] for sel, names, _ in pieces]))
     images = [px.to(device, non_blocking=True) for _, _, px in pieces]
     mean, std, rows = mean.to(device), std.to(device), torch.from_numpy(rows).to(device)
-    acc = torch.zeros((offsets[-1], model.embed_dim), dtype=torch.float64, device=device)
+    acc = torch.zeros((offsets[-1] * n_slots, model.embed_dim), dtype=torch.float64, device=device)
     done = 0
     for x in _batches(images, batch_size):
         k = slice(done, done + len(x))
@@ -106,6 +115,12 @@ def _embed_modality(
     out = acc.cpu().numpy()
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     out = np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+    if stack:
+        chosen = np.concatenate([p[0] for p in pieces]).reshape(-1)  # per (chip, slot)
+        out[~chosen] = np.nan
+        out = out.reshape(offsets[-1], -1)
+        out[~np.isfinite(out).any(axis=1)] = np.nan
+        return out.astype(np.float32)
     chosen = np.concatenate([p[0].sum(axis=1) for p in pieces])
     out[chosen == 0] = np.nan
     return out.astype(np.float32)
@@ -239,16 +254,19 @@ def iter_part_tables(
     for (lo, hi), part in zip(bounds, subs, strict=True):
         pieces = [next(loads) for _ in part]
         cols = {"chip_id": pa.array(store.index["chip_id"].iloc[lo:hi].astype(str).tolist())}
-        for mod in policies:
+        for mod, policy in policies.items():
             mine = [p[mod] for p in pieces]
+            stack = stacks_channels(policy, store.modalities[mod])
             vecs = _embed_modality(
-                model, store.modalities[mod], mine, batch_size, bf16, device, bar
+                model, store.modalities[mod], mine, batch_size, bf16, device, bar, stack=stack
             )
             sel = np.concatenate([p[0] for p in mine])
             names = np.concatenate([p[1] for p in mine])
-            flat = pa.array(np.nan_to_num(vecs).ravel(), pa.float32())
+            empty = sel.sum(axis=1) == 0
+            vecs[empty] = 0.0  # null rows; a stacked row keeps NaN blocks for missing channels
+            flat = pa.array(vecs.ravel(), pa.float32())
             cols[f"emb_{mod}"] = pa.FixedSizeListArray.from_arrays(
-                flat, model.embed_dim, mask=pa.array(sel.sum(axis=1) == 0)
+                flat, vecs.shape[1], mask=pa.array(empty)
             )
             cols[f"emb_{mod}_channels"] = pa.array(
                 [names[i][sel[i]].tolist() for i in range(len(sel))], pa.list_(pa.string())

@@ -41,7 +41,12 @@ from tqdm.auto import tqdm
 from eoclip import fsio
 from eoclip.data.store import ChipStore
 from eoclip.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
-from eoclip.embeddings.channels import count_images, parse_channel_policy
+from eoclip.embeddings.channels import (
+    count_images,
+    parse_channel_policy,
+    policy_dim,
+    stacks_channels,
+)
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
 from eoclip.errors import CheckpointError, EmbedError
@@ -205,10 +210,9 @@ def _merge(cfg: EmbedConfig, store: ChipStore, parts: list[Path], meta: dict) ->
     idx = store.index
     keep = ["chip_id", "geometry", "aoi", "split", *[c for c in idx if c.startswith("label_")]]
     gdf = gpd.GeoDataFrame(idx[keep].copy(), geometry="geometry", crs=idx.crs)
-    dim = meta["dim"]
     for mod in meta["modalities"]:
         col = table[f"emb_{mod}"].combine_chunks()
-        values = np.asarray(col.values, dtype=np.float32).reshape(-1, dim)
+        values = np.asarray(col.values, dtype=np.float32).reshape(-1, meta["dims"][mod])
         null = np.asarray(col.is_null())
         gdf[f"emb_{mod}"] = [None if n else v for v, n in zip(values, null, strict=True)]
         gdf[f"emb_{mod}_channels"] = table[f"emb_{mod}_channels"].to_pylist()
@@ -314,10 +318,16 @@ def _embed(cfg: EmbedConfig, env: DistEnv) -> str:
             "store_fingerprint": manifest["store_fingerprint"],
             "seed": cfg.seed,
             "modalities": mods,
-            "dim": model.embed_dim,
+            "embed_dim": model.embed_dim,
+            "dims": {
+                m: policy_dim(policies[m], store.modalities[m], model.embed_dim) for m in mods
+            },
             "model_config": ckpt_meta.get("model_config"),
             "embed_config": asdict(cfg),
         }
+        if any(stacks_channels(policies[m], store.modalities[m]) for m in mods):
+            # a stacked vector holds a NaN block for each channel the chip lacks: not an error
+            meta["nan_means_missing"] = True
         _merge(cfg, store, paths, meta)
     barrier(env)
     return cfg.out

@@ -13,6 +13,7 @@ from typing import Any
 
 from eoclip.config import check_keys, merge, parse_overrides, read_mapping, resolve
 from eoclip.errors import ConfigError
+from eoclip.train.augment import ChipAugment
 
 __all__ = [
     "PRETRAIN_CONFIGS_DIR",
@@ -35,6 +36,8 @@ class PretrainConfig:
     modalities: list[str] | None = None  # towers to train; None = every modality of the store
     img_size: int | None = None  # tower input size; None = the store's chip_px
     epochs: int = 10  # passes over the train split
+    steps: int | None = None  # budget in optimiser steps instead of epochs: the schedule spans
+    #   exactly these steps, the last epoch is cut short and still validated (learning curves)
     batch_size: int = 128  # chips per step PER PROCESS; the CLIP loss sees batch_size * world_size
     lr: float = 1e-3  # peak learning rate (AdamW), reached after warmup_steps
     weight_decay: float = 0.05  # AdamW decay of matrices only (not biases, norms, logit_scale)
@@ -42,6 +45,8 @@ class PretrainConfig:
     warmup_steps: int = 100  # linear warmup from 0 to lr
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
+    augment: dict[str, Any] = field(default_factory=dict)  # same random view of every modality
+    #   of a chip (`eoclip.train.augment.ChipAugment`): {flip: true, rot90: true, crop_scale: 0.5}
     num_workers: int = 2  # DataLoader worker processes per training process
     seed: int = 0  # model init, data order and random channel choices
     val_seed: int = 12345  # fixed channel choice and batch order of the val split (every epoch)
@@ -68,6 +73,7 @@ class PretrainConfig:
             )
         self.betas = tuple(self.betas)
         self.model_overrides = dict(self.model_overrides or {})
+        self.augment = dict(self.augment or {})
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and the fix for a value that cannot train."""
@@ -82,7 +88,7 @@ class PretrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"pretrain config: {name} must be an integer >= 0, got {value!r}")
-        for name in ("max_steps", "checkpoint_every", "recall_max_chips", "img_size"):
+        for name in ("steps", "max_steps", "checkpoint_every", "recall_max_chips", "img_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"pretrain config: {name} must be a positive integer or null")
@@ -117,6 +123,7 @@ class PretrainConfig:
                 f"name such as inductor or an inductor mode such as "
                 f"max-autotune-no-cudagraphs, got {self.compile!r}"
             )
+        ChipAugment.from_dict(self.augment)  # raises on unknown keys or a bad crop_scale
         if not self.store:
             raise ConfigError(
                 "pretrain config: no store given (set `store` in the YAML file or as an override)"

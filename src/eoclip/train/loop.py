@@ -46,13 +46,21 @@ from eoclip.fsio import write_text_atomic
 from eoclip.lock import output_lock
 from eoclip.model import MultiModalClipLoss, autocast_for, create_model
 from eoclip.model.pretrained import read_model_meta
+from eoclip.train.augment import ChipAugment
 from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
 from eoclip.train.config import PretrainConfig
 from eoclip.train.metrics import MetricsLog
 from eoclip.train.schedule import lr_at
 from eoclip.train.validate import validate
 
-__all__ = ["PretrainResult", "make_optimizer", "pretrain", "train_order", "train_step"]
+__all__ = [
+    "PretrainResult",
+    "make_optimizer",
+    "pretrain",
+    "run_length",
+    "train_order",
+    "train_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +169,14 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
     t0 = time.time()
     store = ChipStore.open(config.store)
     mods = config.modalities or list(store.modalities)
-    train_ds = ChipDataset(store, "train", mods, channels="random", seed=config.seed)
+    train_ds = ChipDataset(
+        store,
+        "train",
+        mods,
+        channels="random",
+        seed=config.seed,
+        transform=ChipAugment.from_dict(config.augment),
+    )
     val_ds = _val_dataset(store, mods, config)
     steps_per_epoch = len(train_ds) // env.world_size // config.batch_size
     if steps_per_epoch == 0:
@@ -169,7 +184,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
             f"{config.store}: {len(train_ds)} train chips cannot fill one batch of "
             f"{config.batch_size} x {env.world_size} processes; lower batch_size"
         )
-    total_steps = steps_per_epoch * config.epochs
+    total_steps, n_epochs = run_length(config, steps_per_epoch)
 
     torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_model(
@@ -232,16 +247,18 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
     history: list[dict[str, Any]] = []
     autocast = autocast_for(env.device, config.bf16)
     stopped = False
-    while epoch < config.epochs and not stopped:
+    while epoch < n_epochs and not stopped:
+        # Batches of this epoch: all of them, but the last epoch of a `steps` budget is cut.
+        epoch_len = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
         train_ds.set_epoch(epoch)
         order = train_order(len(train_ds), epoch, config.seed, env.rank, env.world_size)
         loader = _loader(train_ds, order[skip * config.batch_size :], config, env)
         ddp_model.train()
         bar = tqdm(
             loader,
-            total=steps_per_epoch,
+            total=epoch_len,
             initial=skip,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
+            desc=f"epoch {epoch + 1}/{n_epochs}",
             disable=not (env.master and config.progress),
             dynamic_ncols=True,
         )
@@ -271,15 +288,15 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
                 }
                 log.write(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
+            done = i + 1 == epoch_len
             if config.max_steps is not None and step >= config.max_steps:
                 stopped = True
             if stopped or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                done = i + 1 == steps_per_epoch
                 checkpoint(run_dir / "last", epoch + done, 0 if done else i + 1)
-            if stopped:
+            if stopped or done:
                 break
         bar.close()
-        if stopped and i + 1 < steps_per_epoch:
+        if stopped and not done:
             break
         skip, epoch = 0, epoch + 1
         train_loss = (loss_sum / max(n_sum, 1)).item()
@@ -294,7 +311,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         if (
             val_ds is not None
             and config.eval_every
-            and (epoch % config.eval_every == 0 or epoch == config.epochs)
+            and (epoch % config.eval_every == 0 or epoch == n_epochs)
         ):
             record.update(validate(model, val_ds, config, env, autocast))
             if record["val_loss"] is not None and (best is None or record["val_loss"] < best):
@@ -311,10 +328,19 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
     )
 
 
+def run_length(config: PretrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(optimiser steps, epochs) of a run: `steps` when given (the last epoch cut short),
+    else `epochs` full passes."""
+    if config.steps is not None:
+        return config.steps, math.ceil(config.steps / steps_per_epoch)
+    return steps_per_epoch * config.epochs, config.epochs
+
+
 # Settings a resumed run may change: they do not change what the checkpoint was trained on
-# (`epochs` extends the run; its cosine schedule then spans the new length).
+# (`epochs` or `steps` extends the run; its cosine schedule then spans the new length).
 RESUMABLE_CHANGES = (
     "epochs",
+    "steps",
     "max_steps",
     "log_every",
     "checkpoint_every",
