@@ -37,7 +37,11 @@ def _frame(store: ChipStore, feats: dict, layer: str, agg: str, mods: list[str])
     for m in mods:
         X = feats[(layer, m, agg)]
         gdf[f"emb_{m}"] = [None if pd.isna(row).all() else row for row in X]
-    gdf.attrs["eoclip"] = {"modalities": mods, "checkpoint_hash": f"probe-{layer}-{agg}"}
+    gdf.attrs["eoclip"] = {
+        "modalities": mods,
+        "checkpoint_hash": f"probe-{layer}-{agg}",
+        "nan_means_missing": agg == "stack",  # NaN blocks of channels a chip lacks
+    }
     return gdf
 
 
@@ -132,7 +136,7 @@ def main() -> None:
         values="accuracy",
         sort=False,
     )
-    print(table.round(3).to_markdown())
+    print(table.round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ class BudgetRun:
 
     steps: int  # optimiser steps
     run_dir: str  # the run folder (its best/ checkpoint is the one embedded)
-    cpu_s: float  # CPU seconds of the run, data-loader workers included
+    # CPU seconds while the run lasted: this process and the child processes that ended meanwhile
+    # (data-loader workers; also pooled workers of earlier jobs that exit then, so compare wall_s)
+    cpu_s: float
     wall_s: float  # wall-clock seconds of the run
     load_avg: list[float]  # 1-minute load average at the start and at the end of the run
     val_loss: float | None  # validation CLIP loss of best/
