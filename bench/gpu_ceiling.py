@@ -19,8 +19,8 @@ the ceiling a faster loader could reach:
   autocast's in the last bf16 bits).
 
 FLOPs are counted once per setting by `torch.utils.flop_counter.FlopCounterMode` (eager), MFU
-is achieved FLOP/s over the dense bf16 datasheet peak (`PEAK_BF16_TFLOPS` of
-`bench/pretrain_throughput.py`). Each compile mode builds a fresh model; compilation and
+is achieved FLOP/s over the dense bf16 datasheet peak (`PEAK_BF16_TFLOPS` of the two
+throughput benches). Each compile mode builds a fresh model; compilation and
 `--warmup` steps are not timed.
 """
 
@@ -36,21 +36,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pretrain_throughput import PEAK_BF16_TFLOPS, _Trainer  # noqa: E402
+from embed_throughput import _peak  # noqa: E402
+from pretrain_throughput import _sync, _Trainer  # noqa: E402
 
 from eoclip.model import autocast_for, create_model  # noqa: E402
-
-
-def _peak(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _compile_arg(mode: str) -> bool | str:
