@@ -7,7 +7,8 @@ from eoclip.report.figures import (
     fig_label_quantiles,
     fig_retrieval,
 )
-from eoclip.report.html import ReportConfig, ReportInputs, build_report, find_inputs, summary_table
+from eoclip.report.html import ReportConfig, ReportInputs, build_report, find_inputs
+from eoclip.report.tables import summary_table
 
 __all__ = [
     "ReportConfig",

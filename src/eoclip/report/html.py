@@ -23,22 +23,17 @@ import yaml
 
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.fewshot import headline, read_results, summarize
-from eoclip.fewshot.summary import SUMMARY_INPUTS, has_subsets, subset_table
+from eoclip.fewshot.summary import SUMMARY_INPUTS
 from eoclip.fsio import write_text_atomic
 from eoclip.report import figures
+from eoclip.report.tables import per_aoi_html, subsets_html, summary_table, table_html
 
-__all__ = [
-    "SUMMARY_SIZES",
-    "ReportConfig",
-    "ReportInputs",
-    "build_report",
-    "find_inputs",
-    "summary_table",
-]
+__all__ = ["ReportConfig", "ReportInputs", "build_report", "find_inputs"]
 
 log = logging.getLogger(__name__)
 
-SUMMARY_SIZES = ("10", "100", "500", "all")
+# one few-shot repeat; a source evaluated in two result folders is kept once
+REPEAT_KEY = ["source", "aoi", "task", "features", "train_size", "repeat"]
 
 
 @dataclass
@@ -112,91 +107,6 @@ def find_inputs(cfg: ReportConfig) -> ReportInputs:
     return inp
 
 
-def _fmt_acc(v: float) -> str:
-    return "" if pd.isna(v) else f"{v:.3f}"
-
-
-def summary_table(
-    summary: pd.DataFrame,
-    sources: list[str],
-    features: str = "concat",
-    sizes: tuple[str, ...] = SUMMARY_SIZES,
-) -> pd.DataFrame:
-    """Per task and source: mean accuracy over AOIs at each train size, and the 95 % point.
-
-    Returns:
-        One row per (task, source) with `acc@<size>` columns (mean over AOIs of the mean over
-        repeats; NaN where a size exceeds an AOI's train split), `n95_max` (largest over AOIs
-        of the smallest n_train reaching 95 % of the full-data accuracy) and `n95_median`.
-    """
-    rows = []
-    sub = summary[summary["features"] == features]
-    # An imported product has one feature set (its own vector, no concat): compare that.
-    sub = pd.concat(
-        [
-            sub,
-            *[
-                summary[(summary["source"] == s) & (summary["features"] == f)]
-                for s, f in figures.single_features(summary, features).items()
-            ],
-        ]
-    )
-    for task in [t for t in ("tree", "built", "crop", "water") if t in set(sub["task"])]:
-        for src in sources:
-            g = sub[(sub["task"] == task) & (sub["source"] == src)]
-            if g.empty:
-                continue
-            row = {"task": task, "source": src, "features": g["features"].iloc[0]}
-            for s in sizes:
-                at = g[g["train_size"].astype(str) == s]
-                row[f"acc@{s}"] = (
-                    at["accuracy_mean"].mean() if len(at) == g["aoi"].nunique() else float("nan")
-                )
-            n95 = g.groupby("aoi")["n_train_95"].first()
-            row["n95_max"], row["n95_median"] = n95.max(), n95.median()
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _table_html(df: pd.DataFrame, main: str) -> str:
-    cols = [c for c in df.columns if c.startswith("acc@")]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    out = [
-        f"<table><tr><th class='l'>task</th><th class='l'>features</th>{head}"
-        "<th>labels for 95 % (worst AOI)</th><th>(median AOI)</th></tr>"
-    ]
-    for _, r in df.iterrows():
-        cls = " class='main'" if r["source"] == main else ""
-        cells = "".join(f"<td>{_fmt_acc(r[c])}</td>" for c in cols)
-        out.append(
-            f"<tr{cls}><td class='l'>{r['task']}</td><td class='l'>{r['source']} "
-            f"{r['features']}</td>"
-            f"{cells}<td>{r['n95_max']:.0f}</td><td>{r['n95_median']:.0f}</td></tr>"
-        )
-    return "\n".join(out) + "</table>"
-
-
-def _per_aoi_html(summary: pd.DataFrame) -> str:
-    pts = summary[summary["is_95_point"]][
-        [
-            "source",
-            "aoi",
-            "task",
-            "features",
-            "train_size",
-            "n_train_95",
-            "accuracy_mean",
-            "full_accuracy_mean",
-        ]
-    ]
-    pts = pts.sort_values(["task", "aoi", "source", "features"])
-    body = pts.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
-    return (
-        "<details><summary>95 % point per source, AOI, task and feature set</summary>"
-        f"{body}</details>"
-    )
-
-
 def _figure(rel: str, caption: str) -> str:
     return (
         f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
@@ -229,11 +139,9 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     twin = _r2_figure(continuous, cfg, fig_dir)
     if results.empty:
         return twin or _note("No few-shot results found (run `eoclip fewshot`).")
-    results = results.drop_duplicates(
-        ["source", "aoi", "task", "features", "train_size", "repeat"], keep="first"
-    )
+    results = results.drop_duplicates(REPEAT_KEY, keep="first")
     summary = summarize(results)
-    robustness = _subsets_html(summary)
+    robustness = subsets_html(summary)
     # Fig. 4 and the table keep the paper's feature sets (each modality and concat)
     f = summary["features"].astype(str)
     summary = summary[~(f.str.contains("+", regex=False) | f.str.endswith("@test"))]
@@ -252,14 +160,14 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
         f"sample of each AOI's train split, accuracy on its whole test split; {repeats} repeats. "
         "Accuracy is the mean over AOIs; the 95 % columns give the smallest number of labels "
         "whose mean accuracy reaches 95 % of the accuracy with all train labels.</p>"
-        + (_table_html(table, cfg.main_source) if not table.empty else _note("no concat results"))
+        + (table_html(table, cfg.main_source) if not table.empty else _note("no concat results"))
         + _figure(
             "figures/fig4_accuracy.png",
             "Fig. 4: accuracy vs labelled chips per task (rows) and AOI (columns); solid: "
             f"{cfg.main_source} feature sets, dashed: baselines (concat); band: +-1 std; "
             "dot: 95 % of the full-data accuracy.",
         )
-        + _per_aoi_html(summary)
+        + per_aoi_html(summary)
         + "<p>The paper's headline (95 % of the full-data accuracy with at most 500 labels "
         "always, with at most 250 mostly): share of AOI x task cells per source and feature "
         "set whose 95 % point is at most 250 and 500 labels.</p>"
@@ -269,28 +177,11 @@ def _fewshot_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str
     )
 
 
-def _subsets_html(summary: pd.DataFrame) -> str:
-    """The robustness matrix of a run with modality subsets, or "" without one."""
-    if not has_subsets(summary):
-        return ""
-    table = subset_table(summary).to_html(
-        index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep=""
-    )
-    return (
-        "<p>Missing-modality robustness: accuracy per task at 100 labels and with all "
-        "labels (mean over AOIs) for every subset of modalities (concatenated), and for "
-        "<code>concat-&lt;m&gt;@test</code>: fitted on every modality, tested with "
-        "modality m missing for a share of the test chips.</p>" + table
-    )
-
-
 def _r2_figure(continuous: pd.DataFrame, cfg: ReportConfig, fig_dir: Path) -> str:
     """Fig. 4's twin for continuous targets (R2 of the label mean), or "" without them."""
     if continuous.empty:
         return ""
-    continuous = continuous.drop_duplicates(
-        ["source", "aoi", "task", "features", "train_size", "repeat"], keep="first"
-    )
+    continuous = continuous.drop_duplicates(REPEAT_KEY, keep="first")
     summary = summarize(continuous, metric="r2")
     sources = sorted(set(summary["source"]) - {cfg.main_source})
     figures.fig_accuracy(summary, fig_dir / "fig4_r2.png", cfg.main_source, sources, "r2")
