@@ -149,20 +149,8 @@ def reproject_to_chip(
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 2:
         data = data[None]
-    if categorical:
-        out = np.full((data.shape[0], grid.chip_px, grid.chip_px), np.nan, dtype=np.float32)
-        rasterio.warp.reproject(
-            source=data,
-            destination=out,
-            src_transform=src_transform,
-            src_crs=src_crs,
-            src_nodata=np.nan,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.nearest,
-        )
-        return out
+    if categorical:  # class codes: nearest neighbour, NaN stays no data
+        return _warp(data, src_crs, src_transform, grid, Resampling.nearest, nodata=np.nan)
     if _source_pixel_m(src_crs, src_transform, grid) < grid.pixel_size_m / 1.5:
         method = Resampling.average
     else:
@@ -204,10 +192,20 @@ def _mask_groups(valid: np.ndarray) -> list[list[int]]:
 
 
 def _warp(
-    data: np.ndarray, src_crs: CRS, src_transform: Affine, grid: ChipGrid, method
+    data: np.ndarray,
+    src_crs: CRS,
+    src_transform: Affine,
+    grid: ChipGrid,
+    method,
+    nodata: float | None = None,
 ) -> np.ndarray:
-    """(B, h, w) float32 without no-data -> (B, chip_px, chip_px); 0 where the source is absent."""
-    out = np.zeros((data.shape[0], grid.chip_px, grid.chip_px), dtype=np.float32)
+    """(B, h, w) float32 -> (B, chip_px, chip_px), with GDAL's warp.
+
+    Without `nodata` the data has none (GDAL's kernels are fastest so), and pixels the source
+    does not cover are 0; with it, `nodata` pixels are skipped and uncovered pixels get it.
+    """
+    fill = 0.0 if nodata is None else nodata
+    out = np.full((data.shape[0], grid.chip_px, grid.chip_px), fill, dtype=np.float32)
     rasterio.warp.reproject(
         source=data,
         destination=out,
@@ -215,9 +213,9 @@ def _warp(
         src_crs=src_crs,
         dst_transform=grid.transform,
         dst_crs=grid.crs,
-        src_nodata=None,
-        dst_nodata=None,
-        init_dest_nodata=False,
+        src_nodata=nodata,
+        dst_nodata=nodata,
+        init_dest_nodata=nodata is not None,
         resampling=method,
     )
     return out
