@@ -17,7 +17,9 @@ paper's 845 K chips at the measured rate.
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
 import typer
@@ -31,18 +33,11 @@ from eoclip.embeddings.channels import count_images, parse_channel_policy
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.model import autocast_for, create_model
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pretrain_throughput import PEAK_BF16_TFLOPS  # noqa: E402
+
 PAPER_CHIPS = 845_000  # paper, section 3: 5 AOIs
-PEAK_BF16_TFLOPS = {
-    "H200": 989.0,
-    "H100 SXM": 989.0,
-    "H100 80GB HBM3": 989.0,
-    "H100 PCIe": 756.0,
-    "H100 NVL": 835.0,
-    "H100": 756.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-}
 
 console = Console(width=150)
 

@@ -19,8 +19,8 @@ the ceiling a faster loader could reach:
   autocast's in the last bf16 bits).
 
 FLOPs are counted once per setting by `torch.utils.flop_counter.FlopCounterMode` (eager), MFU
-is achieved FLOP/s over the dense bf16 datasheet peak (`PEAK_BF16_TFLOPS` of the two
-throughput benches). Each compile mode builds a fresh model; compilation and
+is achieved FLOP/s over the dense bf16 datasheet peak (`PEAK_BF16_TFLOPS` of
+`bench/pretrain_throughput.py`). Each compile mode builds a fresh model; compilation and
 `--warmup` steps are not timed.
 """
 
