@@ -152,10 +152,11 @@ def keep_freed_heap() -> bool:
 
     Every chip allocates and frees tens of MB of arrays (several MB each). With glibc's
     defaults each of them is a fresh ``mmap`` (or the heap top is trimmed after the free), so
-    every chip pays for zeroing new pages: measured on 48 chips at 448 px, 30 % of the CPU
-    time was system time (443 K page faults). Blocks up to 32 MB (glibc's largest mmap
-    threshold) now come from the heap, and up to 256 MB of free heap is kept: 58-68 K page
-    faults and 12 % less wall time; peak RSS is unchanged (the same arrays are live at once).
+    every chip pays for zeroing new pages: measured on 48 chips at 448 px, 23 % of the CPU
+    time was system time (3.1 of 13.3 s, 443 K page faults). Blocks up to 32 MB (glibc's
+    largest mmap threshold) now come from the heap, and up to 256 MB of free heap is kept:
+    58-68 K page faults and 12 % less wall time; peak RSS about the same (599 vs 630 MB for
+    one worker in bench/ingest_throughput.py).
 
     Returns:
         Whether the settings took (False on a C library without ``mallopt``).
