@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,21 @@ def test_read_only_inputs_as_joblib_memmaps_them():
     same, _ = fit_predict("rf", {"n_estimators": 3, "max_depth": 2}, 0, X.copy(), y, X.copy())
     assert pred.shape == (40,) and np.array_equal(pred, same)
     assert (pred[1:5] == y[1:5]).mean() >= 0.75  # it learned x0 > 0, not a constant
+
+
+def test_accuracy_scores_equal_sklearns():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from eoclip.fewshot.fits import accuracy, balanced_accuracy
+
+    rng = np.random.default_rng(4)
+    cases = [(rng.integers(0, 2, 57), rng.integers(0, 2, 57)) for _ in range(20)]
+    cases.append((np.ones(9, int), rng.integers(0, 2, 9)))  # a one-class test split
+    cases.append((rng.integers(0, 2, 9), np.zeros(9, int)))  # a one-class prediction
+    for y_true, y_pred in cases:
+        assert accuracy(y_true, y_pred) == accuracy_score(y_true, y_pred)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            want = balanced_accuracy_score(y_true, y_pred)
+        assert balanced_accuracy(y_true, y_pred) == want
+    assert balanced_accuracy(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])) == 0.75

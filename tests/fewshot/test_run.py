@@ -189,6 +189,41 @@ def test_resume_computes_only_missing_groups(tmp_path, table, monkeypatch):
     assert len(pd.read_parquet(out / "results.parquet")) == len(fresh)
 
 
+def test_interrupted_run_keeps_finished_groups(tmp_path, table, monkeypatch):
+    """Results are written every CHECKPOINT_S seconds, at the end, and when interrupted."""
+    out = tmp_path / "out"
+    cfg = fast(tasks=("tree",), features=("s2",), n_jobs=1)  # 2 groups (aois) of 3 x 2 fits
+    writes = []
+    original_write = run_mod.write_results
+    monkeypatch.setattr(
+        run_mod, "write_results", lambda df, o: (writes.append(len(df)), original_write(df, o))
+    )
+    full = run_fewshot({"p": table}, cfg, out_dir=tmp_path / "once")
+    assert writes == [12]  # a short run: one write, at the end
+    writes.clear()
+    calls = []
+    original = run_mod.evaluate
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 9:  # a fit of aoi_b's group
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_fewshot({"p": table}, cfg, out_dir=out)
+    assert writes == [6]  # on the way out: aoi_a's finished group
+    kept = pd.read_parquet(out / "results.parquet")
+    assert len(kept) == 6 and set(kept["aoi"]) == {"aoi_a"}
+    monkeypatch.setattr(run_mod, "evaluate", original)
+    monkeypatch.setattr(run_mod, "CHECKPOINT_S", 0.0)  # a write whenever a group finishes
+    writes.clear()
+    again = run_fewshot({"p": table}, cfg, out_dir=out)
+    assert writes == [12]  # aoi_b's group, saved when it finished; nothing new after it
+    pd.testing.assert_frame_equal(again, full)
+
+
 def test_bad_input_errors(table):
     with pytest.raises(FewshotError, match="unknown feature set 'gunw'"):
         run_fewshot({"p": table}, fast(features=("gunw",)))

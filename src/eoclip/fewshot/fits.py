@@ -8,23 +8,17 @@ splits are views of it, and only a train sample smaller than the split is gather
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    mean_absolute_error,
-    r2_score,
-)
+from sklearn.metrics import mean_absolute_error, r2_score
 
 from eoclip.fewshot.data import GroupRows, derive_seed
 from eoclip.fewshot.executor import SharedMatrix, resolve
 from eoclip.fewshot.heads import fit_predict, fit_predict_values
 from eoclip.fewshot.samplers import draw_train
 
-__all__ = ["FitPlan", "evaluate", "selection_rows", "val_accuracy"]
+__all__ = ["FitPlan", "accuracy", "balanced_accuracy", "evaluate", "selection_rows", "val_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -110,19 +104,30 @@ def evaluate(
             "mae": float(mean_absolute_error(rows.y_test, pred)),
         }
     pred, single = fit_predict(plan.head, plan.params, seed, X_train[idx], y_fit, X_test)
-    with warnings.catch_warnings():  # a one-class test split is legal; its balance is recorded
-        warnings.simplefilter("ignore", UserWarning)
-        balanced = float(balanced_accuracy_score(rows.y_test, pred))
     return {
         **row,
-        "accuracy": float(accuracy_score(rows.y_test, pred)),
-        "balanced_accuracy": balanced,
+        "accuracy": accuracy(rows.y_test, pred),
+        "balanced_accuracy": balanced_accuracy(rows.y_test, pred),
         "pos_frac_train": float(y_fit.mean()),
         "pos_frac_test": float(rows.y_test.mean()),
         "single_class": single,
         "r2": float("nan"),
         "mae": float("nan"),
     }
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of correct predictions (scikit-learn's `accuracy_score`, without its validation:
+    a quarter of a small fit's time)."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in `y_true` (scikit-learn's
+    `balanced_accuracy_score`: a one-class test split scores that class's recall)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    recalls = [np.sum(y_pred[y_true == c] == c) / np.sum(y_true == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 def selection_rows(n_train: int, cap: int | None, seed: int) -> slice | np.ndarray:
@@ -151,4 +156,4 @@ def val_accuracy(
     if target == "continuous":
         return float(r2_score(rows.y_val, fit_predict_values(*args)))
     pred, _ = fit_predict(*args)
-    return float(accuracy_score(rows.y_val, pred))
+    return accuracy(rows.y_val, pred)
