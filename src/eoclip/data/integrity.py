@@ -32,6 +32,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ShardingCodec
 
 from eoclip import fsio
+from eoclip.data.shardread import ShardReader, row_block
 from eoclip.errors import StoreError
 
 __all__ = [
@@ -125,9 +126,20 @@ class ArrayLayout:
             ShardDamage: the shard's index is truncated, fails its crc32c or points outside
                 the file (a truncated or overwritten shard).
         """
-        path = fsio.join(self.root, self.file(key))
         if self.sharding is None:
+            path = fsio.join(self.root, self.file(key))
             return np.ones((1, 1), bool) if self.fs.exists(path) else None
+        return present_chunks(self.shard_index(key), self.per_shard)
+
+    def shard_index(self, key: tuple[int, int]) -> np.ndarray | None:
+        """uint64 (chunks, 2): (offset, length) of each chunk in the shard file at ``key``
+        (``2**64 - 1`` twice for an absent chunk); None if the file is missing. Sharded
+        arrays only.
+
+        Raises:
+            ShardDamage: as ``presence``.
+        """
+        path = fsio.join(self.root, self.file(key))
         n = int(np.prod(self.per_shard))
         crc = any(isinstance(c, Crc32cCodec) for c in self.sharding.index_codecs)
         size = 16 * n + (4 if crc else 0)
@@ -150,13 +162,20 @@ class ArrayLayout:
         data_end = total - size if at_end else total
         if (index[present, 0] + index[present, 1] > data_end).any():
             raise ShardDamage("has chunk byte ranges beyond its end: truncated")
-        shape = self.per_shard[:2] if len(self.per_shard) > 1 else (self.per_shard[0], 1)
-        return present.reshape(self.per_shard).reshape(shape)
+        return index
 
     def damaged(self, key: tuple[int, int], what: str, chips: str = "") -> StoreError:
         """A StoreError about the file at ``key`` (message: array, file, problem, chips, fix)."""
         on = f"; chips {chips}" if chips else ""
         return StoreError(f"{self.path}: {self.file(key)} {what}{on}. To fix: {FIX}")
+
+
+def present_chunks(index: np.ndarray | None, per_shard: tuple[int, ...]) -> np.ndarray | None:
+    """bool (chips, channel chunks) of the chunks a shard index lists (None: no shard)."""
+    if index is None:
+        return None
+    shape = per_shard[:2] if len(per_shard) > 1 else (per_shard[0], 1)
+    return (index[:, 0] != _EMPTY).reshape(per_shard).reshape(shape)
 
 
 class CheckedArray:
@@ -191,6 +210,8 @@ class CheckedArray:
         self._needed, self._ids, self._n, self.url = needed, chip_ids, n_committed, url
         self._cache: dict[tuple[int, int], np.ndarray | None] | None = {} if cache else None
         self._clean: dict[tuple[int, int], bool] = {}
+        # read-only stores: blocks of whole chips skip zarr's ~0.7 ms per chunk (shardread)
+        self._fast = ShardReader.for_layout(self.layout, self.shard_index) if cache else None
 
     def __getattr__(self, name: str):
         return getattr(self.array, name)
@@ -208,19 +229,30 @@ class CheckedArray:
     def __getitem__(self, sel):
         rows, c_lo, c_hi = _rows_and_channels(sel, self.array.shape)
         self.check(rows, c_lo, c_hi)
+        block = row_block(sel, self.array.shape) if self._fast is not None else None
         try:
+            if block is not None:  # whole chips of a read-only store: decoded shard by shard
+                return self._fast.read(*block)  # damaged bytes: ValueError
             return self.array[sel]
         except IndexError:
             raise
         except Exception as err:  # zarr: checksum ValueError, blosc/zstd RuntimeError, ...
+            if block is not None and not isinstance(err, ValueError):
+                raise  # a fault of the reader itself, not of the bytes
             raise self._read_failed(rows, c_lo, c_hi, err) from err
 
     def presence(self, key: tuple[int, int]) -> np.ndarray | None:
-        """``ArrayLayout.presence``, cached per shard when the store is read-only."""
-        if self._cache is None:
+        """``ArrayLayout.presence``, from the cached shard index when the store is read-only."""
+        if self._cache is None or self.layout.sharding is None:
             return self.layout.presence(key)
+        return present_chunks(self.shard_index(key), self.layout.per_shard)
+
+    def shard_index(self, key: tuple[int, int]) -> np.ndarray | None:
+        """``ArrayLayout.shard_index``, cached per shard when the store is read-only."""
+        if self._cache is None:
+            return self.layout.shard_index(key)
         if key not in self._cache:
-            self._cache[key] = self.layout.presence(key)
+            self._cache[key] = self.layout.shard_index(key)
         return self._cache[key]
 
     def check(self, rows: np.ndarray, c_lo: int, c_hi: int) -> None:

@@ -1,0 +1,110 @@
+"""Whole-chip block reads decode shards themselves: the same arrays as zarr, the same errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from eoclip.data.shardread import ShardReader, row_block
+from eoclip.data.store import ChipStore, StoreError
+
+MODS = ["s2rgbm", "s1grdm", "gunw"]
+
+
+def _store(tmp_path, factories, name: str, n: int = 23):
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(n, 8, seed=3)
+    arrays["s2rgbm"][5] = np.nan  # a chip without s2: an all-fill chunk
+    with ChipStore.create(tmp_path / name, MODS, chip_px=8, shard_chips=8) as store:
+        store.append(make_rows(n), arrays, names)  # 3 shards, the last one partial (7 of 8)
+    return tmp_path / name
+
+
+BLOCKS = [(0, 23), (0, 8), (3, 5), (7, 9), (6, 17), (16, 23), (22, 23), (9, 9)]
+
+
+@pytest.mark.parametrize("chunk", ["chip", "channel"])
+def test_blocks_equal_zarrs_reads(tmp_path, factories, monkeypatch, chunk):
+    if chunk == "channel":  # 448 px chips: one chunk per channel (shards of one channel)
+        monkeypatch.setattr("eoclip.data.arrays.WHOLE_CHIP_CHUNK_BYTES", 0)
+    store = ChipStore.open(_store(tmp_path, factories, chunk))
+    for mod in MODS:
+        pixels = store.arrays(mod)["pixels"]
+        per_chunk = 1 if chunk == "channel" else pixels.shape[1]
+        assert pixels._fast is not None and pixels.layout.inner[1] == per_chunk
+        for lo, hi in BLOCKS:
+            got, want = pixels[lo:hi], np.asarray(pixels.array[lo:hi])
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.asarray(pixels), np.asarray(pixels.array[:]))
+        np.testing.assert_array_equal(pixels[20:99], np.asarray(pixels.array[20:]))  # clipped
+        assert pixels[5:6, 0:2].shape == (1, 2, 8, 8)  # a channel range: zarr reads it
+    assert store.read_chip(12)["s1grdm"].data.shape == (9, 8, 8)
+
+
+def test_writable_stores_and_other_arrays_read_through_zarr(tmp_path, factories):
+    path = _store(tmp_path, factories, "s")
+    with ChipStore.open(path, mode="a") as store:  # shards may change under a writer
+        assert store.arrays("s2rgbm")["pixels"]._fast is None
+    store = ChipStore.open(path)
+    assert store.arrays("s2rgbm")["valid"]._fast is None  # not sharded
+    assert store.arrays("gunw")["names"]._fast is None  # strings
+    layout = store.arrays("s1grdm")["pixels"].layout
+    assert ShardReader.for_layout(layout, lambda key: None) is not None
+
+
+def test_a_zstd_array_reads_through_zarr(tmp_path, factories):
+    path = _store(tmp_path, factories, "z")
+    group = zarr.open_group(str(path / "data.zarr"), mode="r+")
+    old = group["s1grdm"]["pixels"]
+    data = old[:]
+    del group["s1grdm"]["pixels"]
+    new = group["s1grdm"].create_array(
+        "pixels", shape=data.shape, dtype=data.dtype, chunks=old.chunks, shards=old.shards
+    )  # zarr's default codecs: zstd, no checksum
+    new[:] = data
+    pixels = ChipStore.open(path).arrays("s1grdm")["pixels"]
+    assert pixels._fast is None
+    np.testing.assert_array_equal(pixels[0:23], data)
+
+
+def test_a_flipped_byte_fails_the_block_read_naming_the_chip(tmp_path, factories):
+    path = _store(tmp_path, factories, "f")
+    store = ChipStore.open(path)
+    layout = store.arrays("s1grdm")["pixels"].layout
+    index = layout.shard_index((1, 0))  # chips 8..15
+    offset = int(index[3, 0]) + 10  # inside chip 11's compressed bytes
+    shard = path / layout.file((1, 0))
+    data = bytearray(shard.read_bytes())
+    data[offset] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    pixels = ChipStore.open(path).arrays("s1grdm")["pixels"]
+    with pytest.raises(StoreError, match=r"fail to decode.*chip0011"):
+        pixels[0:23]
+    np.testing.assert_array_equal(pixels[0:8], np.asarray(pixels.array[0:8]))  # others read
+
+
+def test_a_reader_fault_is_not_reported_as_damage(tmp_path, factories, monkeypatch):
+    pixels = ChipStore.open(_store(tmp_path, factories, "b")).arrays("gunw")["pixels"]
+
+    def broken(lo, hi):
+        raise TypeError("a bug in the reader")
+
+    monkeypatch.setattr(pixels._fast, "read", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        pixels[0:4]
+
+
+def test_row_block():
+    shape = (10, 3, 4, 4)
+    assert row_block(slice(2, 5), shape) == (2, 5)
+    assert row_block((slice(None), slice(None)), shape) == (0, 10)
+    assert row_block(Ellipsis, shape) == (0, 10)
+    assert row_block((slice(3, None), Ellipsis), shape) == (3, 10)
+    assert row_block(slice(8, 4), shape) == (8, 8)
+    assert row_block(slice(0, 10, 2), shape) is None
+    assert row_block(3, shape) is None
+    assert row_block((slice(0, 4), 1), shape) is None
+    assert row_block((slice(0, 4), slice(0, 2)), shape) is None
+    assert row_block(np.array([1, 2]), shape) is None
