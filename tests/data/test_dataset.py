@@ -29,6 +29,23 @@ def test_random_policy_one_valid_channel_deterministic(tiny_store):
     assert len(picks) > 1  # a new channel per epoch
 
 
+def test_random_policy_draws_the_seeded_channel(tiny_store):
+    """The channel is rng.choice(valid slots) of the (seed, epoch, chip) generator: runs made
+    before and after the draw was rewritten pick the same channels."""
+    store = ChipStore.open(tiny_store[0])
+    ds = ChipDataset(store, split=None, modalities=["gunw"], seed=5, cache=False)
+    for epoch in (0, 3):
+        ds.set_epoch(epoch)
+        for i, pos in enumerate(ds.positions.tolist()):
+            valid = store.valid_mask("gunw")[pos]
+            slot = int(np.random.default_rng([5, epoch, pos]).choice(np.flatnonzero(valid)))
+            want = store.read_channel(pos, "gunw", slot)
+            name = store.slot_name("gunw", pos, slot)
+            want = store.modalities["gunw"].normalize(want[None], [name])
+            assert ds[i]["chip_id"] == store.index["chip_id"].iat[pos]
+            np.testing.assert_array_equal(ds[i]["gunw"].numpy(), want)
+
+
 def test_random_policy_never_picks_an_invalid_channel(tiny_store):
     store = ChipStore.open(tiny_store[0])
     ds = ChipDataset(store, split=None, modalities=["s2rgbm"], seed=0)

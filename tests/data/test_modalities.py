@@ -43,6 +43,11 @@ def test_normalize_uses_channel_kind_and_zeroes_nan():
     x = np.stack([np.full((2, 2), -11.0), np.full((2, 2), -18.0), np.full((2, 2), np.nan)])
     out = s1.normalize(x, ["01_vv", "01_vh", "01_vvvh"])
     assert np.allclose(out, 0.0)
+    x[0, 0, 0], x[1, 0, 0] = np.inf, -np.inf  # infinite values become 0 too
+    out = s1.normalize(x, ["01_vv", "01_vh", "01_vvvh"])
+    assert out.dtype == np.float32 and np.isfinite(out).all() and out[0, 0, 0] == 0.0
+    swapped = s1.normalize(x[:2], ["01_vh", "01_vv"])  # other names: other statistics
+    assert (swapped != 0.0).any()
     with pytest.raises(ValueError, match="channel names"):
         s1.normalize(x, ["01_vv"])
 

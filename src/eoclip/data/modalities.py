@@ -76,6 +76,10 @@ class Modality:
     offset: float = 0.0
     valid_range: tuple[float, float] = (-np.inf, np.inf)
     normalize_stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    # channel names -> normalisation (mean, std) arrays, filled by `normalize`
+    _norm_cache: dict = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     units: str = ""
     description: str = ""
 
@@ -236,10 +240,15 @@ class Modality:
             raise DataError(
                 f"{self.name}: {x.shape[0]} channels but {len(channel_names)} channel names"
             )
-        mean = np.array([self.stats_for(c)[0] for c in channel_names], dtype=np.float32)
-        std = np.array([self.stats_for(c)[1] for c in channel_names], dtype=np.float32)
-        out = (x - mean[:, None, None]) / std[:, None, None]
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        key = tuple(channel_names)
+        if key not in self._norm_cache:  # training asks this per sample: (C, 1, 1) arrays
+            mean = np.array([self.stats_for(c)[0] for c in key], dtype=np.float32)
+            std = np.array([self.stats_for(c)[1] for c in key], dtype=np.float32)
+            self._norm_cache[key] = (mean[:, None, None], std[:, None, None])
+        mean, std = self._norm_cache[key]
+        out = (x - mean) / std
+        out[~np.isfinite(out)] = 0.0  # NaN and +-inf, as np.nan_to_num(..., 0, 0, 0)
+        return out
 
 
 def encode_chips(
