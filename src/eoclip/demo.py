@@ -254,7 +254,11 @@ def _report(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
 
     path = build_report(
         ReportConfig(
-            out=str(p.report), run=str(p.root), seed=cfg.seed, title="eoclip demo: synthetic world"
+            out=str(p.report),
+            run=str(p.root),
+            seed=cfg.seed,
+            title="eoclip demo: synthetic world",
+            workers=max(cfg.n_jobs, 1),
         )
     )
     return {"report": str(path)}

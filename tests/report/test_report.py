@@ -199,6 +199,16 @@ def test_build_report_from_demo_layout(tmp_path, run_dir):
     assert "pretrained concat" in page and "stats concat" in page
     assert "validation CLIP loss 2.5000" in page  # the best epoch, not the last
     assert "http://" not in page and "https://" not in page and "<script" not in page
+    # sections drawn in two processes: the same page and the same figure bytes
+    other = build_report(ReportConfig(out=str(tmp_path / "rep2"), run=str(run_dir), workers=2))
+    body = [line for line in page.splitlines() if "generated" not in line]
+    assert [line for line in other.read_text().splitlines() if "generated" not in line] == body
+    figs = sorted(p.name for p in (tmp_path / "rep" / "figures").iterdir())
+    assert figs == sorted(p.name for p in (tmp_path / "rep2" / "figures").iterdir())
+    for name in figs:
+        assert (tmp_path / "rep" / "figures" / name).read_bytes() == (
+            tmp_path / "rep2" / "figures" / name
+        ).read_bytes()
 
 
 def test_report_cli_and_bad_input(tmp_path, run_dir):

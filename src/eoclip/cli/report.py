@@ -42,6 +42,12 @@ def register(app: typer.Typer) -> None:
         main_source: Annotated[
             str, typer.Option(help="source of the learned embeddings")
         ] = "pretrained",
+        workers: Annotated[
+            int,
+            typer.Option(
+                min=1, help="processes drawing the page's sections side by side (same figures)"
+            ),
+        ] = 2,
     ) -> None:
         """Draw the paper's figures 1, 2, 4, 5, 6 and the retrieval metrics into one HTML page."""
         if run is None and not (store or fewshot or tsne):
@@ -57,6 +63,7 @@ def register(app: typer.Typer) -> None:
             search_table=search_table,
             title=title,
             main_source=main_source,
+            workers=workers,
         )
         path = build_report(cfg)
         typer.echo(str(path))

@@ -12,7 +12,9 @@ import datetime as dt
 import html
 import json
 import logging
+import multiprocessing
 import string
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,6 +56,9 @@ class ReportConfig:
     n_search_queries: int = 3  # query chips of the search section
     n_neighbours: int = 5  # neighbours per strip
     seed: int = 0  # which example chips
+    # processes drawing the sections side by side (matplotlib draws on one core); 1: in this
+    # process. The page and the figures do not depend on it.
+    workers: int = 1
 
 
 @dataclass
@@ -344,6 +349,41 @@ def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     )
 
 
+SECTIONS = (  # (id, title) in page order
+    ("fewshot", "Few-shot accuracy vs number of labels"),
+    ("pretraining", "Pretraining: CLIP loss and cross-modal retrieval"),
+    ("tsne", "Embedding space (t-SNE)"),
+    ("search", "Similarity search: query chips and their nearest neighbours"),
+    ("data", "Data: AOIs, splits, labels and example chips"),
+)
+
+
+def _draw_section(sid: str, inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
+    """Draw one section's figures; returns its HTML body."""
+    if sid == "pretraining":
+        return _pretrain_section(inp, fig_dir)
+    draw = {
+        "fewshot": _fewshot_section,
+        "tsne": _tsne_section,
+        "search": _search_section,
+        "data": _data_section,
+    }[sid]
+    return draw(inp, cfg, fig_dir)
+
+
+def _draw_sections(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> dict[str, str]:
+    """Every section's HTML body, drawn in `cfg.workers` processes (spawned: the caller may
+    hold threads, e.g. torch's). The slowest sections start first."""
+    workers = min(max(1, int(cfg.workers)), len(SECTIONS))
+    if workers == 1:
+        return {sid: _draw_section(sid, inp, cfg, fig_dir) for sid, _ in SECTIONS}
+    slowest_first = ("fewshot", "search", "data", "tsne", "pretraining")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {sid: pool.submit(_draw_section, sid, inp, cfg, fig_dir) for sid in slowest_first}
+        return {sid: fut.result() for sid, fut in futures.items()}
+
+
 def build_report(cfg: ReportConfig) -> Path:
     """Draw every figure that the inputs allow and write `<out>/index.html`.
 
@@ -357,25 +397,8 @@ def build_report(cfg: ReportConfig) -> Path:
     out = Path(cfg.out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    built = [
-        _section(
-            "fewshot", "Few-shot accuracy vs number of labels", _fewshot_section(inp, cfg, fig_dir)
-        ),
-        _section(
-            "pretraining",
-            "Pretraining: CLIP loss and cross-modal retrieval",
-            _pretrain_section(inp, fig_dir),
-        ),
-        _section("tsne", "Embedding space (t-SNE)", _tsne_section(inp, cfg, fig_dir)),
-        _section(
-            "search",
-            "Similarity search: query chips and their nearest neighbours",
-            _search_section(inp, cfg, fig_dir),
-        ),
-        _section(
-            "data", "Data: AOIs, splits, labels and example chips", _data_section(inp, cfg, fig_dir)
-        ),
-    ]
+    bodies = _draw_sections(inp, cfg, fig_dir)
+    built = [_section(sid, title, bodies[sid]) for sid, title in SECTIONS]
     nav = " ".join(f"<a href='#{sid}'>{sid}</a>" for sid, _ in built)
     rows = "".join(
         f"<tr><td class='l'>{k}</td><td class='l'><code>{html.escape(str(v))}</code></td></tr>"
