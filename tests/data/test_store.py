@@ -283,3 +283,29 @@ def test_store_written_with_zstd_still_opens(tmp_path, factories):
     again = ChipStore.open(tmp_path / "s")
     assert again.arrays("s1grdm")["pixels"].compressors[0].__class__.__name__ == "ZstdCodec"
     np.testing.assert_allclose(again.read_chip(2)["s1grdm"].data, arrays["s1grdm"][2], atol=0.006)
+
+
+def test_append_encoded_equals_append(tmp_path, factories):
+    """Chips encoded elsewhere (the synthetic world's workers) are stored as append stores them."""
+    from eoclip.data.modalities import MAX_NAN_FRACTION, encode_chips
+
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(6, 8, seed=2)
+    mods = ["s2rgbm", "s1grdm", "gunw"]
+    with ChipStore.create(tmp_path / "a", mods, chip_px=8, shard_chips=4) as a:
+        a.append(make_rows(6), arrays, names)
+    with ChipStore.create(tmp_path / "b", mods, chip_px=8, shard_chips=4) as b:
+        encoded = {
+            m: encode_chips(mod, arrays[m], names.get(m), 6, 8, MAX_NAN_FRACTION)
+            for m, mod in b.modalities.items()
+        }
+        with pytest.raises(KeyError, match="gunw"):
+            b.append_encoded(make_rows(6), {m: encoded[m] for m in ("s2rgbm", "s1grdm")})
+        assert len(b) == 0
+        b.append_encoded(make_rows(6), encoded)
+    a, b = ChipStore.open(tmp_path / "a"), ChipStore.open(tmp_path / "b")
+    assert a.index.drop(columns="geometry").equals(b.index.drop(columns="geometry"))
+    for m in mods:
+        np.testing.assert_array_equal(a.arrays(m)["pixels"][:], b.arrays(m)["pixels"][:])
+        np.testing.assert_array_equal(a.valid_mask(m), b.valid_mask(m))
+    assert a.read_chip(4)["gunw"].names == b.read_chip(4)["gunw"].names

@@ -44,7 +44,7 @@ class StoreWriting:
             channel_names: per variable modality, for each chip the names of its C slots.
         """
         self._check_writable()
-        n_new, start = len(index), len(self._index)
+        n_new = len(index)
         channel_names = channel_names or {}
         unknown = set(arrays) - set(self.modalities)
         if unknown:
@@ -64,6 +64,22 @@ class StoreWriting:
             )
             for name, m in self.modalities.items()
         }
+        self.append_encoded(index, encoded)
+
+    def append_encoded(self, index: pd.DataFrame, encoded: Mapping[str, tuple]) -> None:
+        """Add chips already encoded for this store (e.g. in worker processes, which then
+        send the stored dtypes, a quarter of the float32 bytes).
+
+        Args:
+            index: as for ``append``.
+            encoded: per modality of the store, ``encode_chips``'s (stored, valid, names)
+                with this store's chip size and ``max_nan_fraction``.
+        """
+        self._check_writable()
+        n_new, start = len(index), len(self._index)
+        missing = set(self.modalities) - set(encoded)
+        if missing:
+            raise KeyError(f"append_encoded to {self.url}: no encoding of {sorted(missing)}")
         self.reserve(start + n_new)
         for name, (stored, _, _) in encoded.items():
             self.arrays(name)["pixels"][start : start + n_new] = stored

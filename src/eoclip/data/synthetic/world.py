@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eoclip import fsio
+from eoclip.data.modalities import MAX_NAN_FRACTION, encode_chips
 from eoclip.data.store import ChipStore, StoreError
 from eoclip.data.synthetic.fields import (
     AOI_NAMES,
@@ -158,6 +159,26 @@ def generate_chip(
     return chip_labels(frac), arrays, names
 
 
+def _encoded_batch(chips: gpd.GeoDataFrame, config: WorldConfig, modalities: dict, max_nan: float):
+    """Generate a batch and encode it for the store: (index rows, `encode_chips` output per
+    modality). Workers send the stored dtypes: a quarter of the float32 bytes through the
+    pipe, and the main process, which writes, does not quantise."""
+    index, arrays, names = _batch(chips, config)
+    encoded = {
+        name: encode_chips(
+            m,
+            arrays.get(name),
+            names if name == "gunw" else None,
+            len(index),
+            config.chip_px,
+            max_nan,
+            where="synthetic world",
+        )
+        for name, m in modalities.items()
+    }
+    return index, encoded
+
+
 def _batch(chips: gpd.GeoDataFrame, config: WorldConfig):
     """Generate a batch: (index rows with labels, arrays per modality, gunw names)."""
     fields = {aoi: AoiFields.create(config.seed, aoi) for aoi in chips["aoi"].unique()}
@@ -260,28 +281,29 @@ def make_world(
     with tqdm(
         total=len(grid), initial=done, unit="chip", desc="synthetic world", disable=not progress
     ) as bar:
-        for index, arrays, names in _generate(batches, config, workers):
-            store.append(index, arrays, channel_names={"gunw": names})
+        encode = (dict(store.modalities), store.meta.get("max_nan_fraction", MAX_NAN_FRACTION))
+        for index, encoded in _generate(batches, config, workers, encode):
+            store.append_encoded(index, encoded)
             store.flush()  # the index is the commit record: resume starts after this batch
             bar.update(len(index))
     return store
 
 
-def _generate(batches: list[gpd.GeoDataFrame], config: WorldConfig, workers: int):
+def _generate(batches: list[gpd.GeoDataFrame], config: WorldConfig, workers: int, encode):
     """Yield generated batches in order; with workers > 1, generate ahead in processes while
     the caller writes (at most ``workers + 1`` batches in flight, bounding memory)."""
     if workers <= 1 or len(batches) <= 1:
         for chips in batches:
-            yield _batch(chips, config)
+            yield _encoded_batch(chips, config, *encode)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of zarr's I/O threads
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         pending: collections.deque = collections.deque()
         todo = iter(batches)
         for chips in itertools.islice(todo, workers + 1):
-            pending.append(pool.submit(_batch, chips, config))
+            pending.append(pool.submit(_encoded_batch, chips, config, *encode))
         while pending:
             result = pending.popleft().result()
             for chips in itertools.islice(todo, 1):
-                pending.append(pool.submit(_batch, chips, config))
+                pending.append(pool.submit(_encoded_batch, chips, config, *encode))
             yield result
