@@ -43,6 +43,24 @@ def test_blocks_equal_zarrs_reads(tmp_path, factories, monkeypatch, chunk):
     assert store.read_chip(12)["s1grdm"].data.shape == (9, 8, 8)
 
 
+@pytest.mark.parametrize("mode", ["r", "a"])  # "a": zarr reads each shard's span of rows
+def test_take_gives_the_chosen_chips(tmp_path, factories, mode):
+    path = _store(tmp_path, factories, mode)
+    with ChipStore.open(path, mode=mode) as store:
+        rng = np.random.default_rng(1)
+        for mod in MODS:
+            pixels = store.arrays(mod)["pixels"]
+            whole = np.asarray(pixels.array[:])
+            for rows in ([], [0], [22], [1, 2, 9, 15, 16, 22], np.sort(rng.choice(23, 11, False))):
+                got = pixels.take(np.asarray(rows, dtype=np.int64))
+                assert got.shape == (len(rows), *whole.shape[1:]) and got.dtype == whole.dtype
+                np.testing.assert_array_equal(got, whole[np.asarray(rows, dtype=np.int64)])
+            with pytest.raises(ValueError, match="sorted"):
+                pixels.take(np.array([3, 1]))
+            with pytest.raises(IndexError):
+                pixels.take(np.array([5, 23]))
+
+
 def test_writable_stores_and_other_arrays_read_through_zarr(tmp_path, factories):
     path = _store(tmp_path, factories, "s")
     with ChipStore.open(path, mode="a") as store:  # shards may change under a writer
@@ -82,6 +100,10 @@ def test_a_flipped_byte_fails_the_block_read_naming_the_chip(tmp_path, factories
     pixels = ChipStore.open(path).arrays("s1grdm")["pixels"]
     with pytest.raises(StoreError, match=r"fail to decode.*chip0011"):
         pixels[0:23]
+    with pytest.raises(StoreError, match=r"fail to decode.*chip0011"):
+        pixels.take(np.array([2, 11, 20]))
+    want = np.stack([pixels.array[10], pixels.array[12]])  # chip 11 is not decoded
+    np.testing.assert_array_equal(pixels.take(np.array([10, 12])), want)
     np.testing.assert_array_equal(pixels[0:8], np.asarray(pixels.array[0:8]))  # others read
 
 

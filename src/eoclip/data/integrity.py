@@ -241,6 +241,31 @@ class CheckedArray:
                 raise  # a fault of the reader itself, not of the bytes
             raise self._read_failed(rows, c_lo, c_hi, err) from err
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The chips at the sorted, distinct positions ``rows`` (every channel): what
+        ``array[lo:hi][rows - lo]`` gives, decoding only their chunks in a read-only store
+        (zarr reads each shard's span of them otherwise)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and (np.diff(rows) <= 0).any():
+            raise ValueError("take() needs sorted, distinct chip positions")
+        if len(rows) and not 0 <= rows[0] <= rows[-1] < self.array.shape[0]:
+            raise IndexError(f"chip positions outside 0..{self.array.shape[0] - 1}")
+        if self._fast is None:
+            s0 = self.layout.outer[0]
+            parts = []
+            for b in np.unique(rows // s0).tolist():
+                mine = rows[rows // s0 == b]
+                parts.append(np.asarray(self[int(mine[0]) : int(mine[-1]) + 1])[mine - mine[0]])
+            if parts:
+                return np.concatenate(parts)
+            return np.zeros((0, *self.array.shape[1:]), self.array.dtype)
+        c_hi = self.array.shape[1] if self.array.ndim > 1 else 1
+        self.check(rows, 0, c_hi)
+        try:
+            return self._fast.take(rows)
+        except ValueError as err:  # damaged bytes
+            raise self._read_failed(rows, 0, c_hi, err) from err
+
     def presence(self, key: tuple[int, int]) -> np.ndarray | None:
         """``ArrayLayout.presence``, from the cached shard index when the store is read-only."""
         if self._cache is None or self.layout.sharding is None:

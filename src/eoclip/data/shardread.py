@@ -86,28 +86,35 @@ class ShardReader:
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Chips lo:hi, every channel: what `array[lo:hi]` returns."""
-        out = np.empty((hi - lo, *self.shape[1:]), dtype=self.dtype)
-        if hi <= lo:
-            return out
+        return self.take(np.arange(lo, max(lo, hi), dtype=np.int64))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Chips at the sorted, distinct positions `rows`, every channel; only their chunks
+        are decoded (a split of a store: its chips, not the whole shards)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         s0, s1 = self.outer[0], self.outer[1]
-        for b in range(lo // s0, (hi - 1) // s0 + 1):
-            r0, r1 = max(lo, b * s0), min(hi, (b + 1) * s0)
+        blocks = rows // s0
+        for b in np.unique(blocks).tolist():
+            lo, hi = np.searchsorted(blocks, b), np.searchsorted(blocks, b, side="right")
             for j in range(-(-self.shape[1] // s1)):
                 c0, c1 = j * s1, min((j + 1) * s1, self.shape[1])
-                self._shard(b, j, r0, r1, c0, c1, out[r0 - lo : r1 - lo, c0:c1])
+                self._shard(b, j, rows[lo:hi], c0, c1, out[lo:hi, c0:c1])
         return out
 
-    def _shard(self, b: int, j: int, r0: int, r1: int, c0: int, c1: int, out: np.ndarray) -> None:
-        """Fill `out` (rows r0:r1, channels c0:c1 of the array) from shard (b, j)."""
+    def _shard(self, b: int, j: int, rows: np.ndarray, c0: int, c1: int, out: np.ndarray) -> None:
+        """Fill `out` (the sorted array rows `rows`, channels c0:c1) from shard (b, j)."""
         index = self.shard_index((b, j))
-        k0, k1 = self.inner[0], self.inner[1]
-        per = (self.outer[0] // k0, self.outer[1] // k1)
-        first, last = (r0 - b * self.outer[0]) // k0, (r1 - 1 - b * self.outer[0]) // k0
-        n_chan = -(-(c1 - c0) // k1)
         if index is None:
             out[...] = self.fill
             return
-        grid = index.reshape(per[0], per[1], 2)[first : last + 1, :n_chan]
+        k0, k1 = self.inner[0], self.inner[1]
+        per = (self.outer[0] // k0, self.outer[1] // k1)
+        local = rows - b * self.outer[0]
+        chunk_of = local // k0  # sorted, as rows are
+        chunks = np.unique(chunk_of)
+        n_chan = -(-(c1 - c0) // k1)
+        grid = index.reshape(per[0], per[1], 2)[chunks, :n_chan]
         present = grid[..., 0] != _EMPTY
         if not present.all():
             out[...] = self.fill
@@ -123,15 +130,12 @@ class ShardReader:
         for ci, cj in zip(*np.nonzero(present), strict=True):
             off, size = int(grid[ci, cj, 0]) - start, int(grid[ci, cj, 1])
             chunk = np.frombuffer(self._decode(data[off : off + size]), dtype=little)
-            chunk = chunk.reshape(self.inner)
-            # the chunk's rows and channels inside `out` (edge chunks are stored padded)
-            a = b * self.outer[0] + (first + ci) * k0  # first array row of the chunk
-            rows = slice(max(a, r0) - a, min(a + k0, r1) - a)
-            ch = c0 + cj * k1
-            chans = slice(0, min(k1, c1 - ch))
-            out[max(a, r0) - r0 : min(a + k0, r1) - r0, ch - c0 : ch - c0 + chans.stop] = chunk[
-                rows, chans
-            ]
+            chunk = chunk.reshape(self.inner)  # edge chunks are stored padded
+            c = int(chunks[ci])
+            lo, hi = np.searchsorted(chunk_of, c), np.searchsorted(chunk_of, c, side="right")
+            ch = cj * k1  # first channel of the chunk within c0:c1
+            n = min(k1, c1 - c0 - ch)
+            out[lo:hi, ch : ch + n] = chunk[local[lo:hi] - c * k0, :n]
 
     def _decode(self, raw: bytes) -> bytes:
         if self.checksum:
