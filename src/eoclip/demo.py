@@ -52,7 +52,7 @@ class DemoError(EoclipError, RuntimeError):
 
 @dataclass
 class DemoConfig:
-    """Settings of `run_demo`; the defaults run in under 10 minutes on 2 CPU cores."""
+    """Settings of `run_demo`; the defaults run in about 5 minutes on 2 CPU cores."""
 
     out: str = "demo_out"  # output folder (see the module docstring for its layout)
     n_chips_per_aoi: int = 1000  # synthetic world: chips per AOI (5 AOIs)
