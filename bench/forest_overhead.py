@@ -17,7 +17,7 @@ import time
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from eoclip.fewshot.forest import _lean, lean_forest_ok
+from eoclip.fewshot.forest import forest_predict, lean_forest_ok
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
             want = RandomForestClassifier(**params, random_state=seed, n_jobs=1)
             want = want.fit(X[:size], y[:size]).predict(X_eval)
             t1 = time.process_time()
-            got = _lean(X[:size], y[:size], X_eval, seed=seed, **params)
+            got = forest_predict(X[:size], y[:size], X_eval, params, seed)
             t2 = time.process_time()
             ref.append(t1 - t0)
             lean.append(t2 - t1)

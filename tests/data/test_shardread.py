@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from eoclip.data.shardread import ShardReader, row_block
+from eoclip.data.shardread import ShardReader, whole_chips
 from eoclip.data.store import ChipStore, StoreError
 
 MODS = ["s2rgbm", "s1grdm", "gunw"]
@@ -110,23 +110,22 @@ def test_a_flipped_byte_fails_the_block_read_naming_the_chip(tmp_path, factories
 def test_a_reader_fault_is_not_reported_as_damage(tmp_path, factories, monkeypatch):
     pixels = ChipStore.open(_store(tmp_path, factories, "b")).arrays("gunw")["pixels"]
 
-    def broken(lo, hi):
+    def broken(rows):
         raise TypeError("a bug in the reader")
 
-    monkeypatch.setattr(pixels._fast, "read", broken)
+    monkeypatch.setattr(pixels._fast, "take", broken)
     with pytest.raises(TypeError, match="a bug"):
         pixels[0:4]
 
 
-def test_row_block():
-    shape = (10, 3, 4, 4)
-    assert row_block(slice(2, 5), shape) == (2, 5)
-    assert row_block((slice(None), slice(None)), shape) == (0, 10)
-    assert row_block(Ellipsis, shape) == (0, 10)
-    assert row_block((slice(3, None), Ellipsis), shape) == (3, 10)
-    assert row_block(slice(8, 4), shape) == (8, 8)
-    assert row_block(slice(0, 10, 2), shape) is None
-    assert row_block(3, shape) is None
-    assert row_block((slice(0, 4), 1), shape) is None
-    assert row_block((slice(0, 4), slice(0, 2)), shape) is None
-    assert row_block(np.array([1, 2]), shape) is None
+def test_whole_chips():
+    assert whole_chips(slice(2, 5))
+    assert whole_chips((slice(None), slice(None)))
+    assert whole_chips(Ellipsis)
+    assert whole_chips((slice(3, None), Ellipsis))
+    assert whole_chips(slice(8, 4))  # empty
+    assert not whole_chips(slice(0, 10, 2))
+    assert not whole_chips(3)
+    assert not whole_chips((slice(0, 4), 1))
+    assert not whole_chips((slice(0, 4), slice(0, 2)))
+    assert not whole_chips(np.array([1, 2]))

@@ -172,6 +172,18 @@ def test_slot_name_matches_the_stored_names_for_valid_slots(tiny_store):
         store.slot_name("s2rgbm", 1, 4)  # the clouded channel
 
 
+def test_slot_names_of_chips_appended_after_a_lookup(tiny_store, factories):
+    """The cached channel lists follow the index: a chip committed later has its names."""
+    make_rows, make_arrays = factories
+    arrays, names = make_arrays(3, 8, seed=5)
+    with ChipStore.open(tiny_store[0], mode="a") as store:
+        assert store.slot_name("gunw", 0, 0) == names["gunw"][0][0]  # fills the cache
+        store.append(make_rows(3, 10), arrays, names)
+        for i in range(3):
+            assert store.slot_name("gunw", 10 + i, i) == names["gunw"][i][i]
+        assert store.channel_counts("gunw")[10:].tolist() == [1, 2, 3]
+
+
 def test_fingerprint_follows_the_content_version(tiny_store):
     import geopandas as gpd
     import shapely

@@ -78,13 +78,7 @@ class ChipDataset(Dataset):
             keep &= idx["aoi"].isin(aois).to_numpy()
         self.positions = np.flatnonzero(keep)
         self._valid = {m: self.store.valid_mask(m) for m in self.modalities}
-        # index columns as arrays: pandas' per-row lookups cost more than the chip's pixels
-        self._chip_ids = idx["chip_id"].to_numpy()
-        self._slot_names = {
-            m: idx[f"{m}_channels"].to_numpy()
-            for m in self.modalities
-            if self.store.modalities[m].variable
-        }
+        self._chip_ids = idx["chip_id"].to_numpy()  # a pandas lookup per sample costs more
         if cache is None:
             cache = self.cache_bytes() <= CACHE_BYTES
         self._pixels = self._load_pixels() if cache else None
@@ -134,16 +128,10 @@ class ChipDataset(Dataset):
                     x = self.store.read_channel(pos, name, slot)[None]
                 else:
                     x = m.decode(self._pixels[name][i, slot], valid[slot])[None]
-                names, ok = [self._slot_name(name, m, pos, slot, valid)], np.ones(1, dtype=bool)
+                names, ok = [self.store.slot_name(name, pos, slot)], np.ones(1, dtype=bool)
             sample[name] = torch.from_numpy(m.normalize(x, names))
             sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))
         return sample if self.transform is None else self.transform(sample, rng)
-
-    def _slot_name(self, name: str, m, pos: int, slot: int, valid: np.ndarray) -> str:
-        """`ChipStore.slot_name` from the arrays held here (a valid slot)."""
-        if not m.variable:
-            return m.channels[slot]
-        return str(self._slot_names[name][pos][int(valid[:slot].sum())])
 
     def _choose_slot(self, name: str, pos: int, valid: np.ndarray, rng: np.random.Generator):
         ch = self.channels

@@ -32,7 +32,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ShardingCodec
 
 from eoclip import fsio
-from eoclip.data.shardread import ShardReader, row_block
+from eoclip.data.shardread import EMPTY, ShardReader, whole_chips
 from eoclip.errors import StoreError
 
 __all__ = [
@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 CHUNK_CHECKSUM = Crc32cCodec()  # appended to every new array's compressors
 WRITE_EMPTY_CHUNKS = {"write_empty_chunks": True}  # every chunk written: absent = damage
-_EMPTY = 2**64 - 1  # zarr's shard index marks an absent chunk with (2^64-1, 2^64-1)
 FIX = (
     "restore the file from a copy of the store, or ingest these chips into a new store; "
     "ChipStore.verify() lists every damaged chip"
@@ -158,7 +157,7 @@ class ArrayLayout:
         if crc and np.uint32(google_crc32c.value(raw[:-4])).tobytes() != raw[-4:]:
             raise ShardDamage("has a chunk index that fails its crc32c: truncated or overwritten")
         index = np.frombuffer(raw[: 16 * n], "<u8").reshape(n, 2)
-        present = index[:, 0] != _EMPTY
+        present = index[:, 0] != EMPTY
         data_end = total - size if at_end else total
         if (index[present, 0] + index[present, 1] > data_end).any():
             raise ShardDamage("has chunk byte ranges beyond its end: truncated")
@@ -175,7 +174,7 @@ def present_chunks(index: np.ndarray | None, per_shard: tuple[int, ...]) -> np.n
     if index is None:
         return None
     shape = per_shard[:2] if len(per_shard) > 1 else (per_shard[0], 1)
-    return (index[:, 0] != _EMPTY).reshape(per_shard).reshape(shape)
+    return (index[:, 0] != EMPTY).reshape(per_shard).reshape(shape)
 
 
 class CheckedArray:
@@ -229,16 +228,21 @@ class CheckedArray:
     def __getitem__(self, sel):
         rows, c_lo, c_hi = _rows_and_channels(sel, self.array.shape)
         self.check(rows, c_lo, c_hi)
-        block = row_block(sel, self.array.shape) if self._fast is not None else None
+        if self._fast is not None and whole_chips(sel):
+            return self._fast_take(rows, c_lo, c_hi)  # whole chips of a read-only store
         try:
-            if block is not None:  # whole chips of a read-only store: decoded shard by shard
-                return self._fast.read(*block)  # damaged bytes: ValueError
             return self.array[sel]
         except IndexError:
             raise
         except Exception as err:  # zarr: checksum ValueError, blosc/zstd RuntimeError, ...
-            if block is not None and not isinstance(err, ValueError):
-                raise  # a fault of the reader itself, not of the bytes
+            raise self._read_failed(rows, c_lo, c_hi, err) from err
+
+    def _fast_take(self, rows: np.ndarray, c_lo: int, c_hi: int) -> np.ndarray:
+        """``ShardReader.take`` of checked rows; damaged bytes (its ValueError) become the
+        StoreError of a failing zarr read, a fault of the reader itself propagates."""
+        try:
+            return self._fast.take(rows)
+        except ValueError as err:
             raise self._read_failed(rows, c_lo, c_hi, err) from err
 
     def take(self, rows: np.ndarray) -> np.ndarray:
@@ -261,10 +265,7 @@ class CheckedArray:
             return np.zeros((0, *self.array.shape[1:]), self.array.dtype)
         c_hi = self.array.shape[1] if self.array.ndim > 1 else 1
         self.check(rows, 0, c_hi)
-        try:
-            return self._fast.take(rows)
-        except ValueError as err:  # damaged bytes
-            raise self._read_failed(rows, 0, c_hi, err) from err
+        return self._fast_take(rows, 0, c_hi)
 
     def presence(self, key: tuple[int, int]) -> np.ndarray | None:
         """``ArrayLayout.presence``, from the cached shard index when the store is read-only."""

@@ -27,27 +27,25 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 
 from eoclip import fsio
 
-__all__ = ["ShardReader", "row_block"]
+__all__ = ["EMPTY", "ShardReader", "whole_chips"]
 
-_EMPTY = 2**64 - 1  # an absent chunk in a shard index
+EMPTY = 2**64 - 1  # zarr's shard index marks an absent chunk with (2^64-1, 2^64-1)
 
 
-def row_block(sel, shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """(lo, hi) when `sel` selects whole chips `lo:hi` (step 1, every other axis whole)."""
+def whole_chips(sel) -> bool:
+    """Whether the selection `sel` takes whole chips: a step-1 slice of chips (or everything),
+    every other axis whole."""
     sel = sel if isinstance(sel, tuple) else (sel,)
     if not sel or (len(sel) == 1 and sel[0] is Ellipsis):
-        return 0, shape[0]
+        return True
     first, rest = sel[0], sel[1:]
     if not isinstance(first, slice) or first.step not in (None, 1):
-        return None
-    if not all(s is Ellipsis or (isinstance(s, slice) and s == slice(None)) for s in rest):
-        return None
-    lo, hi, _ = first.indices(shape[0])
-    return lo, max(lo, hi)
+        return False
+    return all(s is Ellipsis or (isinstance(s, slice) and s == slice(None)) for s in rest)
 
 
 class ShardReader:
-    """Reads `array[lo:hi]` of one sharded array (see the module docstring).
+    """Reads chosen chips (every channel) of one sharded array (see the module docstring).
 
     Args:
         layout: the array's `eoclip.data.integrity.ArrayLayout`.
@@ -84,10 +82,6 @@ class ShardReader:
             return None
         return cls(layout, shard_index)
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """Chips lo:hi, every channel: what `array[lo:hi]` returns."""
-        return self.take(np.arange(lo, max(lo, hi), dtype=np.int64))
-
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Chips at the sorted, distinct positions `rows`, every channel; only their chunks
         are decoded (a split of a store: its chips, not the whole shards)."""
@@ -115,7 +109,7 @@ class ShardReader:
         chunks = np.unique(chunk_of)
         n_chan = -(-(c1 - c0) // k1)
         grid = index.reshape(per[0], per[1], 2)[chunks, :n_chan]
-        present = grid[..., 0] != _EMPTY
+        present = grid[..., 0] != EMPTY
         if not present.all():
             out[...] = self.fill
         if not present.any():

@@ -95,6 +95,7 @@ class ChipStore(StoreWriting):
         self._positions: dict[str, int] | None = None
         self._valid: dict[str, np.ndarray] = {}
         self._counts: dict[str, np.ndarray] = {}
+        self._lists: dict[str, np.ndarray] = {}  # per modality the index's channel lists
         self._group = None
         self._group_pid: int | None = None
         self._handles: dict[str, dict[str, zarr.Array]] = {}
@@ -224,9 +225,16 @@ class ChipStore(StoreWriting):
         """int (N,) (or for ``rows``): valid channels per chip according to the index (cached:
         the integrity checks ask on every read)."""
         if modality not in self._counts:
-            col = self._index[f"{modality}_channels"]
-            self._counts[modality] = np.fromiter(map(len, col), np.int64, len(col))
+            lists = self._channel_lists(modality)
+            self._counts[modality] = np.fromiter(map(len, lists), np.int64, len(lists))
         return self._counts[modality] if rows is None else self._counts[modality][rows]
+
+    def _channel_lists(self, modality: str) -> np.ndarray:
+        """object (N,): each chip's valid channel names from the index (cached: a pandas
+        lookup per chip cost more than a training sample's pixels)."""
+        if modality not in self._lists:
+            self._lists[modality] = self._index[f"{modality}_channels"].to_numpy()
+        return self._lists[modality]
 
     def verify(self, deep: bool = True, progress: bool = False):
         """Scan the whole store for missing or corrupt arrays, files and chunks.
@@ -337,8 +345,7 @@ class ChipStore(StoreWriting):
             raise ValueError(f"{modality} slot {slot} of chip {pos} holds no data")
         if not m.variable:
             return m.channels[slot]
-        names = self._index[f"{modality}_channels"].iat[pos]
-        return str(names[int(valid[:slot].sum())])
+        return str(self._channel_lists(modality)[pos][int(valid[:slot].sum())])
 
     def read_chip(
         self, chip: str | int, modalities: Sequence[str] | None = None

@@ -154,7 +154,7 @@ class StoreWriting:
             ]
             if name in self._valid:
                 self._valid[name] = np.concatenate([self._valid[name], ok])
-        self._counts = {}  # recounted from the index on the next read
+        self._counts, self._lists = {}, {}  # taken from the index again on the next read
         self._index = pd.concat([self._index, new], ignore_index=True)
         self._index = gpd.GeoDataFrame(self._index, geometry="geometry", crs="EPSG:4326")
         if self._positions is not None:  # extended, not rebuilt: ingest commits every shard

@@ -117,8 +117,9 @@ def evaluate(
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Share of correct predictions (scikit-learn's `accuracy_score`, without its validation:
-    a quarter of a small fit's time)."""
+    """Share of correct predictions: scikit-learn's `accuracy_score` without its input
+    validation, which with `balanced_accuracy_score` cost ~7 ms per fit (cProfile of the
+    demo's 1,680 pretrained fits: 12.0 s), about a 10-label forest fit."""
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 

@@ -7,8 +7,8 @@ tree builder. This module drives the same Cython pieces (`Tree`, `BestSplitter`,
 `DepthFirstTreeBuilder`) directly, with the seeds, bootstrap draws and missing-value mask that
 `RandomForestClassifier.fit` / `RandomForestRegressor.fit` would use, and averages the trees'
 predictions in the same order. The result is the same forest, bit for bit: same trees, same
-probabilities, same predictions; measured 2-4x faster on demo-sized fits
-(README, Measurements).
+probabilities, same predictions. `python bench/forest_overhead.py` (192-d features, 50 trees
+of depth 7, 189 rows scored): 14.8x faster on 10 train chips, 5.4x on 100, 1.9x on 500.
 
 Those pieces are private to scikit-learn. Before the first lean fit in a process,
 `lean_forest_ok()` fits a small forest both ways (with NaN features, classifier and regressor)

@@ -87,9 +87,7 @@ def fit_predict(
     # (The executors hand workers writable copy-on-write maps, so this is a fallback.)
     if not X_train.flags.writeable:
         X_train = np.array(X_train)
-    if head == "rf" and lean_supported(
-        params
-    ):  # scikit-learn's forest, same predictions, less overhead per tree
+    if head == "rf" and lean_supported(params):  # scikit-learn's forest, less Python per tree
         return forest_predict(X_train, y_train, X_eval, params, seed).astype(np.int64), False
     model = make_head(head, params, seed, len(y_train))
     model.fit(X_train, y_train)

@@ -202,7 +202,7 @@ def _read_metrics(run: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _pretrain_section(inp: ReportInputs, fig_dir: Path) -> str:
+def _pretrain_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     if not inp.pretrain_run or not (Path(inp.pretrain_run) / "metrics.jsonl").is_file():
         return _note("No pretraining metrics found (metrics.jsonl of `eoclip pretrain`).")
     records = _read_metrics(inp.pretrain_run)
@@ -349,38 +349,26 @@ def _data_section(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
     )
 
 
-SECTIONS = (  # (id, title) in page order
-    ("fewshot", "Few-shot accuracy vs number of labels"),
-    ("pretraining", "Pretraining: CLIP loss and cross-modal retrieval"),
-    ("tsne", "Embedding space (t-SNE)"),
-    ("search", "Similarity search: query chips and their nearest neighbours"),
-    ("data", "Data: AOIs, splits, labels and example chips"),
+SECTIONS = (  # (id, title, drawing function) in page order
+    ("fewshot", "Few-shot accuracy vs number of labels", _fewshot_section),
+    ("pretraining", "Pretraining: CLIP loss and cross-modal retrieval", _pretrain_section),
+    ("tsne", "Embedding space (t-SNE)", _tsne_section),
+    ("search", "Similarity search: query chips and their nearest neighbours", _search_section),
+    ("data", "Data: AOIs, splits, labels and example chips", _data_section),
 )
-
-
-def _draw_section(sid: str, inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> str:
-    """Draw one section's figures; returns its HTML body."""
-    if sid == "pretraining":
-        return _pretrain_section(inp, fig_dir)
-    draw = {
-        "fewshot": _fewshot_section,
-        "tsne": _tsne_section,
-        "search": _search_section,
-        "data": _data_section,
-    }[sid]
-    return draw(inp, cfg, fig_dir)
+SLOWEST_FIRST = ("fewshot", "search", "data", "tsne", "pretraining")  # the demo's order
 
 
 def _draw_sections(inp: ReportInputs, cfg: ReportConfig, fig_dir: Path) -> dict[str, str]:
     """Every section's HTML body, drawn in `cfg.workers` processes (spawned: the caller may
     hold threads, e.g. torch's). The slowest sections start first."""
+    draw = {sid: fn for sid, _, fn in SECTIONS}
     workers = min(max(1, int(cfg.workers)), len(SECTIONS))
     if workers == 1:
-        return {sid: _draw_section(sid, inp, cfg, fig_dir) for sid, _ in SECTIONS}
-    slowest_first = ("fewshot", "search", "data", "tsne", "pretraining")
+        return {sid: fn(inp, cfg, fig_dir) for sid, fn in draw.items()}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {sid: pool.submit(_draw_section, sid, inp, cfg, fig_dir) for sid in slowest_first}
+        futures = {sid: pool.submit(draw[sid], inp, cfg, fig_dir) for sid in SLOWEST_FIRST}
         return {sid: fut.result() for sid, fut in futures.items()}
 
 
@@ -398,7 +386,7 @@ def build_report(cfg: ReportConfig) -> Path:
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     bodies = _draw_sections(inp, cfg, fig_dir)
-    built = [_section(sid, title, bodies[sid]) for sid, title in SECTIONS]
+    built = [_section(sid, title, bodies[sid]) for sid, title, _ in SECTIONS]
     nav = " ".join(f"<a href='#{sid}'>{sid}</a>" for sid, _ in built)
     rows = "".join(
         f"<tr><td class='l'>{k}</td><td class='l'><code>{html.escape(str(v))}</code></td></tr>"
