@@ -69,3 +69,22 @@ def test_timing_table_and_config():
     quick = DemoConfig.quick()
     assert quick.n_chips_per_aoi < DemoConfig().n_chips_per_aoi
     assert "out" not in quick.to_dict() and json.dumps(quick.to_dict())
+
+
+def test_pretrain_config_option_reaches_the_pretrain_stage(tmp_path, monkeypatch):
+    import eoclip.demo
+
+    seen = {}
+
+    def fake_run_demo(cfg, **kwargs):
+        seen["cfg"] = cfg
+        report = StageResult("report", "ran", 1.0, {"report": "r"})
+        return [StageResult("pretrain", "ran", 1.0, {}), report]
+
+    monkeypatch.setattr(eoclip.demo, "run_demo", fake_run_demo)
+    args = ["demo", "--quick", "--out", str(tmp_path / "d"), "--pretrain-config", "long"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert seen["cfg"].pretrain_config == "long"
+    assert seen["cfg"].to_dict()["pretrain_config"] == "long"  # another folder than `demo`'s
+    assert DemoConfig.quick().to_dict()["pretrain_config"] == "demo"

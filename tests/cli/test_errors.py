@@ -394,6 +394,11 @@ CASES = [
         ["unknown stage 'bogus'"],
     ),
     (["demo", "--quick", "--out", "{file}/d"], 1, ["Not a directory"]),
+    (
+        ["demo", "--quick", "--out", "{tmp}/d", "--pretrain-config", "bogus"],
+        1,
+        ["unknown pretrain config 'bogus'"],
+    ),
     # the root
     (["nosuchverb"], 2, ["No such command"]),
     (["-v", "-q", "describe", "{world}"], 2, ["at most one of --verbose and --quiet"]),

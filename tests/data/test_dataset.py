@@ -122,3 +122,38 @@ def test_cached_split_yields_the_same_samples(tiny_store, channels):
                 torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True)
             else:
                 assert a[key] == b[key]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_reconstruction_targets_are_cell_means_of_every_channel(tiny_store, cache):
+    path, arrays, names = tiny_store
+    ds = ChipDataset(path, split=None, seed=0, cache=cache, targets=2)
+    store = ChipStore.open(path)
+    s2 = store.modalities["s2rgbm"]
+    chip = store.read_chip(1, ["s2rgbm", "gunw"])
+    t = ds[1]["s2rgbm_target"]
+    assert t.shape == (9, 2, 2) and t.dtype == torch.float32
+    norm = s2.normalize(chip["s2rgbm"].data, chip["s2rgbm"].names)
+    expect = norm.reshape(9, 2, 4, 2, 4).mean(axis=(2, 4))
+    assert torch.isnan(t[4]).all()  # the clouded channel is unknown, not zero
+    ok = [c for c in range(9) if c != 4]
+    np.testing.assert_allclose(t[ok].numpy(), expect[ok], rtol=1e-5, atol=1e-6)
+    # A variable modality (date pairs): one map, the mean of the chip's valid pairs.
+    g = ds[1]["gunw_target"]
+    gunw = store.modalities["gunw"]
+    valid = chip["gunw"].valid
+    x = gunw.normalize(chip["gunw"].data, chip["gunw"].names)[valid].mean(axis=0)
+    assert g.shape == (1, 2, 2) and valid.sum() == 2
+    np.testing.assert_allclose(g[0].numpy(), x.reshape(2, 4, 2, 4).mean(axis=(1, 3)), rtol=1e-5)
+    # Absent modality: no target; collate fills NaN (nothing to learn) for that row.
+    batch = collate_samples([ds[i] for i in range(4)])
+    assert "s2rgbm_target" not in ds[2]
+    assert batch["s2rgbm_target"].shape == (4, 9, 2, 2)
+    assert torch.isnan(batch["s2rgbm_target"][2]).all()
+    assert torch.isfinite(batch["s2rgbm_target"][3]).all()
+    assert "s2rgbm_target" not in collate_samples([ChipDataset(path, split=None)[0]])
+
+
+def test_reconstruction_grid_must_divide_the_chip(tiny_store):
+    with pytest.raises(ValueError, match="3 cells per side does not divide the 8 px"):
+        ChipDataset(tiny_store[0], split=None, targets=3)

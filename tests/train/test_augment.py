@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from eoclip.data.dataset import ChipDataset
+from eoclip.errors import ConfigError
 from eoclip.train.augment import ChipAugment
 
 
@@ -79,3 +80,18 @@ def test_dataset_transform_rotates_all_modalities_alike_and_keeps_the_channels(t
         common = set.intersection(*(set(v) for v in ks.values()))
         assert common, f"chip {i}: modalities were rotated differently {ks}"
     assert torch.equal(aug[2]["s2rgbm"], aug[2]["s2rgbm"])  # the same (seed, epoch, chip) view
+
+
+def test_reconstruction_targets_turn_with_the_chip_and_refuse_crops():
+    s = _sample()
+    s["a_target"] = s["a"][:, ::8, ::8].clone()  # a 2 x 2 grid of the same image
+    s["b_target"] = s["b"][:, ::8, ::8].clone()
+    aug = ChipAugment(flip=True, rot90=True)
+    for i in range(16):
+        out = aug(s, np.random.default_rng(i))
+        # the transformed target is the same symmetry as the transformed image
+        k = [j for j, t in enumerate(_symmetries(s["b"])) if torch.equal(t, out["b"])][0]
+        assert torch.equal(out["b_target"], _symmetries(s["b_target"])[k])
+        assert torch.equal(out["a_target"], _symmetries(s["a_target"])[k])
+    with pytest.raises(ConfigError, match="crop_scale cannot be combined"):
+        ChipAugment(crop_scale=0.5)(s, np.random.default_rng(0))

@@ -161,3 +161,36 @@ def test_optimizer_is_fused_only_on_cuda(tiny_store, tmp_path):
     config = tiny_config(tiny_store, tmp_path)
     model = create_model("demo", img_size=16, **config.model_overrides)
     assert not make_optimizer(model, config).defaults["fused"]
+
+
+def test_reconstruction_term_trains_resumes_and_leaves_export_alone(tiny_store, tmp_path):
+    from eoclip.data.dataset import ChipDataset, collate_samples
+
+    cfg = dict(epochs=3, recon_weight=1.0, lr=5e-3)
+    result = pretrain(tiny_config(tiny_store, tmp_path / "a", **cfg))
+    train = [
+        r
+        for r in MetricsLog(tmp_path / "a" / "run" / "metrics.jsonl").read()
+        if r["kind"] == "train"
+    ]
+    assert all(r["loss"] == pytest.approx(r["clip"] + r["recon"], rel=1e-4) for r in train)
+    assert train[-1]["recon"] < 0.7 * train[0]["recon"]  # the heads learn the cell means
+    model, _ = load_checkpoint(result.last)
+    assert model.config.recon_channels == {"s2rgbm": 9, "s1grdm": 9, "gunw": 1}
+    assert set(model.recon) == {"s2rgbm", "s1grdm", "gunw"}
+    # The validation loss is the CLIP loss alone (validation samples carry no targets).
+    assert result.history[-1]["val_loss"] < result.history[-1]["val_chance_loss"] + 1
+    batch = collate_samples([ChipDataset(tiny_store, "val", seed=0)[i] for i in range(4)])
+    assert "recon" not in model.eval()(batch)
+    # Stopped after 4 steps and resumed: the same weights as the uninterrupted run.
+    pretrain(tiny_config(tiny_store, tmp_path / "b", max_steps=4, **cfg))
+    resumed = pretrain(tiny_config(tiny_store, tmp_path / "b", **cfg), resume=True)
+    a, b = _weights(result.last), _weights(resumed.last)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reconstruction_settings_are_checked(tiny_store, tmp_path):
+    with pytest.raises(ValueError, match="recon_weight must be >= 0"):
+        pretrain(tiny_config(tiny_store, tmp_path, recon_weight=-1.0))
+    with pytest.raises(ValueError, match="crop_scale cannot be combined with recon_weight"):
+        pretrain(tiny_config(tiny_store, tmp_path, recon_weight=1.0, augment={"crop_scale": 0.5}))

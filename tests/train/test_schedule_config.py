@@ -78,3 +78,13 @@ def test_config_errors_name_the_problem(tmp_path):
         PretrainConfig(store="/x", batch_size=0).validate()
     with pytest.raises(ValueError, match="device"):
         PretrainConfig(store="/x", device="tpu").validate()
+
+
+def test_long_preset_is_the_demo_recipe_at_8_px_patches():
+    assert {"demo", "long"} <= set(list_pretrain_configs())
+    demo = load_pretrain_config("demo", {"store": "/x"}).to_dict()
+    long = load_pretrain_config("long", {"store": "/x"}).to_dict()
+    assert long.pop("model_overrides") == {"patch_size": 8}
+    assert demo.pop("model_overrides") == {"patch_size": 16}
+    assert long.pop("name") == "long" and demo.pop("name") == "demo"
+    assert long == demo

@@ -37,6 +37,11 @@ class ChipDataset(Dataset):
             ``None`` (default) does so when they take at most ``CACHE_BYTES``, as for the
             synthetic demo world, where per-chunk read costs would otherwise dominate
             training on a CPU. Worker processes share the cache (fork).
+        targets: None, or g: each sample also holds ``<mod>_target`` (C, g, g), every channel's
+            normalised mean over a g x g grid of cells (NaN for an invalid channel; one map, the
+            mean of the valid channels, for a modality whose channels are not fixed): the
+            cross-channel reconstruction targets of pretraining (`eoclip.model.recon`), with g
+            the tower's patch grid. The chip side must be a multiple of g.
         transform: ``f(sample, rng) -> sample`` applied last (e.g. the same random view of
             every modality, `eoclip.train.augment.ChipAugment`); `rng` is the sample's own
             generator, seeded by (seed, epoch, chip), after the channel choice.
@@ -52,6 +57,7 @@ class ChipDataset(Dataset):
         aoi: str | Sequence[str] | None = None,
         cache: bool | None = None,
         transform: Callable[[dict, np.random.Generator], dict] | None = None,
+        targets: int | None = None,
     ):
         self.store = store if isinstance(store, ChipStore) else ChipStore.open(store)
         self.modalities = list(modalities or self.store.modalities)
@@ -62,6 +68,12 @@ class ChipDataset(Dataset):
                 )
         self.channels = channels
         self.transform = transform
+        if targets is not None and (targets < 1 or self.store.chip_px % targets):
+            raise ValueError(
+                f"targets: a grid of {targets} cells per side does not divide the "
+                f"{self.store.chip_px} px chips"
+            )
+        self.targets = targets
         self.seed = int(seed)
         self.epoch = 0
         idx = self.store.index
@@ -131,7 +143,31 @@ class ChipDataset(Dataset):
                 names, ok = [self.store.slot_name(name, pos, slot)], np.ones(1, dtype=bool)
             sample[name] = torch.from_numpy(m.normalize(x, names))
             sample[f"{name}_valid"] = torch.from_numpy(np.asarray(ok, dtype=bool))
+            if self.targets is not None:
+                sample[f"{name}_target"] = torch.from_numpy(self._target(name, i, pos, valid))
         return sample if self.transform is None else self.transform(sample, rng)
+
+    def _target(self, name: str, i: int, pos: int, valid: np.ndarray) -> np.ndarray:
+        """(C, g, g) float32 cell means of every normalised channel, NaN where invalid."""
+        m = self.store.modalities[name]
+        if self._pixels is None:
+            chip = self.store.read_chip(pos, [name])[name]
+            x, names, ok = chip.data, chip.names, np.asarray(chip.valid, dtype=bool)
+        else:
+            x, ok = m.decode(self._pixels[name][i], valid), valid
+            names = (
+                [self.store.slot_name(name, pos, s) if v else "" for s, v in enumerate(ok)]
+                if m.variable
+                else m.channels
+            )
+        x = m.normalize(x, names)
+        if m.variable:
+            x = x[ok].mean(axis=0, keepdims=True)
+        else:
+            x[~ok] = np.nan
+        g = self.targets
+        c, h, w = x.shape
+        return x.reshape(c, g, h // g, g, w // g).mean(axis=(2, 4), dtype=np.float32)
 
     def _choose_slot(self, name: str, pos: int, valid: np.ndarray, rng: np.random.Generator):
         ch = self.channels
@@ -162,12 +198,22 @@ def collate_samples(samples: Sequence[dict]) -> dict:
     Returns:
         ``{"chip_id": list[str], "<mod>": Tensor[B, C, H, W], "<mod>_valid": Bool[B, C],
         "<mod>_present": Bool[B]}`` for every modality present in at least one sample; absent
-        samples and padded channels are zeros with ``valid``/``present`` False.
+        samples and padded channels are zeros with ``valid``/``present`` False; and
+        ``"<mod>_target": Tensor[B, C, g, g]`` (NaN for samples without one) where samples
+        carry reconstruction targets.
     """
     if not samples:
         raise ValueError("collate_samples got an empty batch")
     batch: dict = {"chip_id": [s["chip_id"] for s in samples]}
     mods = list(dict.fromkeys(k for s in samples for k in s if f"{k}_valid" in s))
+    for m in mods:  # reconstruction targets: NaN (no target) where a sample lacks them
+        have = [s[f"{m}_target"] for s in samples if f"{m}_target" in s]
+        if have:
+            t = torch.full((len(samples), *have[0].shape), float("nan"))
+            for i, s in enumerate(samples):
+                if f"{m}_target" in s:
+                    t[i] = s[f"{m}_target"]
+            batch[f"{m}_target"] = t
     b = len(samples)
     for m in mods:
         shapes = [s[m].shape for s in samples if m in s]

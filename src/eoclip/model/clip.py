@@ -14,6 +14,7 @@ from torch import nn
 
 from eoclip.errors import ModelError
 from eoclip.model.config import ModelConfig
+from eoclip.model.recon import ReconHead, masked_mse
 from eoclip.model.tower import Tower
 
 __all__ = ["INDUCTOR_MODES", "MultiTowerCLIP"]
@@ -34,6 +35,8 @@ class MultiTowerCLIP(nn.Module):
         towers: `nn.ModuleDict` modality -> `Tower`.
         logit_scale: learnable log of the logit scale (CLIP init log(1/0.07)); use
             `scale()` for the exp'd, clamped value.
+        recon: `nn.ModuleDict` modality -> `ReconHead` for `config.recon_channels` (empty for
+            the paper's model): pretraining's cross-channel reconstruction term.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -44,6 +47,9 @@ class MultiTowerCLIP(nn.Module):
             {m: Tower(config.tower, config.embed_dim) for m in config.modalities}
         )
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self.recon = nn.ModuleDict(
+            {m: ReconHead(config.tower.width, n) for m, n in config.recon_channels.items()}
+        )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -121,18 +127,24 @@ class MultiTowerCLIP(nn.Module):
             batch: `collate_samples` output: `<mod>` Tensor (B, 1, H, W) and `<mod>_present`
                 BoolTensor (B,) per modality. Keys of modalities without a tower are ignored;
                 a model modality missing from the batch counts as absent for every row.
+                With a reconstruction head, `<mod>_target` (B, C, g, g) (g x g = the tower's
+                patch grid, NaN where unknown) adds that modality's term.
 
         Returns:
             {"features": {mod: Tensor (B, D), L2-normalised, zeros where absent},
-             "present": {mod: BoolTensor (B,)}, "logit_scale": 0-d Tensor (exp'd, <= 100)}.
+             "present": {mod: BoolTensor (B,)}, "logit_scale": 0-d Tensor (exp'd, <= 100),
+             "recon": {mod: 0-d Tensor} (masked MSE, for modalities with a head and a
+             target)}.
         """
         batch_size = _batch_size(batch, self.modalities)
         device = self.logit_scale.device
         features: dict[str, torch.Tensor] = {}
         present: dict[str, torch.Tensor] = {}
+        recon: dict[str, torch.Tensor] = {}
         for mod in self.modalities:
             mask = _present_mask(batch, mod, batch_size)
             rows = mask.nonzero().squeeze(1)  # on the mask's device (usually the CPU)
+            target = batch.get(f"{mod}_target") if mod in self.recon else None
             if rows.numel() == 0:
                 out = self.logit_scale.new_zeros(batch_size, self.embed_dim)
                 if torch.is_grad_enabled():
@@ -140,15 +152,44 @@ class MultiTowerCLIP(nn.Module):
                     # on a rank whose batch lacks this modality it would fail at the next step
                     # ("Expected to have finished reduction..."): add 0 * parameters.
                     out = out + _zero_touch(self.towers[mod])
+                    if target is not None:
+                        recon[mod] = _zero_touch(self.recon[mod])
             else:
                 x = batch[mod]
                 # Select before moving: only present rows are transferred and computed.
-                emb = self.encode(mod, x[rows.to(x.device)].to(device))
+                x = x[rows.to(x.device)].to(device)
+                if target is None:
+                    emb = self.encode(mod, x)
+                else:
+                    emb, recon[mod] = self._encode_recon(mod, x, target[rows.to(target.device)])
                 out = emb.new_zeros(batch_size, self.embed_dim)
                 out = out.index_copy(0, rows.to(device), emb)
             features[mod] = out
             present[mod] = mask.to(device)
-        return {"features": features, "present": present, "logit_scale": self.scale()}
+        out = {"features": features, "present": present, "logit_scale": self.scale()}
+        if recon:
+            out["recon"] = recon
+        return out
+
+    def _encode_recon(
+        self, mod: str, x: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised embeddings of (n, 1, H, W) and the reconstruction loss of (n, C, g, g)."""
+        tower = self._tower(mod)
+        if x.ndim != 4 or x.shape[1] != 1:
+            self.encode(mod, x)  # raises the shape error
+        tokens = tower.forward_features(x)
+        emb = F.normalize(tower.forward_head(tower.forward_pool(tokens)), dim=-1)
+        patches = tokens[:, tower.backbone.num_prefix_tokens :]
+        head = self.recon[mod]
+        target = target.to(x.device, non_blocking=True).flatten(2)
+        if target.shape != (x.shape[0], head.channels, patches.shape[1]):
+            raise ModelError(
+                f"modality {mod!r}: reconstruction target of shape {tuple(target.shape)}, "
+                f"expected ({x.shape[0]}, {head.channels}, {patches.shape[1]}) (channels x "
+                "the tower's patch grid)"
+            )
+        return emb, masked_mse(head(patches), target)
 
 
 def _batch_size(batch: dict[str, Any], modalities: tuple[str, ...]) -> int:

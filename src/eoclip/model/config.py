@@ -78,6 +78,9 @@ class ModelConfig:
     tower: TowerConfig = field(default_factory=TowerConfig)  # backbone shape of every tower
     init_logit_scale: float = _CLIP_INIT_LOGIT_SCALE  # log(1/temperature) at init, as CLIP
     max_logit_scale: float = _CLIP_MAX_LOGIT_SCALE  # log of the largest logit scale, as CLIP
+    # modality -> target channels of its cross-channel reconstruction head (`eoclip.model.recon`);
+    # empty = no heads (the paper's model). Set by pretraining with `recon_weight > 0`.
+    recon_channels: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.tower, dict):
@@ -85,6 +88,7 @@ class ModelConfig:
         if isinstance(self.modalities, str):
             self.modalities = (self.modalities,)
         self.modalities = tuple(self.modalities)
+        self.recon_channels = dict(self.recon_channels or {})
 
     def validate(self, source: str | None = None) -> None:
         """Raise ConfigError naming `source` (default: the config name) on a bad value."""
@@ -100,6 +104,12 @@ class ModelConfig:
             if not isinstance(mod, str) or not mod or "." in mod or "~" in mod:
                 raise ConfigError(
                     f"{source}: bad modality name {mod!r} (non-empty, no '.' and no '~')"
+                )
+        for mod, n in self.recon_channels.items():
+            if mod not in self.modalities or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(
+                    f"{source}: recon_channels maps tower names to positive channel counts, "
+                    f"got {mod!r}: {n!r} (towers: {list(self.modalities)})"
                 )
         if self.max_logit_scale < self.init_logit_scale:
             raise ConfigError(f"{source}: init_logit_scale exceeds max_logit_scale")

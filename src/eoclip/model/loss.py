@@ -109,6 +109,8 @@ class MultiModalClipLoss(nn.Module):
     Args:
         rank: this process's rank (0 without distributed training).
         world_size: number of processes; > 1 gathers features of all ranks (see module doc).
+        recon_weight: weight of the cross-channel reconstruction term (`eoclip.model.recon`),
+            the mean of `out["recon"]` over modalities, added to the CLIP loss; 0 = off.
 
     `forward(out)` takes `MultiTowerCLIP.forward`'s output and returns
     `{"loss": 0-d Tensor, "pairs": {"a~b": 0-d Tensor}}`; pairs are named and ordered by
@@ -120,7 +122,7 @@ class MultiModalClipLoss(nn.Module):
     (with zero weight if unused), so DDP needs no `find_unused_parameters`.
     """
 
-    def __init__(self, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, rank: int = 0, world_size: int = 1, recon_weight: float = 0.0) -> None:
         super().__init__()
         if world_size < 1 or not 0 <= rank < world_size:
             raise ModelError(
@@ -128,6 +130,7 @@ class MultiModalClipLoss(nn.Module):
             )
         self.rank = rank
         self.world_size = world_size
+        self.recon_weight = float(recon_weight)
 
     def forward(self, out: dict[str, Any]) -> dict[str, Any]:
         """Compute the loss.
@@ -137,7 +140,8 @@ class MultiModalClipLoss(nn.Module):
                 "logit_scale": 0-d Tensor}.
 
         Returns:
-            {"loss": 0-d Tensor, "pairs": {"a~b": 0-d Tensor}}.
+            {"loss": 0-d Tensor, "pairs": {"a~b": 0-d Tensor}}, plus "clip" (the CLIP part)
+            and "recon" (the mean reconstruction loss) when `out` has reconstruction terms.
         """
         features, present, scale = out["features"], out["present"], out["logit_scale"]
         if set(features) != set(present):
@@ -162,4 +166,12 @@ class MultiModalClipLoss(nn.Module):
         # Zero-weight terms keep every feature tensor and the scale in the autograd graph.
         anchor = scale * 0.0 + sum((f.sum() * 0.0 for f in features.values()), scale.new_zeros(()))
         loss = torch.stack(list(pairs.values())).mean() + anchor if pairs else anchor
-        return {"loss": loss, "pairs": pairs}
+        if not out.get("recon"):
+            return {"loss": loss, "pairs": pairs}
+        recon = torch.stack([r.float() for r in out["recon"].values()]).mean()
+        return {
+            "loss": loss + self.recon_weight * recon,
+            "pairs": pairs,
+            "clip": loss,
+            "recon": recon,
+        }

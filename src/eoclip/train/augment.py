@@ -73,7 +73,8 @@ class ChipAugment:
         return asdict(self)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
-        """The augmented sample (a new dict; tensors (C, H, W) of every modality transformed).
+        """The augmented sample (a new dict; tensors (C, H, W) of every modality transformed,
+        and reconstruction targets `<mod>_target` (C, g, g) flipped and rotated with them).
 
         Args:
             sample: a `ChipDataset` sample.
@@ -84,9 +85,15 @@ class ChipAugment:
         box = self._crop_box(rng) if self.crop_scale not in (None, 1.0) else None
         out = dict(sample)
         for key, x in sample.items():
-            if f"{key}_valid" not in sample:
+            target = key.endswith("_target") and key[: -len("_target")] in sample
+            if f"{key}_valid" not in sample and not target:
                 continue
             if box is not None:
+                if target:  # cell means of a resized crop are not the crop's cell means
+                    raise ConfigError(
+                        "augment: crop_scale cannot be combined with reconstruction targets "
+                        "(recon_weight > 0); use flip and rot90"
+                    )
                 x = _crop_resize(x, *box)
             if flip:
                 x = torch.flip(x, dims=(-1,))

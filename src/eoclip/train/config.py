@@ -47,6 +47,8 @@ class PretrainConfig:
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
     augment: dict[str, Any] = field(default_factory=dict)  # same random view of every modality
     #   of a chip (`eoclip.train.augment.ChipAugment`): {flip: true, rot90: true, crop_scale: 0.5}
+    recon_weight: float = 0.0  # weight of the cross-channel reconstruction term beside the CLIP
+    #   loss (`eoclip.model.recon`: each tower's patch tokens predict every channel); 0 = off
     num_workers: int = 2  # DataLoader worker processes per training process
     seed: int = 0  # model init, data order and random channel choices
     val_seed: int = 12345  # fixed channel choice and batch order of the val split (every epoch)
@@ -92,7 +94,7 @@ class PretrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"pretrain config: {name} must be a positive integer or null")
-        for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
+        for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "recon_weight"):
             value = getattr(self, name)
             # Overrides are read as YAML, so `weight_decay=abc` arrives as a string.
             if not (value is None and name == "grad_clip") and not (
@@ -123,7 +125,16 @@ class PretrainConfig:
                 f"name such as inductor or an inductor mode such as "
                 f"max-autotune-no-cudagraphs, got {self.compile!r}"
             )
-        ChipAugment.from_dict(self.augment)  # raises on unknown keys or a bad crop_scale
+        aug = ChipAugment.from_dict(self.augment)  # raises on unknown keys or a bad crop_scale
+        if self.recon_weight < 0:
+            raise ConfigError(
+                f"pretrain config: recon_weight must be >= 0, got {self.recon_weight}"
+            )
+        if self.recon_weight and aug is not None and aug.crop_scale not in (None, 1.0):
+            raise ConfigError(
+                "pretrain config: augment.crop_scale cannot be combined with recon_weight > 0 "
+                "(the reconstruction targets are cell means of the uncropped chip)"
+            )
         if not self.store:
             raise ConfigError(
                 "pretrain config: no store given (set `store` in the YAML file or as an override)"

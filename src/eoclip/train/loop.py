@@ -169,6 +169,24 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
     t0 = time.time()
     store = ChipStore.open(config.store)
     mods = config.modalities or list(store.modalities)
+    recon = {}
+    if config.recon_weight:  # every channel of a fixed modality; one mean map of a variable one
+        recon = {
+            m: 1 if store.modalities[m].variable else store.modalities[m].max_channels for m in mods
+        }
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    model = create_model(
+        config.model,
+        modalities=mods,
+        img_size=config.img_size or store.chip_px,
+        **{"recon_channels": recon, **config.model_overrides},
+    ).to(env.device)
+    patch = model.config.tower.patch_size
+    if recon and store.chip_px % patch:
+        raise ValueError(
+            f"recon_weight needs chips whose side ({store.chip_px} px) is a multiple of the "
+            f"patch size ({patch})"
+        )
     train_ds = ChipDataset(
         store,
         "train",
@@ -176,6 +194,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         channels="random",
         seed=config.seed,
         transform=ChipAugment.from_dict(config.augment),
+        targets=store.chip_px // patch if recon else None,
     )
     val_ds = _val_dataset(store, mods, config)
     steps_per_epoch = len(train_ds) // env.world_size // config.batch_size
@@ -186,13 +205,6 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         )
     total_steps, n_epochs = run_length(config, steps_per_epoch)
 
-    torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = create_model(
-        config.model,
-        modalities=mods,
-        img_size=config.img_size or store.chip_px,
-        **config.model_overrides,
-    ).to(env.device)
     model.set_grad_checkpointing(config.grad_checkpointing)
     optimizer = make_optimizer(model, config)
     run_dir = config.run_dir
@@ -216,7 +228,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         if env.ddp
         else model
     )
-    loss_fn = MultiModalClipLoss(env.rank, env.world_size)
+    loss_fn = MultiModalClipLoss(env.rank, env.world_size, config.recon_weight)
     n_params = sum(p.numel() for p in model.parameters())
     print0(
         f"{n_params / 1e6:.2f} M parameters, {len(train_ds)} train chips, {env.world_size} "
@@ -279,6 +291,7 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
                     "epoch": epoch,
                     "loss": losses["loss"].item(),
                     "pairs": {k: v.item() for k, v in losses["pairs"].items()},
+                    **{k: losses[k].item() for k in ("clip", "recon") if k in losses},
                     "lr": lr,
                     "logit_scale": out["logit_scale"].item(),
                     "chips_per_s": n_sum
