@@ -152,8 +152,6 @@ class MultiTowerCLIP(nn.Module):
                     # on a rank whose batch lacks this modality it would fail at the next step
                     # ("Expected to have finished reduction..."): add 0 * parameters.
                     out = out + _zero_touch(self.towers[mod])
-                    if target is not None:
-                        recon[mod] = _zero_touch(self.recon[mod])
             else:
                 x = batch[mod]
                 # Select before moving: only present rows are transferred and computed.
@@ -164,6 +162,8 @@ class MultiTowerCLIP(nn.Module):
                     emb, recon[mod] = self._encode_recon(mod, x, target[rows.to(target.device)])
                 out = emb.new_zeros(batch_size, self.embed_dim)
                 out = out.index_copy(0, rows.to(device), emb)
+            if mod in self.recon and mod not in recon and torch.is_grad_enabled():
+                out = out + _zero_touch(self.recon[mod])  # an unused head, for DDP as above
             features[mod] = out
             present[mod] = mask.to(device)
         out = {"features": features, "present": present, "logit_scale": self.scale()}
