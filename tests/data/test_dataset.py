@@ -157,3 +157,48 @@ def test_reconstruction_targets_are_cell_means_of_every_channel(tiny_store, cach
 def test_reconstruction_grid_must_divide_the_chip(tiny_store):
     with pytest.raises(ValueError, match="3 cells per side does not divide the 8 px"):
         ChipDataset(tiny_store[0], split=None, targets=3)
+
+
+def _assert_same_batch(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        if torch.is_tensor(a[key]):
+            assert a[key].dtype == b[key].dtype
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+        else:
+            assert a[key] == b[key]
+
+
+@pytest.mark.parametrize("split", [None, "train"])
+def test_batched_fetch_equals_collated_samples(tiny_store, split):
+    from torch.utils.data import DataLoader
+
+    from eoclip.data.dataset import CollatedBatch
+
+    ds = ChipDataset(tiny_store[0], split=split, seed=5)
+    assert ds._pixels is not None
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        rng = np.random.default_rng(epoch)
+        for size in (1, 3, len(ds)):
+            idx = [int(i) for i in rng.permutation(len(ds))[:size]]
+            fast = ds.__getitems__(idx)
+            assert isinstance(fast, CollatedBatch)
+            _assert_same_batch(collate_samples(fast), collate_samples([ds[i] for i in idx]))
+    # chip0002 has no s2: its row is zero and absent; a batch of it alone has no s2 at all
+    if split is None:
+        alone = collate_samples(ds.__getitems__([2]))
+        assert "s2rgbm" not in alone and alone["s1grdm_present"].tolist() == [True]
+    # through a DataLoader (torch calls __getitems__), as training does
+    loader = DataLoader(ds, batch_size=4, sampler=list(range(len(ds))), collate_fn=collate_samples)
+    for k, got in enumerate(loader):
+        want = collate_samples([ds[i] for i in range(4 * k, min(4 * k + 4, len(ds)))])
+        _assert_same_batch(got, want)
+
+
+def test_batched_fetch_falls_back_to_samples(tiny_store):
+    uncached = ChipDataset(tiny_store[0], split=None, cache=False)
+    assert isinstance(uncached.__getitems__([0, 1]), list)
+    every = ChipDataset(tiny_store[0], split=None, channels="all")
+    batch = collate_samples(every.__getitems__([0, 1, 2]))
+    assert batch["s1grdm"].shape == (3, 9, 8, 8)

@@ -17,9 +17,13 @@ from torch.utils.data import Dataset
 
 from .store import ChipStore
 
-__all__ = ["CACHE_BYTES", "ChipDataset", "collate_samples"]
+__all__ = ["CACHE_BYTES", "ChipDataset", "CollatedBatch", "collate_samples"]
 
 CACHE_BYTES = 2 * 2**30  # a split's stored pixels up to this size are held in memory by default
+
+
+class CollatedBatch(dict):
+    """A batch already in `collate_samples` form (`ChipDataset.__getitems__`); collate passes it."""
 
 
 class ChipDataset(Dataset):
@@ -147,6 +151,51 @@ class ChipDataset(Dataset):
                 sample[f"{name}_target"] = torch.from_numpy(self._target(name, i, pos, valid))
         return sample if self.transform is None else self.transform(sample, rng)
 
+    def __getitems__(self, indices: Sequence[int]) -> list[dict] | CollatedBatch:
+        """A batch for the DataLoader (torch calls this instead of one `__getitem__` per index).
+
+        With the training set-up (the `random` policy, pixels held in memory, no transform, no
+        targets) the batch is built at once: the same seeded channel draws as `__getitem__`,
+        then one gather, decode and normalisation per modality. The result equals
+        `collate_samples([self[i] for i in indices])` exactly (tested) at a fraction of the
+        cost. Otherwise the samples, one by one.
+        """
+        if self.channels != "random" or self._pixels is None or self.transform or self.targets:
+            return [self[i] for i in indices]
+        b, px = len(indices), self.store.chip_px
+        pos = self.positions[np.asarray(indices, dtype=np.int64)]
+        chosen = {name: np.full(b, -1, dtype=np.int64) for name in self.modalities}
+        first: dict[str, int] = {}  # collate's modality order: by first sample that has it
+        for k, p in enumerate(pos):
+            rng = np.random.default_rng([self.seed, self.epoch, int(p)])
+            for name in self.modalities:
+                slots = np.flatnonzero(self._valid[name][p])
+                if len(slots):
+                    chosen[name][k] = slots[rng.integers(len(slots))]
+                    first.setdefault(name, k)
+        batch = CollatedBatch(chip_id=list(self._chip_ids[pos]))
+        for name in sorted(first, key=lambda n: (first[n], self.modalities.index(n))):
+            m = self.store.modalities[name]
+            rows = np.flatnonzero(chosen[name] >= 0)
+            slot = chosen[name][rows]
+            x = m.decode(self._pixels[name][np.asarray(indices)[rows], slot])  # (n, H, W)
+            st = np.array(
+                [
+                    m.stats_for(self.store.slot_name(name, int(p), int(c)))
+                    for p, c in zip(pos[rows], slot, strict=True)
+                ],
+                dtype=np.float32,
+            ).reshape(-1, 2)
+            x = (x - st[:, 0, None, None]) / st[:, 1, None, None]
+            x[~np.isfinite(x)] = 0.0  # as Modality.normalize
+            out = torch.zeros((b, 1, px, px), dtype=torch.float32)
+            out[torch.from_numpy(rows), 0] = torch.from_numpy(x)
+            present = torch.zeros(b, dtype=torch.bool)
+            present[torch.from_numpy(rows)] = True
+            batch[name], batch[f"{name}_valid"] = out, present[:, None].clone()
+            batch[f"{name}_present"] = present
+        return batch
+
     def _target(self, name: str, i: int, pos: int, valid: np.ndarray) -> np.ndarray:
         """(C, g, g) float32 cell means of every normalised channel, NaN where invalid."""
         m = self.store.modalities[name]
@@ -202,6 +251,8 @@ def collate_samples(samples: Sequence[dict]) -> dict:
         ``"<mod>_target": Tensor[B, C, g, g]`` (NaN for samples without one) where samples
         carry reconstruction targets.
     """
+    if isinstance(samples, CollatedBatch):
+        return dict(samples)
     if not samples:
         raise ValueError("collate_samples got an empty batch")
     batch: dict = {"chip_id": [s["chip_id"] for s in samples]}

@@ -133,8 +133,8 @@ class MultiTowerCLIP(nn.Module):
         Returns:
             {"features": {mod: Tensor (B, D), L2-normalised, zeros where absent},
              "present": {mod: BoolTensor (B,)}, "logit_scale": 0-d Tensor (exp'd, <= 100),
-             "recon": {mod: 0-d Tensor} (masked MSE, for modalities with a head and a
-             target)}.
+             and, only when some modality has a head and a target, "recon": {mod: 0-d
+             Tensor} (masked MSE)}.
         """
         batch_size = _batch_size(batch, self.modalities)
         device = self.logit_scale.device
@@ -176,9 +176,7 @@ class MultiTowerCLIP(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised embeddings of (n, 1, H, W) and the reconstruction loss of (n, C, g, g)."""
         tower = self._tower(mod)
-        if x.ndim != 4 or x.shape[1] != 1:
-            self.encode(mod, x)  # raises the shape error
-        tokens = tower.forward_features(x)
+        tokens = tower.forward_features(x)  # raises on a shape other than (n, 1, H, W)
         emb = F.normalize(tower.forward_head(tower.forward_pool(tokens)), dim=-1)
         patches = tokens[:, tower.backbone.num_prefix_tokens :]
         head = self.recon[mod]
