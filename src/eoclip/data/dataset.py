@@ -163,31 +163,27 @@ class ChipDataset(Dataset):
         if self.channels != "random" or self._pixels is None or self.transform or self.targets:
             return [self[i] for i in indices]
         b, px = len(indices), self.store.chip_px
-        pos = self.positions[np.asarray(indices, dtype=np.int64)]
+        local = np.asarray(indices, dtype=np.int64)
+        pos = self.positions[local]
         chosen = {name: np.full(b, -1, dtype=np.int64) for name in self.modalities}
         first: dict[str, int] = {}  # collate's modality order: by first sample that has it
         for k, p in enumerate(pos):
             rng = np.random.default_rng([self.seed, self.epoch, int(p)])
             for name in self.modalities:
-                slots = np.flatnonzero(self._valid[name][p])
-                if len(slots):
-                    chosen[name][k] = slots[rng.integers(len(slots))]
+                valid = self._valid[name][p]
+                if valid.any():  # the draws of __getitem__, in its order
+                    chosen[name][k] = self._choose_slot(name, int(p), valid, rng)
                     first.setdefault(name, k)
         batch = CollatedBatch(chip_id=list(self._chip_ids[pos]))
         for name in sorted(first, key=lambda n: (first[n], self.modalities.index(n))):
             m = self.store.modalities[name]
             rows = np.flatnonzero(chosen[name] >= 0)
             slot = chosen[name][rows]
-            x = m.decode(self._pixels[name][np.asarray(indices)[rows], slot])  # (n, H, W)
-            st = np.array(
-                [
-                    m.stats_for(self.store.slot_name(name, int(p), int(c)))
-                    for p, c in zip(pos[rows], slot, strict=True)
-                ],
-                dtype=np.float32,
-            ).reshape(-1, 2)
-            x = (x - st[:, 0, None, None]) / st[:, 1, None, None]
-            x[~np.isfinite(x)] = 0.0  # as Modality.normalize
+            names = [
+                self.store.slot_name(name, int(p), int(c))
+                for p, c in zip(pos[rows], slot, strict=True)
+            ]  # one image per row: normalize takes the rows as channels
+            x = m.normalize(m.decode(self._pixels[name][local[rows], slot]), names)
             out = torch.zeros((b, 1, px, px), dtype=torch.float32)
             out[torch.from_numpy(rows), 0] = torch.from_numpy(x)
             present = torch.zeros(b, dtype=torch.bool)

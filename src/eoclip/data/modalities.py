@@ -76,7 +76,8 @@ class Modality:
     offset: float = 0.0
     valid_range: tuple[float, float] = (-np.inf, np.inf)
     normalize_stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-    # channel names -> normalisation (mean, std) arrays, filled by `normalize`
+    # channel name -> normalisation (mean, std), filled by `normalize` (names are bounded:
+    # fixed channels, or a variable modality's date pairs)
     _norm_cache: dict = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -232,7 +233,8 @@ class Modality:
         """Physical (C, H, W) to roughly zero-mean unit-std float32; NaN becomes 0.
 
         Args:
-            physical: float array of shape (C, H, W).
+            physical: float array of shape (C, H, W) (or a batch of single-channel images,
+                (N, H, W), with one name per image).
             channel_names: C names, one per channel, choosing the statistics.
         """
         x = np.asarray(physical, dtype=np.float32)
@@ -240,13 +242,12 @@ class Modality:
             raise DataError(
                 f"{self.name}: {x.shape[0]} channels but {len(channel_names)} channel names"
             )
-        key = tuple(channel_names)
-        if key not in self._norm_cache:  # training asks this per sample: (C, 1, 1) arrays
-            mean = np.array([self.stats_for(c)[0] for c in key], dtype=np.float32)
-            std = np.array([self.stats_for(c)[1] for c in key], dtype=np.float32)
-            self._norm_cache[key] = (mean[:, None, None], std[:, None, None])
-        mean, std = self._norm_cache[key]
-        out = (x - mean) / std
+        cache = self._norm_cache
+        for c in channel_names:
+            if c not in cache:
+                cache[c] = self.stats_for(c)
+        st = np.array([cache[c] for c in channel_names], dtype=np.float32).reshape(-1, 2)
+        out = (x - st[:, 0, None, None]) / st[:, 1, None, None]
         out[~np.isfinite(out)] = 0.0  # NaN and +-inf, as np.nan_to_num(..., 0, 0, 0)
         return out
 
