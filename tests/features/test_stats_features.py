@@ -13,10 +13,12 @@ from eoclip.features import (
     STATS,
     channel_stats,
     feature_names,
+    quantized_percentiles,
     stats_features,
     stats_table,
     write_stats_table,
 )
+from eoclip.features import stats as stats_module
 
 WORLD = WorldConfig(
     n_chips_per_aoi=30, chip_px=32, aois=("conus", "china"), seed=5, missing=(0.1, 0.1, 0.15)
@@ -108,3 +110,54 @@ def test_bad_input_is_a_clear_error(world, tmp_path):
         write_stats_table(tmp_path / "nowhere", tmp_path / "x.parquet")
     gdf, meta = stats_table(world, ["gunw"], progress=False)
     assert list(meta["feature_names"]) == ["gunw"] and "emb_s2rgbm" not in gdf
+
+
+@pytest.mark.parametrize("px", [1, 4, 5, 7, 32])
+@pytest.mark.parametrize("name", ["s2rgbm", "s1grdm", "gunw"])
+def test_quantized_percentiles_are_numpys_bit_for_bit(name, px, monkeypatch):
+    m = get_modality(name)
+    rng = np.random.default_rng(px)
+    info = np.iinfo(m.dtype)
+    stored = rng.integers(info.min, info.max, (3, 5, px, px), endpoint=True).astype(m.dtype)
+    stored[0, 0] = stored[0, 0, 0, 0]  # a constant channel
+    stored[1, 1] = rng.integers(10, 13, (px, px))  # heavy ties
+    want = np.percentile(m.decode(stored).reshape(3, 5, -1), [10, 90], axis=-1)
+    got = quantized_percentiles(m, stored)
+    assert got.dtype == want.dtype and got.shape == (2, 3, 5)
+    np.testing.assert_array_equal(got, want)
+    # narrow values (histograms) in small chunks of rows give the same bits
+    monkeypatch.setattr(stats_module, "_CHUNK_CELLS", 3)
+    narrow = (stored % 50).astype(m.dtype)
+    want = np.percentile(m.decode(narrow).reshape(3, 5, -1), [10, 90], axis=-1)
+    np.testing.assert_array_equal(quantized_percentiles(m, narrow), want)
+
+
+def test_order_statistics_take_either_path():
+    rng = np.random.default_rng(3)
+    for low, high in ((0, 255), (-32768, 32767), (-5, 5)):  # histogram / partition / ties
+        flat = rng.integers(low, high, (40, 64), endpoint=True).astype(np.int16)
+        ks = np.array([0, 6, 7, 56, 63])
+        want = np.sort(flat, axis=1)[:, ks].T
+        np.testing.assert_array_equal(stats_module._order_statistics(flat, ks), want)
+
+
+def test_features_do_not_depend_on_threads_blocks_or_the_fast_percentiles(world, monkeypatch):
+    base = stats_features(world, progress=False, threads=1)
+    monkeypatch.setattr(stats_module, "_BLOCK_BYTES", 3 * 32 * 32 * 4 * 9)  # 3-chip blocks
+    calls = []
+    block = stats_module._modality_block
+    monkeypatch.setattr(
+        stats_module, "_modality_block", lambda m, s, v: calls.append(len(s)) or block(m, s, v)
+    )
+    threaded = stats_features(world, progress=False, threads=3)
+    assert set(calls) == {3} and len(calls) == len(world)  # 3 modalities in blocks of 3
+    monkeypatch.setattr(stats_module, "quantized_percentiles_ok", lambda: False)
+    slow = stats_features(world, progress=False, threads=2)  # np.percentile of decoded pixels
+    for name, (x, present) in base.items():
+        for other in (threaded, slow):
+            np.testing.assert_array_equal(other[name][0], x)  # NaN in the same places too
+            np.testing.assert_array_equal(other[name][1], present)
+
+
+def test_the_fast_percentiles_pass_their_self_check():
+    assert stats_module.quantized_percentiles_ok() is True
