@@ -64,6 +64,18 @@ def test_subsample_and_seed():
         run_tsne({"p": table}, TsneConfig(modalities=("gunw",), **FAST))
 
 
+def test_maps_in_worker_processes_are_the_in_process_maps():
+    # 2 AOIs x 300 chips of 64-d: with another BLAS thread count than this process's, these
+    # maps come out different (PCA initialisation); the workers take this process's counts
+    rng = np.random.default_rng(0)
+    table = make_table(n=300)
+    table["emb_s2"] = list(rng.normal(size=(len(table), 64)).astype(np.float32))
+    cfg = {**FAST, "modalities": ("s2",)}
+    here = run_tsne({"p": table}, TsneConfig(**cfg))
+    spread = run_tsne({"p": table}, TsneConfig(**{**cfg, "n_jobs": 2}))
+    pd.testing.assert_frame_equal(spread, here, check_exact=True)
+
+
 def test_plot_tsne(tmp_path):
     df = run_tsne({"p": make_table(n=40)}, TsneConfig(**FAST))
     path = plot_tsne(df, "water", tmp_path / "water.png")

@@ -33,7 +33,13 @@ def register(app: typer.Typer) -> None:
         ] = 30.0,
         n_iter: Annotated[int, typer.Option(help="iterations after early exaggeration")] = 500,
         seed: Annotated[int, typer.Option(help="subsample and t-SNE initialisation seed")] = 0,
-        n_jobs: Annotated[int, typer.Option(help="threads of the t-SNE optimisation")] = 1,
+        n_jobs: Annotated[
+            int,
+            typer.Option(
+                help="maps computed at once, one per process (a single map: its threads); "
+                "the maps do not depend on it"
+            ),
+        ] = 1,
         plot: Annotated[bool, typer.Option(help="also draw one PNG per source and label")] = True,
         modalities: Annotated[
             str | None, typer.Option(help="comma-separated modalities (default: all)")

@@ -100,15 +100,21 @@ class FitExecutor:
         self.close()
 
 
+def reusable_pool(n: int) -> cf.Executor:
+    """loky's reusable pool of `n` single-threaded worker processes: the same processes for
+    every caller with the same `n` (few-shot fits, then t-SNE maps), started once."""
+    from joblib.externals.loky import get_reusable_executor
+
+    return get_reusable_executor(max_workers=n, env=_SINGLE_THREAD)
+
+
 class LocalProcesses(FitExecutor):
     """Fits in `n` loky worker processes (joblib's engine); matrices shared through files."""
 
     def __init__(self, n: int, tmp_dir: str | None = None) -> None:
-        from joblib.externals.loky import get_reusable_executor
-
         self.n_workers = n
         self.name = f"{n} local processes"
-        self._pool = get_reusable_executor(max_workers=n, env=_SINGLE_THREAD)
+        self._pool = reusable_pool(n)
         self._tmp_dir = tmp_dir
         self._dirs: dict[str, str] = {}
         self._count = 0
