@@ -102,6 +102,9 @@ def test_parallel_workers_and_a_killed_worker(m3leo_nested, nested_reference, tm
     assert_same_store(tmp_path / "p", nested_reference)
     runs = json.loads((tmp_path / "p.ingest.json").read_text())["runs"]
     assert runs[-1]["workers"] == 2 and runs[-1]["complete"]
+    busy = runs[-1]["worker_busy_s"]  # time in tasks, per process that read chips
+    assert set(busy) == set(report.worker_rss_mb) and sum(busy.values()) > 0
+    assert max(busy.values()) <= runs[-1]["seconds"]
 
 
 def test_kill_at_every_step_of_the_commit_then_resume(m3leo_nested, nested_reference, tmp_path):

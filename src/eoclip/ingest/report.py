@@ -100,6 +100,8 @@ class IngestReport:
         runs: One record per run (start, seconds, chips written, workers, peak memory).
         worker_rss_mb: Peak resident memory (MB) of each process that read chips in this run.
         worker_cpu_s: CPU seconds each of those processes had used at its last task.
+        worker_busy_s: Wall seconds each of those processes spent in its tasks (the run's
+            seconds less this: starting the processes, planning, waiting, committing).
     """
 
     source: str
@@ -114,6 +116,7 @@ class IngestReport:
     runs: list[dict] = field(default_factory=list)
     worker_rss_mb: dict[str, float] = field(default_factory=dict)
     worker_cpu_s: dict[str, float] = field(default_factory=dict)
+    worker_busy_s: dict[str, float] = field(default_factory=dict)
 
     # -- recording ------------------------------------------------------------------------
     def skip(self, chip_id: str | None, product: str, path, reason: str) -> None:
@@ -216,6 +219,7 @@ class IngestReport:
                 chips_written=self.chips_written,
                 worker_peak_rss_mb=self.worker_rss_mb,
                 worker_cpu_s=self.worker_cpu_s,
+                worker_busy_s=self.worker_busy_s,
             )
         skips = _dedupe(self.skips)
         return {

@@ -281,6 +281,9 @@ def _loop(
                 report.worker_cpu_s[pid] = round(
                     max(report.worker_cpu_s.get(pid, 0.0), result.cpu_s), 2
                 )
+                report.worker_busy_s[pid] = round(
+                    report.worker_busy_s.get(pid, 0.0) + result.seconds, 2
+                )
                 bar.update(len(task.rows))
             committer.commit(plan.committable())
             committer.maybe_checkpoint()
