@@ -87,4 +87,6 @@ def test_long_preset_is_the_demo_recipe_at_8_px_patches():
     assert long.pop("model_overrides") == {"patch_size": 8}
     assert demo.pop("model_overrides") == {"patch_size": 16}
     assert long.pop("name") == "long" and demo.pop("name") == "demo"
+    # the demo validates every 3rd epoch (its best/ is the last epoch either way), long every one
+    assert long.pop("eval_every") == 1 and demo.pop("eval_every") == 3
     assert long == demo
