@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="pretraining setting, a packaged name or a YAML file: demo (default, "
-                "16 px patches, ~3 min) | long (8 px patches, ~4.5 min, and 3.5x the export "
+                "16 px patches, ~1.5 min) | long (8 px patches, ~4.5 min, and 3.5x the export "
                 "time; beats the channel statistics)"
             ),
         ] = None,
