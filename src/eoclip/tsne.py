@@ -152,7 +152,7 @@ def run_tsne(
     with tqdm(total=len(maps), desc="t-SNE", disable=not cfg.progress) as bar:
 
         def finish_one() -> None:
-            i, X, job = pending.popleft()
+            i, job = pending.popleft()
             source, aoi, m, sub, ok = maps[i]
             xy = job.result() if pool is not None else job
             frames[i] = _frame(source, aoi, m, sub, ok, xy)
@@ -165,8 +165,8 @@ def run_tsne(
                 continue
             seed = derive_seed(cfg.seed, source, aoi, m)
             job = pool.submit(_embed, X, cfg, seed, 1, blas) if pool else _embed(X, cfg, seed)
-            pending.append((i, X, job))
-            while len(pending) > 2 * (cfg.n_jobs if pool else 0):  # bounded vectors in flight
+            pending.append((i, job))
+            while len(pending) > 2 * (cfg.n_jobs if pool else 0):  # bounded maps in flight
                 finish_one()
         while pending:
             finish_one()
