@@ -66,7 +66,7 @@ def test_subsample_and_seed():
 
 def test_maps_in_worker_processes_are_the_in_process_maps():
     # 2 AOIs x 300 chips of 64-d: with another BLAS thread count than this process's, these
-    # maps come out different (PCA initialisation); the workers take this process's counts
+    # maps come out different (BLAS rounding); the workers take this process's counts
     rng = np.random.default_rng(0)
     table = make_table(n=300)
     table["emb_s2"] = list(rng.normal(size=(len(table), 64)).astype(np.float32))

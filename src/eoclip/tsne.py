@@ -10,7 +10,6 @@ lacking a modality is left out of that modality's map only.
 
 from __future__ import annotations
 
-import collections
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ from tqdm.auto import tqdm
 
 from eoclip.embeddings.reader import TableReader, TableScan, open_tables
 from eoclip.errors import TsneError
+from eoclip.fewshot.executor import reusable_pool
 from eoclip.fsio import atomic_write
+from eoclip.parallel import InlineExecutor, in_order
 from eoclip.seeding import derive_seed
 
 __all__ = ["TsneConfig", "TsneError", "plot_tsne", "run_tsne", "save_tsne"]
@@ -98,9 +99,9 @@ def _embed(
 ) -> np.ndarray:
     """openTSNE map of X (n, D) -> (n, 2), in ``n_jobs`` threads (default ``cfg.n_jobs``).
 
-    ``blas``: BLAS thread counts to use (``_blas_threads()`` of the calling process): the PCA
-    initialisation and the neighbour distances round differently with another count, and
-    t-SNE turns that into another map.
+    ``blas``: BLAS thread counts to use (``_blas_threads()`` of the calling process): with
+    another count the BLAS steps (PCA initialisation, neighbour distances) can round
+    differently, and t-SNE turns that into another map.
     """
     if blas:
         from threadpoolctl import threadpool_limits
@@ -143,34 +144,28 @@ def run_tsne(
     readers = open_tables(tables)
     work, nonfinite = _plan_maps(readers, cfg)
     maps = [(s, a, m, sub, present[m]) for s, a, mods, sub, present in work for m in mods]
-    frames: list[pd.DataFrame | None] = [None] * len(maps)
-    # several maps: one per worker process, single-threaded (the same map as with threads,
-    # and on 800 points a second thread adds half the CPU time, 1.6x); one map: threads
-    pool = _map_pool(cfg.n_jobs) if cfg.n_jobs > 1 and len(maps) > 1 else None
-    blas = _blas_threads()
-    pending: collections.deque = collections.deque()
+    # several maps: one per worker process, single-threaded, with this process's BLAS thread
+    # counts (the same map as with threads, and on 800 points a second thread cost 1.4-1.6x
+    # the CPU time); one map: in this process, in threads
+    if cfg.n_jobs > 1 and len(maps) > 1:
+        pool, ahead, n_jobs, blas = reusable_pool(cfg.n_jobs), 2 * cfg.n_jobs, 1, _blas_threads()
+    else:
+        pool, ahead, n_jobs, blas = InlineExecutor(), 0, None, None
+    frames = []
     with tqdm(total=len(maps), desc="t-SNE", disable=not cfg.progress) as bar:
 
-        def finish_one() -> None:
-            i, job = pending.popleft()
-            source, aoi, m, sub, ok = maps[i]
-            xy = job.result() if pool is not None else job
-            frames[i] = _frame(source, aoi, m, sub, ok, xy)
-            bar.update(1)
+        def jobs():  # the vectors are read here while earlier maps run
+            for source, aoi, m, sub, ok in maps:
+                X = _vectors(readers[source], source, aoi, m, sub, ok)
+                if X is None:
+                    bar.update(1)
+                    continue
+                seed = derive_seed(cfg.seed, source, aoi, m)
+                yield (source, aoi, m, sub, ok), (X, cfg, seed, n_jobs, blas)
 
-        for i, (source, aoi, m, sub, ok) in enumerate(maps):
-            X = _vectors(readers[source], source, aoi, m, sub, ok)
-            if X is None:
-                bar.update(1)
-                continue
-            seed = derive_seed(cfg.seed, source, aoi, m)
-            job = pool.submit(_embed, X, cfg, seed, 1, blas) if pool else _embed(X, cfg, seed)
-            pending.append((i, job))
-            while len(pending) > 2 * (cfg.n_jobs if pool else 0):  # bounded maps in flight
-                finish_one()
-        while pending:
-            finish_one()
-    frames = [f for f in frames if f is not None]
+        for tag, xy in in_order(pool, _embed, jobs(), ahead):
+            frames.append(_frame(*tag, xy))
+            bar.update(1)
     if not frames:
         raise TsneError("no t-SNE map could be computed (no AOI/modality with >= 4 vectors)")
     df = pd.concat(frames, ignore_index=True)
@@ -207,13 +202,6 @@ def _plan_maps(readers: dict, cfg: TsneConfig) -> tuple[list, dict]:
             present = {m: scan.valid[m][chosen.index.to_numpy()] for m in mods}
             work.append((source, aoi, mods, chosen, present))
     return work, nonfinite
-
-
-def _map_pool(n_jobs: int):
-    """The few-shot fits' worker processes (loky, reused across calls, one thread each)."""
-    from eoclip.fewshot.executor import reusable_pool
-
-    return reusable_pool(n_jobs)
 
 
 def _vectors(

@@ -22,7 +22,6 @@ a NumPy release computes differently).
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
 import warnings
@@ -33,9 +32,10 @@ import geopandas as gpd
 import numpy as np
 from tqdm.auto import tqdm
 
-from eoclip.data.modalities import Modality
+from eoclip.data.modalities import Modality, get_modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.table import write_embedding_table
+from eoclip.parallel import in_order
 
 __all__ = [
     "STATS",
@@ -154,8 +154,6 @@ def quantized_percentiles(m: Modality, stored: np.ndarray) -> np.ndarray:
 @functools.cache
 def quantized_percentiles_ok() -> bool:
     """Whether `quantized_percentiles` matches ``np.percentile`` here (checked once)."""
-    from eoclip.data.modalities import get_modality
-
     rng = np.random.default_rng(7)
     for name, px in (("s2rgbm", 5), ("s1grdm", 8), ("s1grdm", 7)):
         m = get_modality(name)
@@ -178,7 +176,7 @@ def quantized_percentiles_ok() -> bool:
 def _modality_block(m: Modality, stored: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Feature vectors of a block of chips: float32 (N, D), NaN rows for absent chips."""
     x = m.decode(stored, valid)
-    if m.quantized and np.issubdtype(stored.dtype, np.integer) and quantized_percentiles_ok():
+    if m.quantized and quantized_percentiles_ok():  # integer storage: the histogram path
         flat = x.reshape(*x.shape[:2], -1)
         q = quantized_percentiles(m, stored)
         q[:, ~np.asarray(valid, bool)] = np.nan  # what np.percentile gives a missing channel
@@ -203,13 +201,6 @@ def _modality_block(m: Modality, stored: np.ndarray, valid: np.ndarray) -> np.nd
 _BLOCK_BYTES = 256 * 2**20  # decoded float32 pixels of one block (bounds memory at 448 px)
 
 
-def _threads() -> int:
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 4))
-    except AttributeError:  # not Linux
-        return max(1, min(os.cpu_count() or 1, 4))
-
-
 def stats_features(
     store: ChipStore,
     modalities: Sequence[str] | None = None,
@@ -229,7 +220,7 @@ def stats_features(
         block_chips: chips read at once (default: the store's shard size, less where the
             decoded block would exceed 256 MB, e.g. 448 px chips).
         progress: show a progress bar.
-        threads: blocks computed at once (default: the usable cores, at most 4).
+        threads: blocks computed at once (default: the cores, at most 4).
 
     Returns:
         modality -> (features float32 (N, D), present bool (N,)), rows in store order.
@@ -238,37 +229,35 @@ def stats_features(
     for name in mods:
         if name not in store.modalities:
             raise KeyError(f"{store.url} has no modality {name!r}; it has {list(store.modalities)}")
-    threads = int(threads or _threads())
-    n, out, pending = len(store), {}, collections.deque()
+    threads = int(threads or min(os.cpu_count() or 1, 4))
+    n = len(store)
+    out = {
+        name: (
+            np.full((n, len(feature_names(store.modalities[name]))), np.nan, np.float32),
+            store.valid_mask(name),
+        )
+        for name in mods
+    }
+
+    def blocks():  # read here, one block at a time, while the threads compute earlier ones
+        for name in mods:
+            pixels = store.arrays(name)["pixels"]
+            per_chip = 4 * int(np.prod(pixels.shape[1:]))
+            step = int(block_chips or min(store.shard_chips, max(1, _BLOCK_BYTES // per_chip)))
+            valid = out[name][1]
+            for start in range(0, n, step):
+                end = min(start + step, n)
+                args = (store.modalities[name], np.asarray(pixels[start:end]), valid[start:end])
+                yield (name, start, end), args
+
     with (
         tqdm(total=n * len(mods), unit="chip", desc="channel stats", disable=not progress) as bar,
         ThreadPoolExecutor(threads, thread_name_prefix="stats") as pool,
     ):
-
-        def finish_one() -> None:
-            feats, start, end, future = pending.popleft()
-            feats[start:end] = future.result()
+        for (name, start, end), feats in in_order(pool, _modality_block, blocks(), threads):
+            out[name][0][start:end] = feats
             bar.update(end - start)
-
-        for name in mods:
-            m = store.modalities[name]
-            pixels = store.arrays(name)["pixels"]
-            step = block_chips or min(
-                store.shard_chips, max(1, _BLOCK_BYTES // (4 * int(np.prod(pixels.shape[1:]))))
-            )
-            valid = store.valid_mask(name)
-            feats = np.full((n, len(feature_names(m))), np.nan, np.float32)
-            for start in range(0, n, int(step)):
-                end = min(start + int(step), n)
-                stored = np.asarray(pixels[start:end])
-                block = pool.submit(_modality_block, m, stored, valid[start:end])
-                pending.append((feats, start, end, block))
-                while len(pending) > threads:  # at most `threads` blocks held at once
-                    finish_one()
-            out[name] = (feats, valid.any(axis=1))
-        while pending:
-            finish_one()
-    return out
+    return {name: (feats, valid.any(axis=1)) for name, (feats, valid) in out.items()}
 
 
 def stats_table(

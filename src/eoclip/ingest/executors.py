@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from eoclip.errors import MissingDependencyError
 from eoclip.ingest.report import IngestConfigError
+from eoclip.parallel import InlineExecutor
 
 __all__ = ["ExecutorSpec", "Pool", "open_pool", "watch_coordinator"]
 
@@ -82,20 +83,6 @@ def watch_coordinator(pid: int, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="watch-coordinator", daemon=True).start()
 
 
-class _InlineExecutor(cf.Executor):
-    """Runs each task when it is submitted, in this process."""
-
-    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
-        future: cf.Future = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # delivered through the future, like a pool would
-            if isinstance(err, KeyboardInterrupt | SystemExit):
-                raise
-            future.set_exception(err)
-        return future
-
-
 class Pool:
     """An executor plus what the loop needs to know about it.
 
@@ -116,7 +103,7 @@ class Pool:
         if spec.engine == "dask":
             self._start_dask()
         elif spec.workers == 1:
-            self.executor, self.slots, self.kind = _InlineExecutor(), 1, "inline"
+            self.executor, self.slots, self.kind = InlineExecutor(), 1, "inline"
         else:
             method = (
                 "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"

@@ -13,9 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import itertools
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -46,6 +44,7 @@ from eoclip.data.synthetic.render import (
 )
 from eoclip.errors import ConfigError
 from eoclip.geo import PAPER_CHIP_SIZE_M, band_splits, subgrid
+from eoclip.parallel import in_order
 
 __all__ = ["MODALITIES", "WorldConfig", "world_grid", "generate_chip", "make_world"]
 
@@ -298,12 +297,6 @@ def _generate(batches: list[gpd.GeoDataFrame], config: WorldConfig, workers: int
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of zarr's I/O threads
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        pending: collections.deque = collections.deque()
-        todo = iter(batches)
-        for chips in itertools.islice(todo, workers + 1):
-            pending.append(pool.submit(_encoded_batch, chips, config, *encode))
-        while pending:
-            result = pending.popleft().result()
-            for chips in itertools.islice(todo, 1):
-                pending.append(pool.submit(_encoded_batch, chips, config, *encode))
+        jobs = ((None, (chips, config, *encode)) for chips in batches)
+        for _, result in in_order(pool, _encoded_batch, jobs, ahead=workers + 1):
             yield result
