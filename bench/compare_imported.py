@@ -20,7 +20,6 @@ Prints the accuracy table (concatenations; the product's own vector) and the tim
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import time
@@ -32,8 +31,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from eoclip.data.store import ChipStore
+from eoclip.demo import DemoConfig
 from eoclip.embeddings.importing import ImportConfig, import_embeddings
-from eoclip.fewshot import FewshotConfig, read_results, run_fewshot, summarize
+from eoclip.fewshot import read_results, run_fewshot, summarize
 from eoclip.report import ReportConfig, build_report, summary_table
 
 CHIP_M = 4480.0
@@ -138,16 +138,8 @@ def main() -> None:
         )
     )
     print(f"import-embeddings: {len(store)} chips in {time.perf_counter() - t:.1f} s -> {table}")
-    cfg = json.loads((demo / "demo_config.json").read_text())
-    fcfg = FewshotConfig(
-        train_sizes=cfg["train_sizes"],
-        repeats=cfg["repeats"],
-        head=cfg["head"],
-        grid=cfg["head_grid"],
-        seed=cfg["seed"],
-        n_jobs=2,
-        progress=False,
-    )
+    fcfg = DemoConfig.read(demo).fewshot_config()
+    fcfg.progress = False
     t = time.perf_counter()
     run_fewshot(
         {"pixel_product": table},

@@ -32,6 +32,7 @@ from eoclip.data.store import ChipStore
 from eoclip.embeddings.channels import count_images, parse_channel_policy
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.model import autocast_for, create_model
+from eoclip.model.fp8 import to_float8
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -111,6 +112,9 @@ def main(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: str = typer.Option("off", help="torch.compile settings to time: off, on or off,on."),
     bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
+    fp8: bool = typer.Option(
+        False, help="float8 block linears (eoclip.model.fp8; FLOPs counted on the bf16 model)."
+    ),
     num_workers: int = typer.Option(-1, help="Reader processes (-1: eoclip embed's default)."),
     passes: int = typer.Option(
         1,
@@ -137,7 +141,8 @@ def main(
     )
     table = Table(
         title=f"export of {passes} x {chips} chips of {s.chip_px} px, model {model}, {name}, "
-        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}, "
+        f"batch {batch_size} images, {'bf16' if bf16 and peak else 'float32'}"
+        f"{' + fp8 linears' if fp8 else ''}, "
         f"{workers} reader processes"
     )
     for col in (
@@ -155,6 +160,8 @@ def main(
         torch.manual_seed(0)
         net = create_model(model, modalities=list(s.modalities), img_size=s.chip_px).to(dev).eval()
         flops = flops_per_image(net, s.chip_px, dev, bf16)
+        if fp8:
+            to_float8(net)
         net.compile_towers(c == "on")
         for policy in [x for x in policies.split(";") if x]:
             r = time_policy(

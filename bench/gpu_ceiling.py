@@ -18,7 +18,11 @@ the ceiling a faster loader could reach:
   with the tower's weights cast to bf16 (no per-call weight casts; embeddings differ from
   autocast's in the last bf16 bits).
 
-FLOPs are counted once per setting by `torch.utils.flop_counter.FlopCounterMode` (eager), MFU
+`--fp8 off,on` adds rows with the towers' block linears in float8 (`eoclip.model.fp8`,
+torchao; H100-class GPUs, emulated on a CPU).
+
+FLOPs are counted once per setting by `torch.utils.flop_counter.FlopCounterMode` (eager, on
+the bf16 model also for float8 rows, so both count the same work), MFU
 is achieved FLOP/s over the dense bf16 datasheet peak (`PEAK_BF16_TFLOPS` of
 `bench/pretrain_throughput.py`). Each compile mode builds a fresh model; compilation and
 `--warmup` steps are not timed.
@@ -40,25 +44,28 @@ from embed_throughput import _peak  # noqa: E402
 from pretrain_throughput import _sync, _Trainer  # noqa: E402
 
 from eoclip.model import autocast_for, create_model  # noqa: E402
+from eoclip.model.fp8 import to_float8  # noqa: E402
 
 
 def _compile_arg(mode: str) -> bool | str:
     return {"off": False, "on": True}.get(mode, mode)
 
 
-def train_row(model: str, batch: int, mode: str, steps: int, warmup: int, device) -> dict:
+def train_row(
+    model: str, batch: int, mode: str, steps: int, warmup: int, device, fp8: bool = False
+) -> dict:
     """chips/s and TFLOP/s of training steps on one pre-loaded batch."""
-    trainer = _Trainer(model, None, None, device, _compile_arg(mode))
+    trainer = _Trainer(model, None, None, device, _compile_arg(mode), fp8)
     size = trainer.model.config.tower.img_size
     data = {"chip_id": [str(i) for i in range(batch)]}
     for m in trainer.model.modalities:
         data[m] = torch.randn(batch, 1, size, size, device=device)
         data[f"{m}_present"] = torch.ones(batch, dtype=torch.bool, device=device)
-    flops = trainer.flops_per_chip(data)  # eager; compiles the towers afterwards
+    flops = trainer.flops_per_chip(data)  # eager bf16; then float8 (fp8) and compilation
     t0 = time.perf_counter()
     seconds, chips = trainer.time([data] * (warmup + steps), warmup)
     return {
-        "job": "train",
+        "job": "train, fp8" if fp8 else "train",
         "mode": mode,
         "batch": batch,
         "per_s": chips / seconds,
@@ -68,7 +75,14 @@ def train_row(model: str, batch: int, mode: str, steps: int, warmup: int, device
 
 
 def export_row(
-    model: str, batch: int, mode: str, weights: str, steps: int, warmup: int, device
+    model: str,
+    batch: int,
+    mode: str,
+    weights: str,
+    steps: int,
+    warmup: int,
+    device,
+    fp8: bool = False,
 ) -> dict:
     """images/s and TFLOP/s of one tower's forward on a pre-loaded batch of images."""
     torch.manual_seed(0)
@@ -85,7 +99,9 @@ def export_row(
     with torch.inference_mode(), context:
         with FlopCounterMode(display=False) as counter:
             net.encode(m, x)
-        flops = counter.get_total_flops()
+        flops = counter.get_total_flops()  # of the bf16 model, float8 or not
+        if fp8:
+            to_float8(net)
         net.compile_towers(_compile_arg(mode))
         t0 = time.perf_counter()
         for _ in range(warmup):
@@ -97,7 +113,7 @@ def export_row(
         _sync(device)
         seconds = time.perf_counter() - t1
     return {
-        "job": f"export ({weights})",
+        "job": f"export ({weights}{', fp8' if fp8 else ''})",
         "mode": mode,
         "batch": batch,
         "per_s": batch * steps / seconds,
@@ -114,6 +130,9 @@ def main(
         "off,default", help="torch.compile settings: off, default, max-autotune-no-cudagraphs."
     ),
     weights: str = typer.Option("autocast,bf16", help="Export precision: autocast and/or bf16."),
+    fp8: str = typer.Option(
+        "off", help="float8 block linears (eoclip.model.fp8, torchao): off, on or off,on."
+    ),
     steps: int = typer.Option(10, help="Timed steps per row."),
     warmup: int = typer.Option(3, help="Untimed steps first (after compilation starts)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -125,19 +144,20 @@ def main(
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"device {name}, peak {peak or 'n/a'} TFLOP/s bf16, torch {torch.__version__}")
     cols = ("job", "compile", "batch", "per s", "TFLOP/s", "MFU", "setup s")
-    print(" | ".join(f"{c:<{w}}" for c, w in zip(cols, (17, 26, 5, 6, 7, 6, 7), strict=True)))
+    print(" | ".join(f"{c:<{w}}" for c, w in zip(cols, (23, 26, 5, 6, 7, 6, 7), strict=True)))
     jobs = [("train", None)] if train_batch else []
     if export_batch:
         jobs += [("export", w) for w in weights.split(",") if w]
-    for mode in [m for m in modes.split(",") if m]:
+    settings = [(mode, f == "on") for f in fp8.split(",") if f for mode in modes.split(",") if mode]
+    for mode, f8 in settings:
         for job, w in jobs:
             if job == "train":
-                r = train_row(model, train_batch, mode, steps, warmup, dev)
+                r = train_row(model, train_batch, mode, steps, warmup, dev, f8)
             else:
-                r = export_row(model, export_batch, mode, w, steps, warmup, dev)
+                r = export_row(model, export_batch, mode, w, steps, warmup, dev, f8)
             mfu = f"{r['tflops'] / peak:.1%}" if peak else "n/a"
             print(
-                f"{r['job']:<17} | {r['mode']:<26} | {r['batch']:>5} | {r['per_s']:6.1f} | "
+                f"{r['job']:<23} | {r['mode']:<26} | {r['batch']:>5} | {r['per_s']:6.1f} | "
                 f"{r['tflops']:7.1f} | {mfu:>6} | {r['setup_s']:.0f}",
                 flush=True,
             )

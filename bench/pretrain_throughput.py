@@ -15,6 +15,8 @@
    autocast on random 448 px inputs, eager and `torch.compile`d. FLOPs of one step are
    counted by `torch.utils.flop_counter.FlopCounterMode` (matrix products and attention, as
    executed), the peak is the GPU's dense bf16 datasheet figure (`PEAK_BF16_TFLOPS`).
+   `--cuda-fp8 off,on` adds float8 rows (`eoclip.model.fp8`, torchao): their FLOPs are
+   counted on the bf16 model, so MFU stays model FLOPs over the bf16 peak for both.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from eoclip.data.dataset import ChipDataset, collate_samples
 from eoclip.data.store import ChipStore
 from eoclip.model import MultiModalClipLoss, autocast_for, create_model
+from eoclip.model.fp8 import to_float8
 from eoclip.train.loop import train_step
 
 # Dense bf16 tensor-core peaks (vendor datasheets), matched as substrings of the device name.
@@ -75,21 +78,28 @@ class _Trainer:
         img_size: int | None,
         device: torch.device,
         compile_towers: bool,
+        fp8: bool = False,
     ):
         torch.manual_seed(0)
         self.model = create_model(model_name, modalities=modalities, img_size=img_size).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=device.type == "cuda")
         self.loss_fn = MultiModalClipLoss()
         self.device, self.autocast = device, autocast_for(device)
-        self.compile_towers = compile_towers
+        self.compile_towers, self.fp8 = compile_towers, fp8
 
     def step(self, batch) -> None:
         train_step(self.model, self.loss_fn, self.opt, batch, self.device, self.autocast, GRAD_CLIP)
 
     def flops_per_chip(self, batch) -> float:
-        """FLOPs of one training step on `batch` (eager), per chip; compiles afterwards."""
+        """FLOPs of one training step on `batch` (eager, bf16), per chip.
+
+        Then converts to float8 (with `fp8`) and compiles: the FLOPs stay the model's, so MFU
+        compares float8 and bf16 steps on the same work (over the bf16 peak).
+        """
         with FlopCounterMode(display=False) as counter:
             self.step(batch)
+        if self.fp8:
+            to_float8(self.model)
         if self.compile_towers:
             self.model.compile_towers(True)
         return counter.get_total_flops() / len(batch["chip_id"])
@@ -117,12 +127,13 @@ def loader_overhead(
     num_workers: int,
     device: torch.device,
     compile_towers: bool,
+    fp8: bool = False,
 ) -> dict[str, float]:
     """Chips/s with the real loader and with in-memory batches (same steps, one run)."""
     s = ChipStore.open(store)
     ds = ChipDataset(s, "train", channels="random", seed=0)
     n = (warmup + steps) * batch_size
-    trainer = _Trainer(model_name, list(s.modalities), s.chip_px, device, compile_towers)
+    trainer = _Trainer(model_name, list(s.modalities), s.chip_px, device, compile_towers, fp8)
     # A small store is cycled through (a repeated chip gets the same channel): every chip is
     # still read and decompressed by the workers, only its disk reads come from the page cache.
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).tolist()
@@ -162,10 +173,12 @@ def loader_overhead(
     }
 
 
-def gpu_mfu(model_name: str, batch_size: int, steps: int, compile_towers: bool) -> dict[str, float]:
+def gpu_mfu(
+    model_name: str, batch_size: int, steps: int, compile_towers: bool, fp8: bool = False
+) -> dict[str, float]:
     """chips/s, GFLOP per chip and achieved TFLOP/s of bf16 training on random inputs (CUDA)."""
     device = torch.device("cuda")
-    trainer = _Trainer(model_name, None, None, device, compile_towers)
+    trainer = _Trainer(model_name, None, None, device, compile_towers, fp8)
     size = trainer.model.config.tower.img_size
     batch = {"chip_id": [str(i) for i in range(batch_size)]}
     for m in trainer.model.modalities:
@@ -194,10 +207,12 @@ def main(
     num_workers: int = typer.Option(2, help="DataLoader workers."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, help="torch.compile the towers in the loader comparison."),
+    fp8: bool = typer.Option(False, help="float8 block linears in the loader comparison."),
     cuda_models: str = typer.Option("vit-s,paper", help="Models for the CUDA MFU table."),
     cuda_batch_size: int = typer.Option(64, help="Chips per step for the MFU table."),
     cuda_steps: int = typer.Option(10, help="Timed steps for the MFU table."),
     cuda_compile: str = typer.Option("off,on", help="torch.compile settings of the MFU table."),
+    cuda_fp8: str = typer.Option("off", help="float8 block linears in the MFU table: off, on."),
 ) -> None:
     """Print the loader-overhead table and, on CUDA, the chips/s and MFU table."""
     dev = torch.device(
@@ -208,7 +223,7 @@ def main(
         else device
     )
     peak = peak_tflops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
-    r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile)
+    r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile, fp8)
     console.print(f"loader comparison: {r}")
     name = (
         torch.cuda.get_device_name(dev)
@@ -217,7 +232,7 @@ def main(
     )
     table = Table(
         title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
-        f"{num_workers} workers, compile {'on' if compile else 'off'}"
+        f"{num_workers} workers, compile {'on' if compile else 'off'}{', fp8' if fp8 else ''}"
     )
     for col in ("feed", "chips/s", "MFU"):
         table.add_column(col)
@@ -231,23 +246,30 @@ def main(
         "[bold]loader overhead (time ratio loader / in-memory)[/bold]", f"{r['ratio']:.2f}x", ""
     )
     console.print(table)
-    if dev.type != "cuda":
-        console.print("no CUDA device: chips/s and MFU for " + cuda_models + " skipped")
+    if dev.type != "cuda" or not cuda_models:
+        if cuda_models:
+            console.print("no CUDA device: chips/s and MFU for " + cuda_models + " skipped")
         return
     table = Table(
         title=f"bf16 training on {name} (random inputs at the model's size, "
         f"batch {cuda_batch_size}, peak {peak} TFLOP/s)"
     )
-    for col in ("model", "compile", "chips/s", "GFLOP/chip", "TFLOP/s", "MFU", "max mem GB"):
+    for col in ("model", "compile", "fp8", "chips/s", "GFLOP/chip", "TFLOP/s", "MFU", "max mem GB"):
         table.add_column(col)
+    settings = [
+        (c, f)
+        for f in [x for x in cuda_fp8.split(",") if x]
+        for c in [x for x in cuda_compile.split(",") if x]
+    ]
     for m in [x for x in cuda_models.split(",") if x]:
-        for c in [x for x in cuda_compile.split(",") if x]:
+        for c, f in settings:
             torch.cuda.reset_peak_memory_stats()
-            g = gpu_mfu(m, cuda_batch_size, cuda_steps, c == "on")
-            console.print(f"{m} compile {c}: {g}")  # each row as soon as it is measured
+            g = gpu_mfu(m, cuda_batch_size, cuda_steps, c == "on", f == "on")
+            console.print(f"{m} compile {c} fp8 {f}: {g}")  # each row as soon as it is measured
             table.add_row(
                 m,
                 c,
+                f,
                 f"{g['chips_per_s']:.1f}",
                 f"{g['gflop_per_chip']:.1f}",
                 f"{g['tflops']:.1f}",

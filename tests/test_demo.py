@@ -51,6 +51,12 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
         echo=lambda s: None,
     )
     assert [r.status for r in results] == ["skipped"] * 6 + ["ran"] * 2
+    # the folder's settings read back as they ran; the few-shot protocol is the demo's
+    again = DemoConfig.read(out)
+    assert again.to_dict() == DemoConfig.quick().to_dict() and again.out == str(out)
+    fcfg = again.fewshot_config(("concat",))
+    assert (fcfg.train_sizes, fcfg.repeats, fcfg.features) == ((10,), 1, ("concat",))
+    assert list(fcfg.grid) == [{"n_estimators": 50, "max_depth": 7}]
     # other settings in the same folder are refused
     with pytest.raises(DemoError, match="other settings"):
         run_demo(DemoConfig.quick(out=str(out), repeats=3), echo=lambda s: None)

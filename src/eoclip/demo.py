@@ -26,11 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eoclip.errors import EoclipError
 from eoclip.fewshot.config import PAPER_RF
 from eoclip.fsio import write_text_atomic
+
+if TYPE_CHECKING:
+    from eoclip.fewshot import FewshotConfig
 
 __all__ = ["STAGES", "DemoConfig", "DemoError", "StageResult", "run_demo"]
 
@@ -112,6 +115,27 @@ class DemoConfig:
         )
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def read(cls, out: str | Path) -> DemoConfig:
+        """The settings of the demo run in folder `out` (its `demo_config.json`)."""
+        values = json.loads((Path(out) / "demo_config.json").read_text())
+        return cls(out=str(out), **values)
+
+    def fewshot_config(self, features: tuple[str, ...] | None = None) -> FewshotConfig:
+        """The few-shot protocol of the demo (all feature sets, or `features`)."""
+        from eoclip.fewshot import FewshotConfig
+
+        return FewshotConfig(
+            train_sizes=self.train_sizes,
+            repeats=self.repeats,
+            head=self.head,
+            grid=self.head_grid,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            features=features,
+            progress=self.progress,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (tuples as lists), minus the settings that do not change results."""
@@ -208,28 +232,16 @@ def _stats(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
 
 
 def _fewshot(cfg: DemoConfig, p: _Paths) -> dict[str, str]:
-    from eoclip.fewshot import FewshotConfig, run_fewshot
-
-    def config(features):
-        return FewshotConfig(
-            train_sizes=cfg.train_sizes,
-            repeats=cfg.repeats,
-            head=cfg.head,
-            grid=cfg.head_grid,
-            seed=cfg.seed,
-            n_jobs=cfg.n_jobs,
-            features=features,
-            progress=cfg.progress,
-        )
+    from eoclip.fewshot import run_fewshot
 
     run_fewshot(
         {"pretrained": str(p.emb["pretrained"])},
-        config(None),
+        cfg.fewshot_config(),
         out_dir=str(p.fewshot / "pretrained"),
     )
     run_fewshot(
         {k: str(p.emb[k]) for k in ("stats", "untrained")},
-        config(cfg.baseline_features),
+        cfg.fewshot_config(cfg.baseline_features),
         out_dir=str(p.fewshot / "baselines"),
     )
     return {"results": str(p.fewshot)}

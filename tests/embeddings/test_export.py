@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -267,6 +269,14 @@ def test_cli_embed(setup, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert str(out) in res.output and read_embedding_table(out)[1]["channel_policy"] == "random"
+    if importlib.util.find_spec("torchao"):
+        res = CliRunner().invoke(
+            app,
+            ["embed", "--checkpoint", str(root / "run"), "--store", store, "--out", str(out)]
+            + ["--channels", "random", "--fp8", "--overwrite", "--no-progress"],
+        )
+        assert res.exit_code == 0, res.output
+        assert read_embedding_table(out)[1]["embed_config"]["fp8"] is True
     res = CliRunner().invoke(
         app,
         ["embed", "--checkpoint", str(tmp_path / "missing"), "--store", store, "--out", str(out)],
@@ -423,3 +433,37 @@ def test_stack_keeps_each_channel_side_by_side(setup, tmp_path):
         atol=1e-6,
     )
     assert meta["nan_means_missing"] is True  # NaN blocks are declared, not errors
+
+
+def test_fp8_export_is_close_and_not_mixed_with_bf16_tables_or_parts(setup, tmp_path, monkeypatch):
+    pytest.importorskip("torchao")
+    import eoclip.embeddings.export as export
+
+    ref, _ = read_embedding_table(embed_store(_cfg(setup, tmp_path / "ref.parquet")))
+    out = tmp_path / "f8.parquet"
+    got, meta = read_embedding_table(embed_store(_cfg(setup, out, fp8=True)))
+    assert meta["embed_config"]["fp8"] is True
+    for mod in ("s2rgbm", "s1grdm", "gunw"):
+        a, b = embedding_matrix(ref, mod)[0], embedding_matrix(got, mod)[0]
+        assert np.array_equal(np.isnan(a), np.isnan(b))  # the same chips lack the modality
+        ok = ~np.isnan(a).any(axis=1)
+        cos = (a[ok] * b[ok]).sum(1) / np.linalg.norm(a[ok], axis=1) / np.linalg.norm(b[ok], axis=1)
+        assert cos.min() > 0.99 and not np.array_equal(a[ok], b[ok])
+    # A finished fp8 table is not taken as this bf16 export, nor the other way round.
+    with pytest.raises(EmbedError, match="fp8 True -> False"):
+        embed_store(_cfg(setup, out))
+    with pytest.raises(EmbedError, match="fp8 False -> True"):
+        embed_store(_cfg(setup, tmp_path / "ref.parquet", fp8=True))
+    # Parts left by a killed fp8 export are not merged into a bf16 one.
+    out.unlink()
+
+    def killed(table, path):
+        raise KeyboardInterrupt
+
+    real = export._write_part
+    monkeypatch.setattr(export, "_write_part", killed)
+    with pytest.raises(KeyboardInterrupt):
+        embed_store(_cfg(setup, out, fp8=True))
+    monkeypatch.setattr(export, "_write_part", real)
+    with pytest.raises(EmbedError, match="holds parts of another export"):
+        embed_store(_cfg(setup, out))

@@ -194,3 +194,23 @@ def test_reconstruction_settings_are_checked(tiny_store, tmp_path):
         pretrain(tiny_config(tiny_store, tmp_path, recon_weight=-1.0))
     with pytest.raises(ValueError, match="crop_scale cannot be combined with recon_weight"):
         pretrain(tiny_config(tiny_store, tmp_path, recon_weight=1.0, augment={"crop_scale": 0.5}))
+
+
+def test_fp8_trains_like_float32_and_stays_fixed_for_a_run(tiny_store, tmp_path):
+    # Float8 block linears, emulated on the CPU: the same run, the same curve within fp8's
+    # rounding, the same checkpoint layout; a run cannot switch precision when resumed.
+    pytest.importorskip("torchao")
+    from eoclip.errors import ResumeMismatchError
+
+    ref = pretrain(tiny_config(tiny_store, tmp_path / "a", epochs=2))
+    f8 = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2, fp8=True))
+    a, b = _weights(ref.last), _weights(f8.last)
+    assert a.keys() == b.keys()  # loads into a plain model: fp8 is not in the checkpoint
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0.05, atol=0.02)
+    assert f8.history[-1]["val_loss"] == pytest.approx(ref.history[-1]["val_loss"], abs=0.05)
+    with pytest.raises(ResumeMismatchError, match=r"fp8: True -> False"):
+        pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=3), resume=True)
+    with pytest.raises(ValueError, match="fp8 must be true or false"):
+        tiny_config(tiny_store, tmp_path / "c", fp8="yes").validate()

@@ -55,6 +55,10 @@ def register(app: typer.Typer) -> None:
         compile: Annotated[
             bool, typer.Option(help="torch.compile the towers (GPU, large stores)")
         ] = False,
+        fp8: Annotated[
+            bool,
+            typer.Option(help="float8 matrix products (torchao; H100-class GPUs, with --compile)"),
+        ] = False,
         overwrite: Annotated[
             bool, typer.Option(help="replace a table or parts of other settings")
         ] = False,
@@ -77,6 +81,7 @@ def register(app: typer.Typer) -> None:
             progress=progress,
             num_workers=num_workers,
             compile=compile,
+            fp8=fp8,
         )
         path = embed_store(config)
         if int(os.environ.get("RANK", 0)) == 0:

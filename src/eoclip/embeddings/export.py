@@ -49,9 +49,10 @@ from eoclip.embeddings.channels import (
 )
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
-from eoclip.errors import CheckpointError, EmbedError
+from eoclip.errors import CheckpointError, EmbedError, MissingDependencyError
 from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
+from eoclip.model.fp8 import to_float8
 from eoclip.model.pretrained import from_pretrained, model_folder, read_model_meta
 
 __all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
@@ -76,6 +77,8 @@ class EmbedConfig:
     bf16: bool = True  # bfloat16 autocast on CUDA (ignored on the CPU, which stays float32)
     num_workers: int | None = None  # reader processes; None: 0 on a CPU, cores - 2 (<= 16) on a GPU
     compile: bool | str = False  # torch.compile the towers: True (inductor, for GPUs) or a backend
+    fp8: bool = False  # float8 matrix products in the towers' blocks (torchao, H100-class GPUs;
+    #   emulated on a CPU): embeddings differ from bf16 ones at the percent level
     progress: bool = True  # progress bar (rank 0)
 
     def validate(self) -> None:
@@ -88,6 +91,13 @@ class EmbedConfig:
             )
         if self.part_chips is not None and self.part_chips < 1:
             raise EmbedError(f"part_chips must be >= 1, got {self.part_chips}")
+        if self.fp8:
+            from eoclip.model.fp8 import FP8_INSTALL, fp8_available
+
+            if not fp8_available():
+                raise MissingDependencyError(
+                    f"fp8 needs torchao, which is not installed: {FP8_INSTALL}"
+                )
         if not str(self.out).endswith(".parquet"):
             raise EmbedError(f"out {self.out!r} should be a .parquet file")
 
@@ -152,6 +162,8 @@ def _manifest(
         "seed": cfg.seed,
         "dim": dim,
         "part_chips": part_chips,
+        # only when on, so that parts written before this setting existed still resume
+        **({"fp8": True} if cfg.fp8 else {}),
     }
 
 
@@ -177,8 +189,9 @@ def _prepare_parts(parts_dir: Path, manifest: dict, overwrite: bool, master: boo
 def _up_to_date(out: str, manifest: dict, policy: str) -> bool:
     """True when `out` already holds this export; raises when it holds another one.
 
-    An export is the same when its checkpoint, channel policy, seed and store content
-    (`ChipStore.fingerprint`) all are: a table of another store with as many chips is not.
+    An export is the same when its checkpoint, channel policy, seed, store content
+    (`ChipStore.fingerprint`) and float8 setting all are: a table of another store with as
+    many chips is not.
     """
     try:
         gdf, meta = read_embedding_table(out)
@@ -191,6 +204,9 @@ def _up_to_date(out: str, manifest: dict, policy: str) -> bool:
         "store_fingerprint": manifest["store_fingerprint"],
     }
     changed = [f"{k} {meta.get(k)!r} -> {v!r}" for k, v in wanted.items() if meta.get(k) != v]
+    fp8 = bool((meta.get("embed_config") or {}).get("fp8", False))
+    if fp8 != manifest.get("fp8", False):
+        changed.append(f"fp8 {fp8} -> {not fp8}")
     if changed or len(gdf) != manifest["n_chips"]:
         raise EmbedError(
             f"{out} exists and holds another export ({'; '.join(changed) or 'chips'}"
@@ -259,6 +275,8 @@ def _open(cfg: EmbedConfig, device: torch.device):
             f"checkpoint {cfg.checkpoint} takes {model.config.tower.img_size} px "
             f"chips but {store.url} holds {store.chip_px} px chips"
         )
+    if cfg.fp8:
+        to_float8(model)
     model.compile_towers(cfg.compile)
     return store, model, ckpt_hash, ckpt_meta, mods
 

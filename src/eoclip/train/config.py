@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eoclip.config import check_keys, merge, parse_overrides, read_mapping, resolve
-from eoclip.errors import ConfigError
+from eoclip.errors import ConfigError, MissingDependencyError
 from eoclip.train.augment import ChipAugment
 
 __all__ = [
@@ -65,6 +65,8 @@ class PretrainConfig:
     grad_checkpointing: bool = (
         False  # recompute block activations in backward: less memory, ~1/3 more compute
     )
+    fp8: bool = False  # float8 matrix products in the towers' blocks (torchao; H100-class GPUs,
+    #   emulated and slow on a CPU): `eoclip.model.fp8`
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
     progress: bool = True  # tqdm progress bar on rank 0
 
@@ -125,6 +127,15 @@ class PretrainConfig:
                 f"name such as inductor or an inductor mode such as "
                 f"max-autotune-no-cudagraphs, got {self.compile!r}"
             )
+        if not isinstance(self.fp8, bool):
+            raise ConfigError(f"pretrain config: fp8 must be true or false, got {self.fp8!r}")
+        if self.fp8:
+            from eoclip.model.fp8 import FP8_INSTALL, fp8_available
+
+            if not fp8_available():
+                raise MissingDependencyError(
+                    f"pretrain config: fp8 needs torchao, which is not installed: {FP8_INSTALL}"
+                )
         aug = ChipAugment.from_dict(self.augment)  # raises on unknown keys or a bad crop_scale
         if self.recon_weight < 0:
             raise ConfigError(

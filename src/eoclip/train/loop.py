@@ -45,6 +45,7 @@ from eoclip.errors import ResumeMismatchError
 from eoclip.fsio import write_text_atomic
 from eoclip.lock import output_lock
 from eoclip.model import MultiModalClipLoss, autocast_for, create_model
+from eoclip.model.fp8 import to_float8
 from eoclip.model.pretrained import read_model_meta
 from eoclip.train.augment import ChipAugment
 from eoclip.train.checkpoint import find_resume_checkpoint, restore_training_state, save_checkpoint
@@ -181,6 +182,8 @@ def _pretrain(config: PretrainConfig, env: DistEnv, resume: bool) -> PretrainRes
         img_size=config.img_size or store.chip_px,
         **{"recon_channels": recon, **config.model_overrides},
     ).to(env.device)
+    if config.fp8:
+        print0(f"fp8: {to_float8(model)} linear layers compute in float8 (torchao)")
     patch = model.config.tower.patch_size
     if recon and store.chip_px % patch:
         raise ValueError(
