@@ -35,8 +35,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside python")
-def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, tmp_path):
-    cfg = tiny_config(tiny_store, tmp_path / "ddp", epochs=2, batch_size=4)
+@pytest.mark.parametrize("fp8", [False, True], ids=["float32", "fp8"])
+def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, tmp_path, fp8):
+    if fp8:
+        # Float8 linears under DDP: each rank scales its own half of the batch, so the two
+        # runs agree within float8's rounding rather than float32's.
+        pytest.importorskip("torchao")
+    cfg = tiny_config(tiny_store, tmp_path / "ddp", epochs=2, batch_size=4, fp8=fp8)
     cfg_file = tmp_path / "tiny.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
@@ -55,6 +60,7 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("done:") == 1  # print0: rank 0 only
     assert "2 process(es) x batch 4" in proc.stdout
+    assert ("linear layers compute in float8" in proc.stdout) == fp8
 
     run = tmp_path / "ddp" / "run"
     assert {p.name for p in run.iterdir()} == {
@@ -69,17 +75,23 @@ def test_torchrun_two_processes_match_one_process_with_double_batch(tiny_store, 
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run / "last" / "checkpoint.json").read_text())["step"] == 6
 
-    single = pretrain(tiny_config(tiny_store, tmp_path / "one", epochs=2, batch_size=8))
+    single = pretrain(tiny_config(tiny_store, tmp_path / "one", epochs=2, batch_size=8, fp8=fp8))
     ddp_model, _ = load_checkpoint(run / "last")
     one_model, _ = load_checkpoint(single.last)
     a, b = ddp_model.state_dict(), one_model.state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
-    # The weights moved far more than the tolerance: two untrained models would not pass.
     torch.manual_seed(cfg.seed)
     init = create_model("demo", img_size=cfg.img_size, **cfg.model_overrides).state_dict()
-    assert max((init[k] - a[k]).abs().max().item() for k in a) > 1e-2
+    # The two runs made the same update, up to rounding, compared as a whole and relative to
+    # its size. Measured: 1e-5 in float32; 0.11 in float8, as far as float8 is from float32
+    # on one process (0.12), while another batch layout gives 0.94 and no training 1.
+    moved = torch.cat([(a[k] - init[k]).flatten() for k in a])
+    other = torch.cat([(b[k] - init[k]).flatten() for k in a])
+    rel = ((moved - other).norm() / other.norm()).item()
+    assert rel < (0.25 if fp8 else 1e-3), rel
+    if not fp8:  # and in float32 every weight agrees to rounding
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["val_loss"] for r in epochs] == pytest.approx(
-        [h["val_loss"] for h in single.history], abs=1e-4
+        [h["val_loss"] for h in single.history], abs=0.05 if fp8 else 1e-4
     )

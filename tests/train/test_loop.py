@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
-from train_helpers import tiny_config
+from train_helpers import TINY_MODEL, tiny_config
 
+from eoclip.model import create_model
 from eoclip.train import load_checkpoint, pretrain, train_order
 from eoclip.train.metrics import MetricsLog
 
@@ -155,7 +156,6 @@ def test_compiled_towers_and_grad_checkpointing_train_like_eager(tiny_store, tmp
 
 
 def test_optimizer_is_fused_only_on_cuda(tiny_store, tmp_path):
-    from eoclip.model import create_model
     from eoclip.train.loop import make_optimizer
 
     config = tiny_config(tiny_store, tmp_path)
@@ -206,10 +206,14 @@ def test_fp8_trains_like_float32_and_stays_fixed_for_a_run(tiny_store, tmp_path)
     f8 = pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=2, fp8=True))
     a, b = _weights(ref.last), _weights(f8.last)
     assert a.keys() == b.keys()  # loads into a plain model: fp8 is not in the checkpoint
-    assert not all(torch.equal(a[k], b[k]) for k in a)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0.05, atol=0.02)
-    assert f8.history[-1]["val_loss"] == pytest.approx(ref.history[-1]["val_loss"], abs=0.05)
+    torch.manual_seed(0)
+    init = create_model("demo", img_size=16, **TINY_MODEL).state_dict()
+    ref_update = torch.cat([(a[k] - init[k]).flatten() for k in a])
+    fp8_update = torch.cat([(b[k] - init[k]).flatten() for k in a])
+    # The same update up to float8 rounding: measured 0.12 of its size here (another batch
+    # size gives 0.94, no training 1), and not float32's update to the bit.
+    rel = ((fp8_update - ref_update).norm() / ref_update.norm()).item()
+    assert 1e-3 < rel < 0.25, rel
     with pytest.raises(ResumeMismatchError, match=r"fp8: True -> False"):
         pretrain(tiny_config(tiny_store, tmp_path / "b", epochs=3), resume=True)
     with pytest.raises(ValueError, match="fp8 must be true or false"):
