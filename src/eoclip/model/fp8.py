@@ -3,7 +3,7 @@
 `to_float8(model)` swaps the linear layers of every tower's blocks (attention qkv and output
 projection, MLP fc1 and fc2) for torchao's `Float8Linear` with dynamic tensorwise scaling:
 inputs and weights are cast to e4m3 and gradients to e5m2 around each matrix product, which
-then runs on the float8 tensor cores (about twice the bf16 rate on an H100); accumulation,
+then runs on the float8 tensor cores (twice the bf16 peak rate on an H100); accumulation,
 weights, optimiser state and everything else (patch embedding, layer norms, attention,
 the final projection, the loss) stay as they were. Parameter names do not change, so
 checkpoints load into float8 and plain models alike, and `export_model` writes the same timm
@@ -11,7 +11,7 @@ weights.
 
 Needs the optional dependency torchao (`pip install 'eoclip[fp8]'`) and, on a GPU, compute
 capability 8.9 or more (H100, H200, L4, L40S, RTX 40xx). On a CPU the products are emulated
-(about 3x slower than float32 for the `demo` towers): for checking numerics, not for speed.
+(2-3x slower than float32 for the `demo` towers): for checking numerics, not for speed.
 `torch.compile` is what makes it fast on a GPU: it fuses the scaling and casts into the
 neighbouring kernels.
 """
@@ -48,15 +48,15 @@ def _eligible(module: nn.Module, fqn: str) -> bool:
 def to_float8(model: nn.Module) -> int:
     """Swap the block linears of every tower of `model` for `Float8Linear`, in place.
 
-    Call it after moving the model to its device and before `compile_towers`, DDP and the
-    optimiser (the parameters stay the same objects, but the order is the one torchao tests).
+    Call it after moving the model to its device and before `compile_towers` and DDP. The
+    parameters stay the same objects, so an optimiser made before still holds them.
 
     Args:
         model: a `MultiTowerCLIP` (anything with a `towers` dict of `Tower`).
 
     Returns:
         The number of linear layers converted (4 per block and tower where the widths are
-        multiples of 16; a layer whose widths are not stays in bf16).
+        multiples of 16; a layer whose widths are not stays as it was).
 
     Raises:
         MissingDependencyError: torchao is not installed.
