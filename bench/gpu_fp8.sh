@@ -3,7 +3,8 @@
 # (each table row is printed as soon as it is measured, so a cut-short run still reports):
 #   1. the card's ceiling: compiled training step and export forward on pre-loaded inputs,
 #      bf16 and fp8 (bench/gpu_ceiling.py);
-#   2. pretraining with the real loader, compiled, fp8 (bench/pretrain_throughput.py);
+#   2. pretraining with the real loader reading chip by chip (as a paper-scale store is read),
+#      compiled, fp8 (bench/pretrain_throughput.py --cache off);
 #   3. the export pipeline with the paper's `random` policy, compiled, fp8
 #      (bench/embed_throughput.py).
 # Usage: bench/gpu_fp8.sh [OUTDIR]; needs a CUDA GPU of compute capability >= 8.9, eoclip and
@@ -27,6 +28,6 @@ if [ ! -f "$world/index.parquet" ]; then
     python3 -c "from eoclip.data.synthetic import make_world; make_world('$world', n_chips_per_aoi=$chips, chip_px=448, aois=['conus'], progress=False, workers=$workers)"
 fi
 python3 bench/pretrain_throughput.py --store "$world" --model paper --batch-size "$batch" --steps 8 \
-    --warmup 2 --num-workers "$workers" --compile --fp8 --cuda-models "" 2>&1 | tee "$out/pretrain.txt"
+    --warmup 2 --num-workers "$workers" --compile --fp8 --cache off --cuda-models "" 2>&1 | tee "$out/pretrain.txt"
 python3 bench/embed_throughput.py --store "$world" --model paper --compile on --fp8 \
     --policies random --passes 4 2>&1 | tee "$out/embed.txt"

@@ -128,10 +128,11 @@ def loader_overhead(
     device: torch.device,
     compile_towers: bool,
     fp8: bool = False,
+    cache: bool | None = None,
 ) -> dict[str, float]:
     """Chips/s with the real loader and with in-memory batches (same steps, one run)."""
     s = ChipStore.open(store)
-    ds = ChipDataset(s, "train", channels="random", seed=0)
+    ds = ChipDataset(s, "train", channels="random", seed=0, cache=cache)
     n = (warmup + steps) * batch_size
     trainer = _Trainer(model_name, list(s.modalities), s.chip_px, device, compile_towers, fp8)
     # A small store is cycled through (a repeated chip gets the same channel): every chip is
@@ -208,6 +209,11 @@ def main(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, help="torch.compile the towers in the loader comparison."),
     fp8: bool = typer.Option(False, help="float8 block linears in the loader comparison."),
+    cache: str = typer.Option(
+        "auto",
+        help="Hold the split's pixels in memory: auto (if under 2 GiB, as eoclip pretrain), "
+        "on, or off (read chip by chip, as a paper-scale store is read).",
+    ),
     cuda_models: str = typer.Option("vit-s,paper", help="Models for the CUDA MFU table."),
     cuda_batch_size: int = typer.Option(64, help="Chips per step for the MFU table."),
     cuda_steps: int = typer.Option(10, help="Timed steps for the MFU table."),
@@ -223,7 +229,10 @@ def main(
         else device
     )
     peak = peak_tflops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
-    r = loader_overhead(store, model, batch_size, steps, warmup, num_workers, dev, compile, fp8)
+    held = {"auto": None, "on": True, "off": False}[cache]
+    r = loader_overhead(
+        store, model, batch_size, steps, warmup, num_workers, dev, compile, fp8, held
+    )
     console.print(f"loader comparison: {r}")
     name = (
         torch.cuda.get_device_name(dev)
@@ -232,7 +241,8 @@ def main(
     )
     table = Table(
         title=f"{model} on {name}, batch {batch_size}, {steps} timed steps, "
-        f"{num_workers} workers, compile {'on' if compile else 'off'}{', fp8' if fp8 else ''}"
+        f"{num_workers} workers, compile {'on' if compile else 'off'}{', fp8' if fp8 else ''}, "
+        f"cache {cache}"
     )
     for col in ("feed", "chips/s", "MFU"):
         table.add_column(col)

@@ -61,6 +61,36 @@ def test_take_gives_the_chosen_chips(tmp_path, factories, mode):
                 pixels.take(np.array([5, 23]))
 
 
+@pytest.mark.parametrize("chunk", ["chip", "channel"])
+@pytest.mark.parametrize("mode", ["r", "a"])  # "a": zarr reads each pair
+def test_take_slots_gives_each_chosen_image_in_order(tmp_path, factories, monkeypatch, chunk, mode):
+    if chunk == "channel":
+        monkeypatch.setattr("eoclip.data.arrays.WHOLE_CHIP_CHUNK_BYTES", 0)
+    with ChipStore.open(_store(tmp_path, factories, chunk + mode), mode=mode) as store:
+        rng = np.random.default_rng(2)
+        for mod in MODS:
+            pixels = store.arrays(mod)["pixels"]
+            assert (pixels._fast is not None) == (mode == "r")
+            whole = np.asarray(pixels.array[:])
+            n, c = whole.shape[:2]
+            # unsorted, repeated, across shards and channels, chip 5's all-fill s2 chunks
+            rows = np.concatenate([rng.integers(0, n, 40), [5, 22, 0, 5]])
+            slots = np.concatenate([rng.integers(0, c, 40), [0, c - 1, 0, 0]])
+            got = pixels.take_slots(rows, slots)
+            assert got.shape == (44, 8, 8) and got.dtype == whole.dtype
+            np.testing.assert_array_equal(got, whole[rows, slots])
+            assert pixels.take_slots([], []).shape == (0, 8, 8)
+            with pytest.raises(IndexError):
+                pixels.take_slots([1, 23], [0, 0])
+            with pytest.raises(IndexError):
+                pixels.take_slots([1], [c])
+            with pytest.raises(ValueError, match="same length"):
+                pixels.take_slots([1, 2], [0])
+        np.testing.assert_array_equal(  # one channel of one chip, as the training loader reads
+            store.read_channel(12, "s1grdm", 4), store.read_chip(12)["s1grdm"].data[4]
+        )
+
+
 def test_writable_stores_and_other_arrays_read_through_zarr(tmp_path, factories):
     path = _store(tmp_path, factories, "s")
     with ChipStore.open(path, mode="a") as store:  # shards may change under a writer
@@ -102,6 +132,12 @@ def test_a_flipped_byte_fails_the_block_read_naming_the_chip(tmp_path, factories
         pixels[0:23]
     with pytest.raises(StoreError, match=r"fail to decode.*chip0011"):
         pixels.take(np.array([2, 11, 20]))
+    with pytest.raises(StoreError, match=r"fail to decode.*chip0011"):
+        pixels.take_slots(np.array([2, 11]), np.array([0, 3]))
+    np.testing.assert_array_equal(  # another chip of the damaged shard still reads
+        pixels.take_slots(np.array([10, 12]), np.array([3, 0])),
+        np.stack([pixels.array[10, 3], pixels.array[12, 0]]),
+    )
     want = np.stack([pixels.array[10], pixels.array[12]])  # chip 11 is not decoded
     np.testing.assert_array_equal(pixels.take(np.array([10, 12])), want)
     np.testing.assert_array_equal(pixels[0:8], np.asarray(pixels.array[0:8]))  # others read

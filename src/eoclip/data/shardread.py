@@ -9,11 +9,12 @@ statistics read the store in such blocks (the demo reads it whole five times).
 checks its crc32c), one byte range per shard covering the chunks needed, each chunk's crc32c,
 then blosc. It only takes arrays whose codecs are exactly the ones a ChipStore writes
 (`sharding_indexed` around `bytes` (little-endian) -> `blosc` -> optional `crc32c`, shards
-that split no pixel axis) and selections of whole chips (`array[lo:hi]`); anything else is
-read by zarr as before. A chunk that fails its checksum or does not decompress raises
-`ValueError`, which `CheckedArray` turns into the same `StoreError` naming the chips as a
-failing zarr read; an absent chunk reads as the fill value, as in zarr (`CheckedArray`
-refuses the read first when the chunk is needed).
+that split no pixel axis), selections of whole chips (`array[lo:hi]`, `take`) and lists of
+single (chip, channel) images (`take_slots`: one chunk each, as pretraining and the export's
+`random` channel policy read them); anything else is read by zarr as before. A chunk that
+fails its checksum or does not decompress raises `ValueError`, which `CheckedArray` turns into
+the same `StoreError` naming the chips as a failing zarr read; an absent chunk reads as the
+fill value, as in zarr (`CheckedArray` refuses the read first when the chunk is needed).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def whole_chips(sel) -> bool:
 
 
 class ShardReader:
-    """Reads chosen chips (every channel) of one sharded array (see the module docstring).
+    """Reads chosen chips (every channel), or chosen (chip, channel) images, of one sharded
+    array (see the module docstring).
 
     Args:
         layout: the array's `eoclip.data.integrity.ArrayLayout`.
@@ -94,6 +96,37 @@ class ShardReader:
             for j in range(-(-self.shape[1] // s1)):
                 c0, c1 = j * s1, min((j + 1) * s1, self.shape[1])
                 self._shard(b, j, rows[lo:hi], c0, c1, out[lo:hi, c0:c1])
+        return out
+
+    def take_slots(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The single-channel images (k, H, W) of the pairs (rows[i], slots[i]), in that order:
+        one chunk read and decoded per pair (the shard file opened once for its pairs), where
+        zarr spends 3-4 ms per 448 px chunk."""
+        rows, slots = np.asarray(rows, dtype=np.int64), np.asarray(slots, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[2:]), dtype=self.dtype)
+        (s0, s1), (k0, k1) = self.outer[:2], self.inner[:2]
+        keys = np.stack([rows // s0, slots // s1], axis=1)
+        little = self.dtype.newbyteorder("<")
+        for key in np.unique(keys, axis=0).tolist():
+            mine = np.flatnonzero((keys[:, 0] == key[0]) & (keys[:, 1] == key[1]))
+            index = self.shard_index(tuple(key))
+            if index is None:
+                out[mine] = self.fill
+                continue
+            grid = index.reshape(s0 // k0, s1 // k1, 2)
+            r, c = rows[mine] - key[0] * s0, slots[mine] - key[1] * s1
+            where = grid[r // k0, c // k1]
+            order = np.argsort(where[:, 0], kind="stable")  # forward through the file
+            path = fsio.join(self.layout.root, self.layout.file(tuple(key)))
+            with self.layout.fs.open(path, "rb") as f:
+                for i in order.tolist():
+                    off, size = (int(v) for v in where[i])
+                    if off == EMPTY:
+                        out[mine[i]] = self.fill
+                        continue
+                    f.seek(off)
+                    chunk = np.frombuffer(self._decode(f.read(size)), dtype=little)
+                    out[mine[i]] = chunk.reshape(self.inner)[r[i] % k0, c[i] % k1]
         return out
 
     def _shard(self, b: int, j: int, rows: np.ndarray, c0: int, c1: int, out: np.ndarray) -> None:

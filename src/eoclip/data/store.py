@@ -369,7 +369,7 @@ class ChipStore(StoreWriting):
         if not 0 <= slot < m.max_channels:
             raise IndexError(f"{modality} has {m.max_channels} channel slots, not {slot}")
         valid = self.valid_mask(modality)[pos, slot]
-        return m.decode(np.asarray(self.arrays(modality)["pixels"][pos, slot]), valid)
+        return m.decode(self.arrays(modality)["pixels"].take_slots([pos], [slot])[0], valid)
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, ChipArray]]]:
         for pos, chip_id in enumerate(self.chip_ids):

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import torch
-import zarr
 from torch.utils.data import DataLoader, Dataset
 
+from eoclip.data.integrity import CheckedArray
 from eoclip.data.modalities import Modality
 from eoclip.data.store import ChipStore
 from eoclip.embeddings.channels import select_channels, slot_names, stacks_channels
@@ -126,17 +126,14 @@ def _embed_modality(
     return out.astype(np.float32)
 
 
-def _read_selected(pixels: zarr.Array, lo: int, hi: int, sel: np.ndarray) -> torch.Tensor:
+def _read_selected(pixels: CheckedArray, lo: int, hi: int, sel: np.ndarray) -> torch.Tensor:
     """The stored images (k, H, W) of chips [lo, hi) chosen by `sel` (N, C), in `np.nonzero`
     order: a block read when most slots are chosen, else only those chunks (with one channel
     per chip, a ninth of the bytes)."""
     rows, slots = np.nonzero(sel)
     if len(rows) > 0.5 * sel.size:
         return torch.from_numpy(np.asarray(pixels[lo:hi])[rows, slots])
-    out = np.empty((len(rows), *pixels.shape[2:]), dtype=pixels.dtype)
-    for i, (row, slot) in enumerate(zip(rows, slots, strict=True)):  # chunk by chunk: faster
-        out[i] = pixels[lo + row, slot]  # than zarr 3's orthogonal selection
-    return torch.from_numpy(out)
+    return torch.from_numpy(pixels.take_slots(lo + rows, slots))  # chunk by chunk
 
 
 def _load_range(store: ChipStore, policies: dict[str, str], seed: int, lo: int, hi: int) -> dict:
