@@ -8,12 +8,14 @@ summary), on the demo's world, with the demo's settings:
 1. float8 training: the `demo` preset with `fp8=true` (same seed), exported in float32;
 2. float8 export: the demo's float32 checkpoint exported with `fp8=true` (cosine of every
    embedding to the demo's own);
-3. the spread between two float32 runs: the preset with another seed (`--other-seed`).
+3. the spread between two float32 runs: the preset with another seed (`--other-seed`), and
+   float8 training with that seed too.
 
 Each is scored with the demo's few-shot protocol; the table gives the final validation loss,
 mean few-shot accuracy (all rows and the concatenation) and the mean absolute difference per
-summary row to the demo's. Float8 products are emulated on a CPU (slow, same numerics as the
-tensor cores up to accumulation order); on a GPU they run for real.
+summary row to the demo's (compare the two seed-1 rows with each other). Float8 products are
+emulated on a CPU (slow, same numerics as the tensor cores up to accumulation order); on a GPU
+they run for real.
 """
 
 from __future__ import annotations
@@ -106,6 +108,16 @@ def main(
             out / "runs" / f"seed{other_seed}" / "best", demo, out / "seed.parquet", device, False
         )
         rows.append((f"float32, seed {other_seed}", loss, _fewshot(demo, table, out / "fs_seed")))
+        loss = _train(demo, out, f"fp8seed{other_seed}", device, fp8=True, seed=other_seed)
+        table = _embed(
+            out / "runs" / f"fp8seed{other_seed}" / "best",
+            demo,
+            out / "fp8seed.parquet",
+            device,
+            False,
+        )
+        summary = _fewshot(demo, table, out / "fs_fp8seed")
+        rows.append((f"float8 training, seed {other_seed}, float32 export", loss, summary))
 
     print("| run | final val loss | accuracy, all rows | concat | mean abs. diff per row |")
     print("|---|---|---|---|---|")
