@@ -119,7 +119,7 @@ class DemoConfig:
     @classmethod
     def read(cls, out: str | Path) -> DemoConfig:
         """The settings of the demo run in folder `out` (its `demo_config.json`)."""
-        values = json.loads((Path(out) / "demo_config.json").read_text())
+        values = json.loads(_Paths(str(out)).config.read_text())
         return cls(out=str(out), **values)
 
     def fewshot_config(self, features: tuple[str, ...] | None = None) -> FewshotConfig:
@@ -159,6 +159,7 @@ class _Paths:
     def __init__(self, out: str) -> None:
         root = Path(out)
         self.root, self.world, self.runs = root, root / "world", root / "runs"
+        self.config = root / "demo_config.json"
         self.run = self.runs / "demo"
         self.emb = {
             k: root / "embeddings" / f"{k}.parquet" for k in ("pretrained", "untrained", "stats")
@@ -310,7 +311,7 @@ def _remove(path: Path) -> None:
 
 
 def _check_config(cfg: DemoConfig, p: _Paths, rerun_any: bool) -> None:
-    path = p.root / "demo_config.json"
+    path = p.config
     if path.is_file() and not rerun_any and json.loads(path.read_text()) != cfg.to_dict():
         raise DemoError(
             f"{p.root} holds a demo run with other settings ({path}); use another "

@@ -74,6 +74,15 @@ def test_missing_torchao_and_wrong_devices_are_named(monkeypatch):
     monkeypatch.setattr(fp8_mod, "fp8_available", lambda: False)
     with pytest.raises(MissingDependencyError, match=r"eoclip\[fp8\]"):
         to_float8(model)
+    # the settings say so before any work
+    from eoclip.embeddings.export import EmbedConfig
+    from eoclip.train.config import PretrainConfig
+
+    with pytest.raises(MissingDependencyError, match=r"eoclip\[fp8\]"):
+        PretrainConfig(store="s", fp8=True).validate()
+    with pytest.raises(MissingDependencyError, match=r"eoclip\[fp8\]"):
+        EmbedConfig(checkpoint="c", store="s", out="e.parquet", fp8=True).validate()
+    PretrainConfig(store="s").validate()  # without fp8, nothing is asked of torchao
     monkeypatch.undo()
     with torch.device("meta"):
         meta = create_model("demo", img_size=32)

@@ -279,13 +279,13 @@ class CheckedArray:
             0 <= rows.min() <= rows.max() < shape[0] and 0 <= slots.min() <= slots.max() < shape[1]
         ):
             raise IndexError(f"(chip, channel) pairs outside the array's {shape[:2]}")
-        for c in np.unique(slots).tolist():  # what each image needs, channel by channel
-            self.check(np.unique(rows[slots == c]), c, c + 1)
-        if self._fast is None:
+        if self._fast is None:  # zarr, one image at a time (each read checks what it needs)
             out = np.empty((len(rows), *shape[2:]), dtype=self.array.dtype)
             for i, (r, c) in enumerate(zip(rows.tolist(), slots.tolist(), strict=True)):
                 out[i] = self[r, c]
             return out
+        for c in np.unique(slots).tolist():  # what each image needs, channel by channel
+            self.check(np.unique(rows[slots == c]), c, c + 1)
         try:
             return self._fast.take_slots(rows, slots)
         except ValueError as err:

@@ -49,10 +49,10 @@ from eoclip.embeddings.channels import (
 )
 from eoclip.embeddings.compute import iter_part_tables, reader_processes
 from eoclip.embeddings.table import read_embedding_table, write_embedding_table
-from eoclip.errors import CheckpointError, EmbedError, MissingDependencyError
+from eoclip.errors import CheckpointError, EmbedError
 from eoclip.lock import output_lock
 from eoclip.model import ModelConfig, MultiTowerCLIP
-from eoclip.model.fp8 import to_float8
+from eoclip.model.fp8 import require_fp8, to_float8
 from eoclip.model.pretrained import from_pretrained, model_folder, read_model_meta
 
 __all__ = ["EmbedConfig", "EmbedError", "embed_store", "load_embedder"]
@@ -92,12 +92,7 @@ class EmbedConfig:
         if self.part_chips is not None and self.part_chips < 1:
             raise EmbedError(f"part_chips must be >= 1, got {self.part_chips}")
         if self.fp8:
-            from eoclip.model.fp8 import FP8_INSTALL, fp8_available
-
-            if not fp8_available():
-                raise MissingDependencyError(
-                    f"fp8 needs torchao, which is not installed: {FP8_INSTALL}"
-                )
+            require_fp8()
         if not str(self.out).endswith(".parquet"):
             raise EmbedError(f"out {self.out!r} should be a .parquet file")
 

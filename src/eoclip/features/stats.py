@@ -59,6 +59,9 @@ def feature_names(modality: Modality) -> list[str]:
     return [f"{c}_{s}" for c in modality.channels for s in STATS]
 
 
+_Q = (10, 90)  # the percentiles of STATS
+
+
 def channel_stats(x: np.ndarray) -> np.ndarray:
     """Per-channel statistics of a block of chips.
 
@@ -74,15 +77,14 @@ def channel_stats(x: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels -> NaN
         if np.isnan(flat).all(axis=-1).sum() == np.isnan(flat).any(axis=-1).sum():
             # Fast path: channels are either entirely valid or entirely missing.
-            q = np.percentile(flat, [10, 90], axis=-1)
+            q = np.percentile(flat, _Q, axis=-1)
             out = [flat.mean(-1), flat.std(-1), q[0], q[1]]
         else:
-            q = np.nanpercentile(flat, [10, 90], axis=-1)
+            q = np.nanpercentile(flat, _Q, axis=-1)
             out = [np.nanmean(flat, -1), np.nanstd(flat, -1), q[0], q[1]]
     return np.stack(out, axis=-1).astype(np.float32)
 
 
-_Q = (10, 90)  # the percentiles of STATS
 _CHUNK_CELLS = 1 << 22  # histogram cells (and pixels) handled at once: bounded memory
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from eoclip.errors import MissingDependencyError, ModelError
 
-__all__ = ["FP8_INSTALL", "fp8_available", "to_float8"]
+__all__ = ["FP8_INSTALL", "fp8_available", "require_fp8", "to_float8"]
 
 FP8_INSTALL = "pip install 'eoclip[fp8]' (or pip install torchao)"
 _MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada and Hopper onwards
@@ -34,6 +34,13 @@ _MIN_CAPABILITY = (8, 9)  # float8 tensor cores: Ada and Hopper onwards
 def fp8_available() -> bool:
     """Whether torchao, which provides the float8 linear layers, can be imported."""
     return importlib.util.find_spec("torchao") is not None
+
+
+def require_fp8() -> None:
+    """Raise `MissingDependencyError` naming the extra unless torchao can be imported (the
+    settings' check, before any work; `to_float8` makes it too)."""
+    if not fp8_available():
+        raise MissingDependencyError(f"fp8 needs torchao, which is not installed: {FP8_INSTALL}")
 
 
 def _eligible(module: nn.Module, fqn: str) -> bool:
@@ -62,8 +69,7 @@ def to_float8(model: nn.Module) -> int:
         MissingDependencyError: torchao is not installed.
         ModelError: the model is on a GPU without float8 tensor cores.
     """
-    if not fp8_available():
-        raise MissingDependencyError(f"fp8 needs torchao, which is not installed: {FP8_INSTALL}")
+    require_fp8()
     device = next(model.parameters()).device
     if device.type == "cuda":
         capability = torch.cuda.get_device_capability(device)
@@ -76,11 +82,10 @@ def to_float8(model: nn.Module) -> int:
         raise ModelError(f"fp8 runs on CUDA GPUs (or emulated on the CPU), not on {device}")
     from torchao.float8 import convert_to_float8_training
 
-    before = _count_float8(model)
+    def count() -> int:  # by name: torchao does not export Float8Linear publicly
+        return sum(type(m).__name__ == "Float8Linear" for m in model.modules())
+
+    before = count()
     for tower in model.towers.values():
         convert_to_float8_training(tower.backbone.blocks, module_filter_fn=_eligible)
-    return _count_float8(model) - before
-
-
-def _count_float8(model: nn.Module) -> int:
-    return sum(type(m).__name__ == "Float8Linear" for m in model.modules())
+    return count() - before

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eoclip.config import check_keys, merge, parse_overrides, read_mapping, resolve
-from eoclip.errors import ConfigError, MissingDependencyError
+from eoclip.errors import ConfigError
 from eoclip.train.augment import ChipAugment
 
 __all__ = [
@@ -130,12 +130,9 @@ class PretrainConfig:
         if not isinstance(self.fp8, bool):
             raise ConfigError(f"pretrain config: fp8 must be true or false, got {self.fp8!r}")
         if self.fp8:
-            from eoclip.model.fp8 import FP8_INSTALL, fp8_available
+            from eoclip.model.fp8 import require_fp8
 
-            if not fp8_available():
-                raise MissingDependencyError(
-                    f"pretrain config: fp8 needs torchao, which is not installed: {FP8_INSTALL}"
-                )
+            require_fp8()
         aug = ChipAugment.from_dict(self.augment)  # raises on unknown keys or a bad crop_scale
         if self.recon_weight < 0:
             raise ConfigError(
